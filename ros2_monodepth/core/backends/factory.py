@@ -1,0 +1,104 @@
+"""Choosing and creating a backend: 'auto' takes the fastest one available here and says why."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from dataclasses import replace
+from typing import List, Tuple
+
+from .base import BackendError, InferenceBackend, ModelSpec
+
+LOG = logging.getLogger(__name__)
+BACKENDS = ("tensorrt", "onnxruntime", "torch")
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has AMX-BF16 or AVX512-BF16 (bf16 is then faster than fp32, not emulated)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # torch missing or broken CUDA install
+        return False
+
+
+def resolve_device_precision(device: str, precision: str) -> Tuple[str, str]:
+    """'auto' device -> cuda when available, else cpu; 'auto' precision -> fp16 (CUDA), bf16 (CPU with
+    AMX/AVX512-BF16), else fp32."""
+    if device == "auto":
+        device = "cuda" if cuda_available() else "cpu"
+    if precision == "auto":
+        precision = "fp16" if device.startswith("cuda") else ("bf16" if cpu_has_bf16() else "fp32")
+    return device, precision
+
+
+def available_backends() -> List[str]:
+    """Backends whose libraries import here, fastest first."""
+    found = []
+    if importlib.util.find_spec("tensorrt") is not None and cuda_available():
+        found.append("tensorrt")
+    if importlib.util.find_spec("onnxruntime") is not None:
+        found.append("onnxruntime")
+    if importlib.util.find_spec("torch") is not None:
+        found.append("torch")
+    return found
+
+
+def create_backend(name: str, spec: ModelSpec) -> Tuple[InferenceBackend, str]:
+    """Create backend ``name`` ('auto' or one of BACKENDS). Returns (backend, why it was chosen)."""
+    device, precision = resolve_device_precision(spec.device, spec.precision)
+    spec = replace(spec, device=device, precision=precision)
+    if name == "auto":
+        errors = []
+        for candidate in _auto_order(spec):
+            try:
+                backend = _create(candidate, spec)
+            except BackendError as exc:
+                errors.append(f"{candidate}: {exc}")
+                continue
+            why = f"auto chose {candidate}"
+            if errors:
+                why += " (" + "; ".join(errors) + ")"
+            return backend, why
+        raise BackendError("no backend could be created: " + "; ".join(errors))
+    if name not in BACKENDS:
+        raise BackendError(f"backend must be 'auto' or one of {BACKENDS}, got '{name}'")
+    return _create(name, spec), f"{name} requested"
+
+
+def _auto_order(spec: ModelSpec) -> List[str]:
+    have = available_backends()
+    return [b for b in BACKENDS if b in have]
+
+
+def _create(name: str, spec: ModelSpec) -> InferenceBackend:
+    try:
+        return _import_and_create(name, spec)
+    except ImportError as exc:
+        raise BackendError(f"{name} is not usable here ({exc})") from exc
+
+
+def _import_and_create(name: str, spec: ModelSpec) -> InferenceBackend:
+    if name == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(spec)
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(spec)
+    if name == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(spec)
+    raise BackendError(f"unknown backend '{name}'")

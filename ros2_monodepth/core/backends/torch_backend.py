@@ -1,0 +1,90 @@
+"""PyTorch backend: CPU fp32, CPU bf16 (autocast, AMX where the CPU has it) with channels_last, CUDA fp32/fp16."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Callable, ContextManager, Optional
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_checkpoint
+from ..inference_model import DepthInference, PoseInference
+from ..networks import DepthNet, PoseNet
+from .base import BackendError, InferenceBackend, ModelSpec
+
+LOG = logging.getLogger(__name__)
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def build_networks(spec: ModelSpec) -> tuple[DepthNet, Optional[PoseNet]]:
+    """Networks from the checkpoint folder, or seeded untrained ones when ``checkpoint_dir`` is empty."""
+    if spec.checkpoint_dir:
+        depth_net, pose_net, _ = load_checkpoint(spec.checkpoint_dir, load_pose=spec.with_pose)
+        if spec.with_pose and pose_net is None:
+            raise BackendError(f"{spec.checkpoint_dir}: no pose_encoder.pth / pose.pth, but odometry was asked for")
+        return depth_net, pose_net
+    torch.manual_seed(spec.seed)
+    return DepthNet(spec.num_layers).eval(), (PoseNet(spec.num_layers).eval() if spec.with_pose else None)
+
+
+class TorchBackend(InferenceBackend):
+    """Runs ``DepthInference`` / ``PoseInference`` eagerly under ``torch.inference_mode``."""
+
+    name = "torch"
+
+    def __init__(self, spec: ModelSpec, networks: tuple[DepthNet, Optional[PoseNet]] | None = None):
+        super().__init__(spec)
+        if spec.precision not in PRECISIONS:
+            raise BackendError(f"precision must be one of {PRECISIONS}, got '{spec.precision}'")
+        if spec.device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendError(f"device '{spec.device}' asked for, but torch sees no CUDA device")
+        if spec.device == "cpu" and spec.precision == "fp16":
+            raise BackendError("fp16 is for CUDA; on the CPU use bf16 (AMX) or fp32")
+        self.device = torch.device(spec.device)
+        depth_net, pose_net = networks if networks is not None else build_networks(spec)
+        bgr = spec.channel_order == "bgr"
+        self.depth_model = DepthInference(depth_net, spec.network_size, spec.min_depth, spec.max_depth, bgr, spec.output_size)
+        self.pose_model = PoseInference(pose_net, spec.network_size, bgr) if pose_net is not None else None
+        reduced = spec.precision in ("bf16", "fp16")
+        memory_format = torch.channels_last if (reduced or self.device.type == "cuda") else torch.preserve_format
+        for model in (self.depth_model, self.pose_model):
+            if model is not None:
+                model.to(self.device).eval()
+                if memory_format is torch.channels_last:
+                    model.to(memory_format=torch.channels_last)
+        self._autocast: Callable[[], ContextManager] = self._make_autocast()
+
+    def _make_autocast(self) -> Callable[[], ContextManager]:
+        p = self.spec.precision
+        if p == "fp32":
+            return contextlib.nullcontext
+        dtype = torch.bfloat16 if p == "bf16" else torch.float16
+        return lambda: torch.autocast(self.device.type, dtype=dtype)
+
+    @property
+    def has_pose(self) -> bool:
+        return self.pose_model is not None
+
+    def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise BackendError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
+        return torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+
+    def depth(self, image: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), self._autocast():
+            out = self.depth_model(self._to_tensor(image))
+        return out.float().cpu().numpy()
+
+    def relative_pose(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+        if self.pose_model is None:
+            raise BackendError("this backend was built without the pose network")
+        with torch.inference_mode(), self._autocast():
+            out = self.pose_model(self._to_tensor(earlier), self._to_tensor(later))
+        return out.double().cpu().numpy()
+
+    def describe(self) -> str:
+        threads = torch.get_num_threads() if self.device.type == "cpu" else 0
+        extra = f", {threads} threads" if threads else ""
+        return f"torch {torch.__version__} ({self.spec.device}, {self.spec.precision}{extra})"

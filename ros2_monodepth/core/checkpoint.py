@@ -1,0 +1,189 @@
+"""Checkpoints in the published Monodepth2 layout, plus the project's metadata.
+
+A checkpoint is a folder:
+  encoder.pth       depth encoder state_dict (``encoder.*`` keys) + plain entries height, width, use_stereo
+  depth.pth         depth decoder state_dict (``decoder.{0..13}.*``)
+  pose_encoder.pth  pose encoder state_dict (``encoder.conv1.weight`` is [64, 6, 7, 7])   [optional]
+  pose.pth          pose decoder state_dict (``net.{0..3}.*``)                           [optional]
+  metadata.json     this project's: encoder depth, min/max depth, stereo scale, provenance  [optional]
+
+Files are read with ``torch.load(..., weights_only=True)`` only, and every key and shape is checked
+against the model before anything is loaded, so a wrong file is refused with a message naming what differs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .networks import DepthNet, PoseNet
+
+ENCODER_FILE = "encoder.pth"
+DEPTH_FILE = "depth.pth"
+POSE_ENCODER_FILE = "pose_encoder.pth"
+POSE_FILE = "pose.pth"
+METADATA_FILE = "metadata.json"
+# Plain (non-tensor) entries Monodepth2 stores next to the encoder weights.
+ENCODER_EXTRA_KEYS = ("height", "width", "use_stereo")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that does not fit the model; the message names the file and what differs."""
+
+
+@dataclass
+class CheckpointMetadata:
+    """What a checkpoint says about itself (Monodepth2's entries + this project's)."""
+
+    num_layers: int = 18
+    height: int = 192
+    width: int = 640
+    use_stereo: bool = False
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    # Multiplier that turns the depth of stereo-trained weights into metres (5.4 for the KITTI models:
+    # 0.54 m baseline / 0.1 training baseline).
+    stereo_scale: float = 5.4
+    has_pose: bool = True
+    source: str = "ros2_monodepth"
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_write_text(text: str, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_state_file(path: Path) -> Dict[str, Any]:
+    """Read a .pth file without unpickling arbitrary objects."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, foreign objects
+        raise CheckpointError(f"{path}: cannot be read as a weights-only state_dict ({exc})") from exc
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found {type(state).__name__}")
+    return dict(state)
+
+
+def check_state_dict(module: nn.Module, state: Mapping[str, Any], source: str, ignore: Tuple[str, ...] = ()) -> None:
+    """Raise CheckpointError naming every missing key, unexpected key and shape mismatch."""
+    expected = module.state_dict()
+    tensors = {k: v for k, v in state.items() if k not in ignore}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = []
+    for key in sorted(set(expected) & set(tensors)):
+        value = tensors[key]
+        if not isinstance(value, torch.Tensor):
+            wrong.append(f"{key}: not a tensor ({type(value).__name__})")
+        elif tuple(value.shape) != tuple(expected[key].shape):
+            wrong.append(f"{key}: shape {list(value.shape)} in file, model expects {list(expected[key].shape)}")
+    problems = []
+    if missing:
+        problems.append("missing keys: " + ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else ""))
+    if unexpected:
+        problems.append("unexpected keys: " + ", ".join(unexpected[:10]) + (" ..." if len(unexpected) > 10 else ""))
+    if wrong:
+        problems.append("wrong shapes: " + "; ".join(wrong[:10]) + (" ..." if len(wrong) > 10 else ""))
+    if problems:
+        raise CheckpointError(f"{source}: " + " | ".join(problems))
+
+
+def infer_num_layers(encoder_state: Mapping[str, Any]) -> int:
+    """ResNet depth from an encoder state_dict's keys (bottlenecks have conv3; ResNet-34 has layer3.5)."""
+    if "encoder.layer1.0.conv3.weight" in encoder_state:
+        return 50
+    if "encoder.layer3.5.conv1.weight" in encoder_state:
+        return 34
+    return 18
+
+
+def save_checkpoint(directory: str | os.PathLike, depth_net: DepthNet, pose_net: Optional[PoseNet], meta: CheckpointMetadata) -> Path:
+    """Write the Monodepth2-layout files (atomically, one by one) and metadata.json."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    encoder_state: Dict[str, Any] = {k: v.detach().cpu() for k, v in depth_net.encoder.state_dict().items()}
+    encoder_state.update(height=int(meta.height), width=int(meta.width), use_stereo=bool(meta.use_stereo))
+    _atomic_torch_save(encoder_state, out / ENCODER_FILE)
+    _atomic_torch_save({k: v.detach().cpu() for k, v in depth_net.decoder.state_dict().items()}, out / DEPTH_FILE)
+    if pose_net is not None:
+        _atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.encoder.state_dict().items()}, out / POSE_ENCODER_FILE)
+        _atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.decoder.state_dict().items()}, out / POSE_FILE)
+    meta = CheckpointMetadata(**{**asdict(meta), "num_layers": depth_net.encoder.num_layers, "has_pose": pose_net is not None})
+    _atomic_write_text(json.dumps(asdict(meta), indent=2), out / METADATA_FILE)
+    return out
+
+
+def read_metadata(directory: str | os.PathLike) -> CheckpointMetadata:
+    """metadata.json if present, else what Monodepth2's encoder.pth says (height, width, use_stereo)."""
+    d = Path(directory)
+    meta_path = d / METADATA_FILE
+    if meta_path.is_file():
+        try:
+            raw = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
+        known = {f for f in CheckpointMetadata.__dataclass_fields__}
+        meta = CheckpointMetadata(**{k: v for k, v in raw.items() if k in known})
+        meta.extra.update({k: v for k, v in raw.items() if k not in known})
+        return meta
+    enc = read_state_file(d / ENCODER_FILE)
+    return CheckpointMetadata(
+        num_layers=infer_num_layers(enc),
+        height=int(enc.get("height", 192)),
+        width=int(enc.get("width", 640)),
+        use_stereo=bool(enc.get("use_stereo", False)),
+        has_pose=(d / POSE_FILE).is_file() and (d / POSE_ENCODER_FILE).is_file(),
+        source="monodepth2",
+    )
+
+
+def load_checkpoint(directory: str | os.PathLike, load_pose: bool = True) -> Tuple[DepthNet, Optional[PoseNet], CheckpointMetadata]:
+    """Build the networks for a checkpoint folder and load their weights (strictly checked)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: checkpoint folder not found")
+    enc_state = read_state_file(d / ENCODER_FILE)
+    meta = read_metadata(d)
+    num_layers = infer_num_layers(enc_state)
+    meta.num_layers = num_layers
+    depth_net = DepthNet(num_layers)
+    check_state_dict(depth_net.encoder, enc_state, str(d / ENCODER_FILE), ignore=ENCODER_EXTRA_KEYS)
+    dec_state = read_state_file(d / DEPTH_FILE)
+    check_state_dict(depth_net.decoder, dec_state, str(d / DEPTH_FILE))
+    depth_net.encoder.load_state_dict({k: v for k, v in enc_state.items() if k not in ENCODER_EXTRA_KEYS})
+    depth_net.decoder.load_state_dict(dec_state)
+    pose_net: Optional[PoseNet] = None
+    if load_pose and (d / POSE_ENCODER_FILE).is_file() and (d / POSE_FILE).is_file():
+        pe_state = read_state_file(d / POSE_ENCODER_FILE)
+        pose_net = PoseNet(infer_num_layers(pe_state))
+        check_state_dict(pose_net.encoder, pe_state, str(d / POSE_ENCODER_FILE), ignore=ENCODER_EXTRA_KEYS)
+        p_state = read_state_file(d / POSE_FILE)
+        check_state_dict(pose_net.decoder, p_state, str(d / POSE_FILE))
+        pose_net.encoder.load_state_dict({k: v for k, v in pe_state.items() if k not in ENCODER_EXTRA_KEYS})
+        pose_net.decoder.load_state_dict(p_state)
+    meta.has_pose = pose_net is not None
+    return depth_net.eval(), (pose_net.eval() if pose_net is not None else None), meta

@@ -1,0 +1,78 @@
+"""Deployment wrappers around the networks: camera bytes in, depth / pose out.
+
+These modules are what every backend runs and what ONNX export traces, so preprocessing (uint8 HWC ->
+float NCHW, channel order, resize to the network size, normalisation inside the encoder) and
+postprocessing (disparity -> depth, 6 pose parameters -> 4x4) are one piece of code everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .geometry import disp_to_depth, pose_params_to_matrix
+from .networks import DepthNet, PoseNet
+
+
+def image_u8_to_network_input(image: torch.Tensor, network_size: Tuple[int, int], bgr: bool) -> torch.Tensor:
+    """Camera image -> network input.
+
+    Shapes: (H, W, 3) or (B, H, W, 3) uint8 -> (B, 3, h, w) float in [0, 1], RGB order.
+    """
+    x = image if image.dim() == 4 else image.unsqueeze(0)
+    x = x.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+    if bgr:
+        x = x.flip(1)
+    if tuple(x.shape[-2:]) != tuple(network_size):
+        x = F.interpolate(x, size=network_size, mode="bilinear", align_corners=False)
+    return x
+
+
+class DepthInference(nn.Module):
+    """uint8 camera image -> depth in the network's units (before any metric scale).
+
+    Shapes: (H, W, 3) uint8 -> (h_out, w_out) float32, where (h_out, w_out) is ``output_size`` or the
+    network size.
+    """
+
+    def __init__(self, net: DepthNet, network_size: Tuple[int, int], min_depth: float, max_depth: float,
+                 bgr: bool = False, output_size: Optional[Tuple[int, int]] = None):
+        super().__init__()
+        self.net = net
+        self.network_size = (int(network_size[0]), int(network_size[1]))
+        self.min_depth = float(min_depth)
+        self.max_depth = float(max_depth)
+        self.bgr = bgr
+        self.output_size = output_size
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image_u8_to_network_input(image, self.network_size, self.bgr)
+        disp = self.net(x, scales=(0,))[0]
+        if self.output_size is not None and tuple(self.output_size) != self.network_size:
+            # Interpolate disparity, not depth: it is what the network predicts smoothly.
+            disp = F.interpolate(disp, size=self.output_size, mode="bilinear", align_corners=False)
+        _, depth = disp_to_depth(disp.float(), self.min_depth, self.max_depth)
+        return depth[0, 0]
+
+
+class PoseInference(nn.Module):
+    """Two uint8 camera images (earlier, later) -> ``T_a_b``: pose of the later camera in the earlier's frame.
+
+    Shapes: (H, W, 3) uint8, (H, W, 3) uint8 -> (4, 4) float32.
+    """
+
+    def __init__(self, net: PoseNet, network_size: Tuple[int, int], bgr: bool = False):
+        super().__init__()
+        self.net = net
+        self.network_size = (int(network_size[0]), int(network_size[1]))
+        self.bgr = bgr
+
+    def forward(self, earlier: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
+        a = image_u8_to_network_input(earlier, self.network_size, self.bgr)
+        b = image_u8_to_network_input(later, self.network_size, self.bgr)
+        axis_angle, translation = self.net(a, b)
+        # The network predicts T_b_a (a's points into b); the camera motion is its inverse.
+        return pose_params_to_matrix(axis_angle.float(), translation.float(), invert=True)[0]

@@ -1,0 +1,213 @@
+"""The node's parameters: one table with type, default, description, range or choices, and whether it can
+change at run time. Declared with descriptors (so ``ros2 param describe`` shows them) and validated when
+set, with the reason given back to the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
+
+from ..core.scale import SCALE_MODES
+
+Checker = Callable[[Any], Optional[str]]
+
+
+@dataclass
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    choices: Sequence[str] = ()
+    low: Optional[float] = None
+    high: Optional[float] = None
+    step: Optional[float] = None
+    dynamic: bool = False
+    check: Optional[Checker] = None
+    constraints: str = ""
+
+
+def _multiple_of_32(v: Any) -> Optional[str]:
+    return None if v % 32 == 0 else f"{v} is not a multiple of 32 (the encoder downsamples by 32)"
+
+
+def _length(n: int) -> Checker:
+    def check(v: Any) -> Optional[str]:
+        if len(v) != n:
+            return f"needs {n} values, got {len(v)}"
+        if not all(math.isfinite(x) for x in v):
+            return "values must be finite"
+        return None
+    return check
+
+
+def _non_negative_list(v: Any) -> Optional[str]:
+    if len(v) != 6:
+        return f"needs 6 values (x, y, z, roll, pitch, yaw), got {len(v)}"
+    if any((not math.isfinite(x)) or x < 0 for x in v):
+        return "variances must be finite and >= 0"
+    return None
+
+
+PARAMS: List[ParamSpec] = [
+    # input
+    ParamSpec("image_transport", "raw", "Input transport: 'raw' subscribes to image (sensor_msgs/Image), "
+              "'compressed' to image/compressed (sensor_msgs/CompressedImage, jpeg/png).", choices=("raw", "compressed")),
+    ParamSpec("input_qos", "sensor_data", "QoS of the image and camera_info subscriptions: 'sensor_data' "
+              "(best effort, depth 5) matches camera drivers; 'reliable' for bag playback that must not drop.",
+              choices=("sensor_data", "reliable")),
+    ParamSpec("output_queue_size", 5, "History depth of the output publishers (reliable).", low=1, high=100, step=1),
+    ParamSpec("intrinsics.fx", 0.0, "Fallback focal length fx in pixels, used only while no camera_info arrives "
+              "(0 = wait for camera_info).", low=0.0, high=1e6),
+    ParamSpec("intrinsics.fy", 0.0, "Fallback focal length fy in pixels (0 = use fx).", low=0.0, high=1e6),
+    ParamSpec("intrinsics.cx", -1.0, "Fallback principal point cx in pixels (-1 = image centre).", low=-1.0, high=1e6),
+    ParamSpec("intrinsics.cy", -1.0, "Fallback principal point cy in pixels (-1 = image centre).", low=-1.0, high=1e6),
+    # model
+    ParamSpec("checkpoint_dir", "", "Folder with encoder.pth, depth.pth, pose_encoder.pth, pose.pth (Monodepth2 "
+              "layout) or exported ONNX/engines. Empty: untrained weights (for trying the plumbing only)."),
+    ParamSpec("backend", "auto", "Inference backend. 'auto' picks the fastest available (TensorRT, then ONNX "
+              "Runtime, then PyTorch) and logs why.", choices=("auto", "tensorrt", "onnxruntime", "torch")),
+    ParamSpec("device", "auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", choices=("auto", "cpu", "cuda")),
+    ParamSpec("precision", "auto", "'auto' (fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32), "
+              "'fp32', 'bf16' or 'fp16'.", choices=("auto", "fp32", "bf16", "fp16")),
+    ParamSpec("encoder_layers", 18, "ResNet depth of untrained networks (a checkpoint's own depth wins).",
+              choices=(), low=18, high=50, step=None, check=lambda v: None if v in (18, 34, 50) else "must be 18, 34 or 50"),
+    ParamSpec("network_width", 640, "Network input width in pixels (multiple of 32).", low=64, high=4096, check=_multiple_of_32),
+    ParamSpec("network_height", 192, "Network input height in pixels (multiple of 32).", low=64, high=4096, check=_multiple_of_32),
+    ParamSpec("min_depth", 0.1, "Depth the disparity 1.0 maps to, in network units (Monodepth2: 0.1).", low=1e-3, high=1e3),
+    ParamSpec("max_depth", 100.0, "Depth the disparity 0.0 maps to, in network units (Monodepth2: 100).", low=1e-2, high=1e5),
+    # outputs
+    ParamSpec("depth_resolution", "network", "Resolution of the published depth and points: 'network' or 'camera'.",
+              choices=("network", "camera")),
+    ParamSpec("publish_colorized", True, "Publish depth/colorized (bgr8 false colour) for RViz.", dynamic=True),
+    ParamSpec("publish_points", True, "Publish the point cloud on points.", dynamic=True),
+    ParamSpec("points_stride", 2, "Keep every n-th pixel in both directions for the point cloud (organised, "
+              "ceil(H/n) x ceil(W/n)).", low=1, high=64, step=1, dynamic=True),
+    ParamSpec("points_rgb", True, "Add packed rgb colour to the point cloud.", dynamic=True),
+    ParamSpec("publish_odometry", True, "Run the pose network and publish odom (needs pose weights).", dynamic=True),
+    ParamSpec("publish_tf", True, "Broadcast odom_frame -> base_frame on /tf.", dynamic=True),
+    ParamSpec("publish_camera_mount", True, "Broadcast base_frame -> camera frame (camera_mount.*) on /tf_static. "
+              "Turn off when a robot_state_publisher already does."),
+    ParamSpec("odom_frame", "odom", "Odometry frame (REP 105)."),
+    ParamSpec("base_frame", "base_link", "Robot base frame (REP 105), child of odom."),
+    ParamSpec("camera_frame", "", "Optical frame of the camera (z forward, x right, y down). Empty: the "
+              "image's header.frame_id, or 'camera_optical_frame' when that is empty too."),
+    ParamSpec("camera_mount.xyz", [0.0, 0.0, 1.5], "Position of the camera optical frame in base_frame, metres.",
+              check=_length(3)),
+    ParamSpec("camera_mount.rpy", [-math.pi / 2, 0.0, -math.pi / 2], "Orientation (roll, pitch, yaw, rad) of the "
+              "optical frame in base_frame. The default is a camera looking along base x.", check=_length(3)),
+    ParamSpec("max_frame_gap", 1.0, "A gap between processed frames longer than this (s) restarts the odometry chain.",
+              low=0.01, high=3600.0, dynamic=True),
+    ParamSpec("pose_covariance_diagonal", [0.01, 0.01, 0.01, 0.01, 0.01, 0.01], "Odometry pose variances "
+              "(x, y, z, roll, pitch, yaw).", check=_non_negative_list, dynamic=True),
+    ParamSpec("twist_covariance_diagonal", [0.05, 0.05, 0.05, 0.05, 0.05, 0.05], "Odometry twist variances "
+              "(vx, vy, vz, wx, wy, wz).", check=_non_negative_list, dynamic=True),
+    # scale
+    ParamSpec("scale_mode", "relative", "Metric scale: 'relative' (as the network gives), 'fixed' (scale_factor), "
+              "'stereo' (stereo-trained weights: stereo_scale * scale_factor), 'camera_height' (ground plane + "
+              "camera_mount height).", choices=SCALE_MODES, dynamic=True),
+    ParamSpec("scale_factor", 1.0, "Multiplier for 'fixed' and 'stereo' scale modes.", low=1e-6, high=1e6, dynamic=True),
+    ParamSpec("stereo_scale", 5.4, "Baseline factor of stereo-trained weights (5.4 for KITTI Monodepth2 stereo "
+              "models); a checkpoint's metadata overrides it.", low=1e-6, high=1e6, dynamic=True),
+    ParamSpec("camera_height", 0.0, "Camera height above the ground in metres for 'camera_height' mode "
+              "(0 = camera_mount.xyz z).", low=0.0, high=100.0, dynamic=True),
+    ParamSpec("scale_smoothing", 0.9, "Exponential smoothing of the camera_height scale (0 = none, 0.99 = slow).",
+              low=0.0, high=0.999, dynamic=True),
+    ParamSpec("ground_region", 0.4, "Lower fraction of the image searched for the ground plane.", low=0.05, high=1.0,
+              dynamic=True),
+    # housekeeping
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages (0 = off).", low=0.0, high=60.0),
+    ParamSpec("warn_throttle", 5.0, "Seconds between repeated warnings about the same bad input field.",
+              low=0.0, high=3600.0, dynamic=True),
+]
+SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+
+
+def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=spec.description, read_only=not spec.dynamic)
+    constraints = []
+    if isinstance(spec.default, bool):
+        d.type = ParameterType.PARAMETER_BOOL
+    elif isinstance(spec.default, int):
+        d.type = ParameterType.PARAMETER_INTEGER
+        if spec.low is not None and spec.high is not None and spec.check is None:
+            d.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=int(spec.step or 1))]
+    elif isinstance(spec.default, float):
+        d.type = ParameterType.PARAMETER_DOUBLE
+        if spec.low is not None and spec.high is not None:
+            d.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)]
+    elif isinstance(spec.default, str):
+        d.type = ParameterType.PARAMETER_STRING
+    elif isinstance(spec.default, list):
+        d.type = ParameterType.PARAMETER_DOUBLE_ARRAY
+    if spec.choices:
+        constraints.append("one of: " + ", ".join(spec.choices))
+    if spec.low is not None and spec.high is not None:
+        constraints.append(f"range [{spec.low:g}, {spec.high:g}]")
+    if spec.check is _multiple_of_32:
+        constraints.append("multiple of 32")
+    d.additional_constraints = "; ".join(constraints)
+    return d
+
+
+def check_value(name: str, value: Any) -> Optional[str]:
+    """Why ``value`` is not acceptable for parameter ``name``, or None when it is."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None  # not ours (e.g. use_sim_time)
+    if spec.choices and value not in spec.choices:
+        return f"'{value}' is not one of {', '.join(spec.choices)}"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not finite"
+        if spec.low is not None and value < spec.low:
+            return f"{value} is below {spec.low:g}"
+        if spec.high is not None and value > spec.high:
+            return f"{value} is above {spec.high:g}"
+    if spec.check is not None:
+        return spec.check(value)
+    return None
+
+
+def declare_parameters(node: Any) -> Dict[str, Any]:
+    """Declare every parameter with its descriptor and return {name: value}.
+
+    Values from a params file or the command line are validated too; a bad one raises ValueError with
+    the parameter's name and the reason (the node then refuses to start, which is clearer than running
+    with a value nobody chose).
+    """
+    values: Dict[str, Any] = {}
+    for spec in PARAMS:
+        param = node.declare_parameter(spec.name, spec.default, _descriptor(spec))
+        value = param.value
+        if isinstance(spec.default, float) and isinstance(value, int):
+            value = float(value)
+        if isinstance(spec.default, list):
+            value = [float(x) for x in value]
+        problem = check_value(spec.name, value)
+        if problem:
+            raise ValueError(f"parameter '{spec.name}': {problem}")
+        values[spec.name] = value
+    return values
+
+
+def on_set_parameters(params: Sequence[Any], apply: Callable[[Dict[str, Any]], None]) -> SetParametersResult:
+    """Validate a set request; if all values are good, hand them to ``apply``; otherwise say why not."""
+    updates: Dict[str, Any] = {}
+    for p in params:
+        spec = SPECS.get(p.name)
+        if spec is None:
+            continue
+        value = p.value
+        if isinstance(spec.default, list) and value is not None:
+            value = [float(x) for x in value]
+        problem = check_value(p.name, value)
+        if problem:
+            return SetParametersResult(successful=False, reason=f"{p.name}: {problem}")
+        updates[p.name] = value
+    if updates:
+        apply(updates)
+    return SetParametersResult(successful=True)

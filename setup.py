@@ -1,0 +1,34 @@
+"""ament_python package ros2_monodepth (colcon build in a ROS workspace, or pip install into a venv)."""
+
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "ros2_monodepth"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]) + ["ros2_monodepth_training"],
+    package_dir={"ros2_monodepth_training": "training"},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="ros2_monodepth maintainers",
+    maintainer_email="maintainers@ros2-monodepth.invalid",
+    description="Self-supervised monocular depth, point clouds and visual odometry for ROS 2",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "monodepth_node = ros2_monodepth.ros.node:main",
+            "synthetic_camera = ros2_monodepth.ros.synthetic_camera:main",
+            "ros2-monodepth-demo = ros2_monodepth.tools.demo:main",
+        ],
+    },
+)

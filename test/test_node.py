@@ -1,0 +1,280 @@
+"""The real node in a subprocess, started with config/monodepth.yaml, fed generated frames over loopback DDS."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
+
+from ros2_monodepth.core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig  # noqa: E402
+from ros2_monodepth.ros.image_conversions import fill_image_msg, image_to_numpy  # noqa: E402
+from ros2_monodepth.ros.messages import camera_info_msg  # noqa: E402
+from ros2_monodepth.ros.pointcloud2 import cloud_to_numpy  # noqa: E402
+
+from ros_harness import Collector, NodeProcess, stamp_msg, stamp_of  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+CAM_W, CAM_H = 160, 120
+NET_W, NET_H = 128, 64
+STRIDE = 3
+BASE_PARAMS = {"network_width": NET_W, "network_height": NET_H, "points_stride": STRIDE, "diagnostics_period": 0.5,
+               "warn_throttle": 0.0, "precision": "fp32", "backend": "torch"}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    seq = SyntheticSequence(SceneConfig(seed=3), TrajectoryConfig(num_frames=8, fps=10.0, speed=2.0), CAM_W, CAM_H)
+    return seq, [seq.frame(i) for i in range(len(seq))]
+
+
+class Feeder:
+    """Publishes camera frames + camera_info with chosen stamps on a namespace."""
+
+    def __init__(self, node, ns: str, compressed: bool = False):
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.node = node
+        self.pub_img = node.create_publisher(CompressedImage if compressed else Image,
+                                             f"{ns}/image/compressed" if compressed else f"{ns}/image", qos)
+        self.pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+
+    def wait_for_subscriber(self, collector: Collector, timeout: float = 30.0) -> bool:
+        return collector.spin_until(lambda: self.pub_img.get_subscription_count() > 0
+                                    and self.pub_info.get_subscription_count() > 0, timeout)
+
+    def send(self, image: np.ndarray, K: np.ndarray, t: float, encoding: str = "rgb8", info: CameraInfo | None = None,
+             msg=None) -> None:
+        header = Header(stamp=stamp_msg(t), frame_id="test_cam_optical")
+        self.pub_info.publish(info if info is not None else camera_info_msg(header, K, image.shape[1], image.shape[0]))
+        if msg is None:
+            msg = fill_image_msg(Image(header=header), image, encoding)
+        msg.header = header
+        self.pub_img.publish(msg)
+
+    def close(self) -> None:
+        self.node.destroy_publisher(self.pub_img)
+        self.node.destroy_publisher(self.pub_info)
+
+
+def _topics(ns: str):
+    return {f"{ns}/depth": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
+            f"{ns}/odom": Odometry, f"{ns}/depth/colorized": Image, "/tf": TFMessage, "/tf_static": TFMessage}
+
+
+def _start(tmp_path, ros_context, ns, params, compressed=False, name="node"):
+    proc = NodeProcess(tmp_path, {**BASE_PARAMS, **params}, {"__ns": ns}, name=name)
+    collector = Collector(ros_context, _topics(ns), transient=("/tf_static",))
+    feeder = Feeder(ros_context, ns, compressed)
+    assert proc.wait_for_log("listening on", 90), proc.log()
+    assert feeder.wait_for_subscriber(collector), "node never subscribed\n" + proc.log()
+    return proc, collector, feeder
+
+
+def _send_and_wait(collector, feeder, ns, image, K, t, timeout=20.0, **kw):
+    feeder.send(image, K, t, **kw)
+    return collector.spin_until(lambda: any(abs(stamp_of(m) - t) < 1e-6 for m in collector.messages[f"{ns}/depth"]),
+                                timeout)
+
+
+def test_node_publishes_all_outputs(tmp_path, ros_context, frames):
+    seq, data = frames
+    ns = "/t_all"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"depth_resolution": "network"})
+    try:
+        stamps = []
+        for i, (t, image, _, _, _) in enumerate(data):
+            t = 100.0 + 0.1 * i
+            assert _send_and_wait(col, feed, ns, image, seq.K, t), f"no depth for frame {i}\n" + proc.log()
+            stamps.append(t)
+        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= len(stamps) and len(col.messages[f"{ns}/points"]) >= len(stamps)
+                       and any(abs(stamp_of(t) - stamps[-1]) < 1e-6 for msg in col.messages["/tf"] for t in msg.transforms), 10)
+        m = col.messages
+        # depth: REP 118 32FC1 in metres, network resolution, the image's optical frame and stamp
+        depth_msg = m[f"{ns}/depth"][-1]
+        assert depth_msg.encoding == "32FC1"
+        assert (depth_msg.width, depth_msg.height) == (NET_W, NET_H)
+        assert depth_msg.header.frame_id == "test_cam_optical"
+        assert abs(stamp_of(depth_msg) - stamps[-1]) < 1e-6
+        depth = image_to_numpy(depth_msg)
+        assert np.isfinite(depth).all() and (depth > 0).all()
+        assert {round(stamp_of(x), 6) for x in m[f"{ns}/depth"]} == {round(s, 6) for s in stamps}
+        # depth/camera_info matches the depth image size, K scaled from the camera's
+        info = [x for x in m[f"{ns}/depth/camera_info"] if abs(stamp_of(x) - stamps[-1]) < 1e-6][0]
+        assert (info.width, info.height) == (NET_W, NET_H)
+        assert info.header.frame_id == "test_cam_optical"
+        assert info.k[0] == pytest.approx(seq.K[0, 0] * NET_W / CAM_W, rel=1e-6)
+        assert info.k[4] == pytest.approx(seq.K[1, 1] * NET_H / CAM_H, rel=1e-6)
+        # points: organised, strided, finite xyz with z equal to the depth, packed rgb present
+        cloud = [x for x in m[f"{ns}/points"] if abs(stamp_of(x) - stamps[-1]) < 1e-6][0]
+        assert (cloud.height, cloud.width) == (math.ceil(NET_H / STRIDE), math.ceil(NET_W / STRIDE))
+        assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
+        assert cloud.is_dense
+        xyz = cloud_to_numpy(cloud)
+        np.testing.assert_allclose(xyz[..., 2], depth[::STRIDE, ::STRIDE], rtol=1e-6)
+        # colourised depth for RViz
+        col_msg = m[f"{ns}/depth/colorized"][-1]
+        assert col_msg.encoding == "bgr8" and (col_msg.width, col_msg.height) == (NET_W, NET_H)
+        # odometry: odom -> base_link, one per frame, stamps match, pose moves and stays finite
+        odoms = m[f"{ns}/odom"]
+        assert len(odoms) == len(stamps)
+        assert odoms[-1].header.frame_id == "odom" and odoms[-1].child_frame_id == "base_link"
+        positions = np.array([[o.pose.pose.position.x, o.pose.pose.position.y, o.pose.pose.position.z] for o in odoms])
+        assert np.isfinite(positions).all()
+        np.testing.assert_allclose(positions[0], 0.0, atol=1e-12)  # chain starts at the origin (REP 105)
+        assert np.linalg.norm(positions[-1] - positions[0]) > 0, "odometry did not advance"
+        assert np.linalg.norm(np.diff(positions, axis=0), axis=1)[1:].min() > 0
+        # /tf carries the same odom -> base_link; /tf_static the camera mount
+        tfs = [t for msg in m["/tf"] for t in msg.transforms if t.child_frame_id == "base_link"]
+        assert len(tfs) >= len(stamps) - 1
+        last_tf = [t for t in tfs if abs(stamp_of(t) - stamps[-1]) < 1e-6][0]
+        assert last_tf.header.frame_id == "odom"
+        assert last_tf.transform.translation.x == pytest.approx(positions[-1, 0])
+        assert col.spin_until(lambda: any(t.child_frame_id == "test_cam_optical" for msg in m["/tf_static"]
+                                          for t in msg.transforms), 5)
+        mount = [t for msg in m["/tf_static"] for t in msg.transforms if t.child_frame_id == "test_cam_optical"][0]
+        assert mount.header.frame_id == "base_link"
+        assert mount.transform.translation.z == pytest.approx(1.5)
+        assert proc.alive()
+    finally:
+        col.close()
+        feed.close()
+        assert proc.stop() in (0, -2), proc.log()
+
+
+def test_camera_resolution_and_compressed_input(tmp_path, ros_context, frames):
+    seq, data = frames
+    ns = "/t_cmp"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"depth_resolution": "camera", "image_transport": "compressed",
+                                                        "points_rgb": False}, compressed=True)
+    try:
+        _, image, _, _, _ = data[0]
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        msg = CompressedImage(format="png")
+        msg.data = buf.tobytes()
+        assert _send_and_wait(col, feed, ns, image, seq.K, 5.0, msg=msg), proc.log()
+        depth_msg = col.messages[f"{ns}/depth"][-1]
+        assert (depth_msg.width, depth_msg.height) == (CAM_W, CAM_H)
+        col.spin_until(lambda: len(col.messages[f"{ns}/points"]) > 0 and len(col.messages[f"{ns}/depth/camera_info"]) > 0, 5)
+        info = col.messages[f"{ns}/depth/camera_info"][-1]
+        np.testing.assert_allclose(np.array(info.k).reshape(3, 3), seq.K, rtol=1e-9)
+        cloud = col.messages[f"{ns}/points"][-1]
+        assert [f.name for f in cloud.fields] == ["x", "y", "z"]
+    finally:
+        col.close()
+        feed.close()
+        proc.stop()
+
+
+BAD_INPUTS = [
+    # (description, mutate(image msg, info msg) -> (img, info), expected field text in the warning)
+    ("unsupported encoding", lambda img, info: (_with(img, encoding="yuv422"), info), "encoding='yuv422'"),
+    ("zero size", lambda img, info: (_with(img, width=0, step=0, data=b""), info), "width=0"),
+    ("step too small", lambda img, info: (_with(img, step=img.step - 3), info), "step="),
+    ("data length", lambda img, info: (_with(img, data=bytes(img.data)[:-7]), info), "data="),
+    ("NaN focal length", lambda img, info: (img, _with(info, k=[float("nan")] + list(info.k[1:]))), "k[0] (fx)=nan"),
+    ("zero focal length", lambda img, info: (img, _with(info, k=list(info.k[:4]) + [0.0] + list(info.k[5:]))), "k[4] (fy)=0.0"),
+    ("camera_info size", lambda img, info: (img, _with(info, width=info.width * 2)), "camera_info size differs"),
+]
+
+
+def _with(msg, **fields):
+    out = type(msg)()
+    for name in msg.get_fields_and_field_types():
+        setattr(out, name, getattr(msg, name))
+    for k, v in fields.items():
+        setattr(out, k, v)
+    return out
+
+
+def test_bad_input_is_reported_and_the_next_good_frame_published(tmp_path, ros_context, frames):
+    seq, data = frames
+    ns = "/t_bad"
+    # No fallback intrinsics: frames without a valid camera_info must be dropped, not guessed.
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"publish_odometry": False})
+    try:
+        _, image, _, _, _ = data[1]
+        t = 50.0
+        assert _send_and_wait(col, feed, ns, image, seq.K, t), proc.log()
+        for i, (what, mutate, expected) in enumerate(BAD_INPUTS):
+            header = Header(stamp=stamp_msg(t + 1 + i), frame_id="test_cam_optical")
+            good_img = fill_image_msg(Image(header=header), image, "rgb8")
+            good_info = camera_info_msg(header, seq.K, CAM_W, CAM_H)
+            bad_img, bad_info = mutate(good_img, good_info)
+            n_before = len(col.messages[f"{ns}/depth"])
+            feed.pub_info.publish(bad_info)
+            col.spin_until(lambda: False, 0.3)  # let camera_info arrive first
+            feed.pub_img.publish(bad_img)
+            assert proc.wait_for_log(expected, 20), f"{what}: no warning containing {expected!r}\n" + proc.log()
+            assert proc.alive(), f"{what}: node died\n" + proc.log()
+            assert len(col.messages[f"{ns}/depth"]) == n_before, f"{what}: a bad frame was published"
+            # the next good frame goes through
+            t_good = t + 1 + i + 0.5
+            assert _send_and_wait(col, feed, ns, image, seq.K, t_good), f"{what}: next good frame not published\n" + proc.log()
+        log = proc.log()
+        assert "/t_bad/image" in log and "frame dropped" in log
+    finally:
+        col.close()
+        feed.close()
+        proc.stop()
+
+
+def test_parameters_validated_on_set_and_at_start(tmp_path, ros_context):
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import DescribeParameters, SetParameters
+
+    ns = "/t_par"
+    proc = NodeProcess(tmp_path, {**BASE_PARAMS}, {"__ns": ns}, name="params")
+    try:
+        assert proc.wait_for_log("listening on", 90), proc.log()
+        client = ros_context.create_client(SetParameters, f"{ns}/monodepth/set_parameters")
+        assert client.wait_for_service(timeout_sec=20)
+
+        def set_param(name, value):
+            v = ParameterValue()
+            if isinstance(value, str):
+                v.type, v.string_value = ParameterType.PARAMETER_STRING, value
+            elif isinstance(value, int):
+                v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value
+            else:
+                v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
+            fut = client.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
+            rclpy.spin_until_future_complete(ros_context, fut, timeout_sec=10)
+            return fut.result().results[0]
+
+        r = set_param("scale_mode", "metric")
+        assert not r.successful and "not one of" in r.reason
+        r = set_param("points_stride", 0)
+        assert not r.successful
+        r = set_param("network_width", 320)  # read-only: the model is built at start
+        assert not r.successful
+        r = set_param("scale_mode", "fixed")
+        assert r.successful, r.reason
+        r = set_param("scale_factor", 2.5)
+        assert r.successful, r.reason
+        describe = ros_context.create_client(DescribeParameters, f"{ns}/monodepth/describe_parameters")
+        assert describe.wait_for_service(timeout_sec=10)
+        fut = describe.call_async(DescribeParameters.Request(names=["points_stride", "scale_mode"]))
+        rclpy.spin_until_future_complete(ros_context, fut, timeout_sec=10)
+        d_stride, d_mode = fut.result().descriptors
+        assert d_stride.description and d_stride.integer_range[0].from_value == 1
+        assert "camera_height" in d_mode.additional_constraints
+    finally:
+        proc.stop()
+    # a bad value from the command line stops the node with a message naming the parameter
+    bad = NodeProcess(tmp_path, {**BASE_PARAMS, "network_width": 100}, {"__ns": "/t_par2"}, name="badparam")
+    try:
+        bad.proc.wait(90)
+        assert bad.proc.returncode != 0
+        assert "network_width" in bad.log() and "multiple of 32" in bad.log()
+    finally:
+        bad.stop()
