@@ -391,7 +391,34 @@ class MonodepthNode(Node):
         super().destroy_node()
 
 
+def usage() -> str:
+    """``monodepth_node --help``: topics and every parameter with its default and description."""
+    from .params import PARAMS
+
+    lines = [
+        "usage: monodepth_node [--help] [--ros-args --params-file config/monodepth.yaml -p NAME:=VALUE -r FROM:=TO ...]",
+        "",
+        "Monocular depth, point cloud and visual odometry from one camera.",
+        "",
+        "subscribes: image (sensor_msgs/Image) or image/compressed, camera_info (sensor_msgs/CameraInfo)",
+        "publishes:  depth (32FC1, m), depth/camera_info, depth/colorized (bgr8), points (PointCloud2),",
+        "            odom (nav_msgs/Odometry), /tf, /tf_static, /diagnostics",
+        "",
+        "parameters (* = can be changed at run time):",
+    ]
+    for spec in PARAMS:
+        star = "*" if spec.dynamic else " "
+        lines.append(f"  {star} {spec.name} (default {spec.default!r})")
+        lines.append(f"      {spec.description}")
+    return "\n".join(lines)
+
+
 def main(args: Optional[list] = None) -> int:
+    argv = list(sys.argv if args is None else args)
+    user_args = argv[1:argv.index("--ros-args")] if "--ros-args" in argv else argv[1:]
+    if "-h" in user_args or "--help" in user_args:
+        print(usage())
+        return 0
     rclpy.init(args=args)
     node = None
     code = 0

@@ -53,7 +53,7 @@ class TorchBackend(InferenceBackend):
             if model is not None:
                 model.to(self.device).eval()
                 if memory_format is torch.channels_last:
-                    model.to(memory_format=torch.channels_last)
+                    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._autocast: Callable[[], ContextManager] = self._make_autocast()
 
     def _make_autocast(self) -> Callable[[], ContextManager]:

@@ -1,0 +1,241 @@
+"""``ros2-monodepth-demo``: run monodepth_node on a generated camera stream and save what it published.
+
+Starts the node as its own process with config/monodepth.yaml, publishes rendered frames of a synthetic
+street (image + camera_info, loopback DDS only), records every output, and writes to ``--out``:
+
+  outputs_bag/       the node's outputs as a ROS 2 bag (mcap), written with rosbags from the raw CDR
+  input.png          the last camera frame
+  depth.png          its depth, false colour (what depth/colorized shows in RViz)
+  depth.npy          the 32FC1 depth in metres, NaN = invalid
+  points.ply         the last point cloud (camera optical frame), coloured
+  odometry.tum       the odometry track (TUM format: t x y z qx qy qz qw), and ground_truth.tum
+  summary.png        input, depth, bird's-eye view of the cloud and the odometry track in one picture
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+
+def _force_loopback_env() -> None:
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    if os.environ.get("ROS_DISTRO") == "humble":
+        os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(5 + os.getpid() % 90))
+
+
+def _params_file() -> str:
+    here = Path(__file__).resolve().parents[2] / "config" / "monodepth.yaml"
+    if here.is_file():
+        return str(here)
+    from ament_index_python.packages import get_package_share_directory
+
+    return os.path.join(get_package_share_directory("ros2_monodepth"), "config", "monodepth.yaml")
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ros2-monodepth-demo", description=__doc__.split("\n\n")[0],
+                                epilog="Outputs: " + __doc__.split("``--out``:", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
+    p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks)")
+    p.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=30, help="frames to publish (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=4.0, help="publish rate in Hz (default: %(default)s)")
+    p.add_argument("--width", type=int, default=640, help="camera width (default: %(default)s)")
+    p.add_argument("--height", type=int, default=480, help="camera height (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                   help="extra node parameter, repeatable (e.g. --param scale_mode:=camera_height)")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    _force_loopback_env()
+    import cv2
+    import rclpy
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from std_msgs.msg import Header
+    from tqdm import tqdm
+
+    from ..core.geometry import matrix_to_quaternion, rpy_to_matrix, se3_inverse
+    from ..core.pointcloud import write_ply
+    from ..core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
+    from ..ros.image_conversions import fill_image_msg, image_to_numpy
+    from ..ros.messages import camera_info_msg
+    from ..ros.pointcloud2 import cloud_to_numpy
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ns = "/demo"
+    seq = SyntheticSequence(SceneConfig(seed=args.seed), TrajectoryConfig(num_frames=args.frames, fps=args.rate, speed=1.5),
+                            args.width, args.height)
+    frames: List[np.ndarray] = []
+    for i in tqdm(range(len(seq)), desc="rendering camera frames", unit="frame"):
+        frames.append(seq.frame(i)[1])
+
+    cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", _params_file(),
+           "-r", f"__ns:={ns}", "-p", f"backend:={args.backend}", "-p", "input_qos:=reliable"]
+    if args.checkpoint:
+        cmd += ["-p", f"checkpoint_dir:={args.checkpoint}"]
+    for p in args.param:
+        cmd += ["-p", p]
+    log_path = out / "node.log"
+    log = open(log_path, "w")
+    print(f"[demo] starting monodepth_node (log: {log_path}), ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, discovery on localhost")
+    node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+    rclpy.init()
+    node = rclpy.create_node("monodepth_demo")
+    qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+    topics = {f"{ns}/depth": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
+              f"{ns}/odom": Odometry, f"{ns}/depth/colorized": Image}
+    raw: Dict[str, List[tuple]] = {t: [] for t in topics}
+    for topic in topics:
+        node.create_subscription(topics[topic], topic, lambda m, t=topic: raw[t].append((time.time_ns(), m)), qos, raw=True)
+    pub_img = node.create_publisher(Image, f"{ns}/image", qos)
+    pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+    code = 0
+    try:
+        deadline = time.time() + 120
+        while pub_img.get_subscription_count() == 0 and time.time() < deadline:
+            if node_proc.poll() is not None:
+                raise RuntimeError(f"monodepth_node exited early:\n{log_path.read_text()}")
+            rclpy.spin_once(node, timeout_sec=0.1)
+        period = 1.0 / args.rate
+        t0 = time.time()
+        for i, image in enumerate(tqdm(frames, desc="publishing", unit="frame")):
+            header = Header(stamp=rclpy.time.Time(seconds=1000.0 + float(seq.stamps[i])).to_msg(), frame_id="camera_optical_frame")
+            pub_info.publish(camera_info_msg(header, seq.K, args.width, args.height))
+            pub_img.publish(fill_image_msg(Image(header=header), image, "rgb8"))
+            while time.time() < t0 + (i + 1) * period:
+                rclpy.spin_once(node, timeout_sec=0.01)
+        end = time.time() + 10
+        while time.time() < end and len(raw[f"{ns}/odom"]) < len(frames):
+            rclpy.spin_once(node, timeout_sec=0.05)
+    finally:
+        node_proc.send_signal(signal.SIGINT)
+        try:
+            node_proc.wait(10)
+        except subprocess.TimeoutExpired:
+            node_proc.kill()
+        log.close()
+
+    n_depth = len(raw[f"{ns}/depth"])
+    print(f"[demo] received {n_depth} depth images, {len(raw[f'{ns}/points'])} clouds, {len(raw[f'{ns}/odom'])} odometry messages "
+          f"for {len(frames)} frames")
+    if n_depth == 0:
+        print(f"[demo] the node published nothing; its log:\n{log_path.read_text()}", file=sys.stderr)
+        node.destroy_node()
+        rclpy.try_shutdown()
+        return 1
+
+    # --- bag of everything received ---
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    bag_dir = out / "outputs_bag"
+    if bag_dir.exists():
+        shutil.rmtree(bag_dir)
+    store = get_typestore(Stores.ROS2_JAZZY)
+    with Writer(bag_dir, version=8, storage_plugin=StoragePlugin.MCAP) as writer:
+        for topic, msg_type in topics.items():
+            type_name = f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
+            conn = writer.add_connection(topic, type_name, typestore=store)
+            for t_ns, data in raw[topic]:
+                writer.write(conn, t_ns, data)
+
+    # --- pictures and files from the last frame ---
+    last_depth = deserialize_message(raw[f"{ns}/depth"][-1][1], Image)
+    depth = image_to_numpy(last_depth)
+    np.save(out / "depth.npy", depth)
+    stamp_last = last_depth.header.stamp.sec + 1e-9 * last_depth.header.stamp.nanosec
+    idx = int(np.argmin(np.abs(1000.0 + seq.stamps - stamp_last)))
+    cv2.imwrite(str(out / "input.png"), cv2.cvtColor(frames[idx], cv2.COLOR_RGB2BGR))
+    colorized = image_to_numpy(deserialize_message(raw[f"{ns}/depth/colorized"][-1][1], Image))
+    cv2.imwrite(str(out / "depth.png"), colorized)
+    xyz = None
+    if raw[f"{ns}/points"]:
+        cloud = deserialize_message(raw[f"{ns}/points"][-1][1], PointCloud2)
+        xyz = cloud_to_numpy(cloud)
+        colour = None
+        if any(f.name == "rgb" for f in cloud.fields):
+            packed = np.frombuffer(cloud.data, np.uint8).reshape(cloud.height, cloud.width, cloud.point_step)[..., 12:16]
+            bits = np.ascontiguousarray(packed).view("<u4")[..., 0]
+            colour = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], -1).astype(np.uint8)
+        n = write_ply(str(out / "points.ply"), xyz, colour)
+        print(f"[demo] points.ply: {n} points")
+
+    odoms = [deserialize_message(d, Odometry) for _, d in raw[f"{ns}/odom"]]
+    track = np.array([[o.header.stamp.sec + 1e-9 * o.header.stamp.nanosec, o.pose.pose.position.x, o.pose.pose.position.y,
+                       o.pose.pose.position.z, o.pose.pose.orientation.x, o.pose.pose.orientation.y,
+                       o.pose.pose.orientation.z, o.pose.pose.orientation.w] for o in odoms]).reshape(-1, 8)
+    np.savetxt(out / "odometry.tum", track, fmt="%.9f")
+    # ground truth of base_link in odom (the node's mount: base -> optical frame)
+    T_base_cam = np.eye(4)
+    T_base_cam[:3, :3] = rpy_to_matrix(-np.pi / 2, 0.0, -np.pi / 2)
+    T_base_cam[:3, 3] = [0.0, 0.0, 1.5]
+    T_w_b = [T @ se3_inverse(T_base_cam) for T in seq.poses]
+    gt = []
+    for t, T in zip(seq.stamps, T_w_b):
+        rel = se3_inverse(T_w_b[0]) @ T
+        gt.append([1000.0 + t, *rel[:3, 3], *matrix_to_quaternion(rel[:3, :3])])
+    np.savetxt(out / "ground_truth.tum", np.array(gt), fmt="%.9f")
+    _summary_figure(out / "summary.png", frames[idx], colorized, xyz, track, np.array(gt),
+                    untrained=not args.checkpoint)
+    node.destroy_node()
+    rclpy.try_shutdown()
+    print(f"[demo] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
+    return code
+
+
+def _summary_figure(path: Path, image: np.ndarray, colorized_bgr: np.ndarray, xyz: Optional[np.ndarray],
+                    track: np.ndarray, gt: np.ndarray, untrained: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 2, figsize=(12, 8))
+    ax[0, 0].imshow(image)
+    ax[0, 0].set_title("camera image")
+    ax[0, 1].imshow(colorized_bgr[:, :, ::-1])
+    ax[0, 1].set_title("depth (near = bright)" + ("  [untrained weights]" if untrained else ""))
+    for a in ax[0]:
+        a.axis("off")
+    if xyz is not None:
+        p = xyz.reshape(-1, 3)
+        p = p[np.isfinite(p).all(axis=1)]
+        ax[1, 0].scatter(p[:, 0], p[:, 2], s=0.5, c=p[:, 1], cmap="viridis_r")
+        ax[1, 0].set_xlabel("x right (m)")
+        ax[1, 0].set_ylabel("z forward (m)")
+        ax[1, 0].set_title("point cloud, bird's-eye view (camera frame)")
+        ax[1, 0].set_aspect("equal", adjustable="datalim")
+    ax[1, 1].plot(gt[:, 1], gt[:, 2], "k--", label="ground truth")
+    ax[1, 1].plot(track[:, 1], track[:, 2], "r.-", label="odometry (odom -> base_link)")
+    ax[1, 1].set_xlabel("x (m)")
+    ax[1, 1].set_ylabel("y (m)")
+    ax[1, 1].set_title("trajectory")
+    ax[1, 1].legend()
+    ax[1, 1].set_aspect("equal", adjustable="datalim")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
