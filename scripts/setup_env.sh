@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 STAMP="$VENV/.setup-stamp"
-want=$(cat requirements.txt requirements-ros-wheels.txt scripts/setup_env.sh tools/tf2_msgs/* tools/tf2_msgs/msg/* 2>/dev/null | sha256sum | cut -c1-16)
+want=$(find requirements.txt requirements-ros-wheels.txt scripts/setup_env.sh scripts/build_tf2_msgs.sh tools/tf2_msgs -type f | sort | xargs cat | sha256sum | cut -c1-16)
 want="$want-${ROS_DISTRO:-wheels}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0

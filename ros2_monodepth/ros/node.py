@@ -253,10 +253,11 @@ class MonodepthNode(Node):
         return Intrinsics(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), width, height, "parameters")
 
     def _decode(self, msg: Any) -> np.ndarray:
+        order = self.backend.channel_order
         if self.compressed:
-            return decode_compressed(msg, "rgb")
+            return decode_compressed(msg, order)
         raw = image_to_numpy(msg, CAMERA_ENCODINGS)
-        return to_rgb8(raw, msg.encoding, "rgb")
+        return to_rgb8(raw, msg.encoding, order)
 
     def _camera_frame(self, msg: Any) -> str:
         return self.cfg["camera_frame"] or msg.header.frame_id or DEFAULT_CAMERA_FRAME

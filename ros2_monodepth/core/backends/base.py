@@ -52,6 +52,11 @@ class InferenceBackend(abc.ABC):
         return self.spec.with_pose
 
     @property
+    def channel_order(self) -> str:
+        """Channel order the backend wants its images in ('rgb' or 'bgr')."""
+        return self.spec.channel_order
+
+    @property
     def input_size(self) -> Optional[Tuple[int, int]]:
         """(H, W) the backend needs its input images to be, or None when any size is accepted."""
         return None
