@@ -29,6 +29,7 @@ setup(
             "monodepth_node = ros2_monodepth.ros.node:main",
             "synthetic_camera = ros2_monodepth.ros.synthetic_camera:main",
             "ros2-monodepth-demo = ros2_monodepth.tools.demo:main",
+            "ros2-monodepth-export = ros2_monodepth.tools.export_cli:main",
         ],
     },
 )

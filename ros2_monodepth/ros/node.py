@@ -281,7 +281,9 @@ class MonodepthNode(Node):
             net_in = rgb
             need = self.backend.input_size
             if need is not None and need != (height, width):
-                net_in = cv2.resize(rgb, (need[1], need[0]), interpolation=cv2.INTER_AREA)
+                # bilinear with pixel-centre alignment: the same sampling the torch backend does in-graph, so
+                # every backend sees the same network input
+                net_in = cv2.resize(rgb, (need[1], need[0]), interpolation=cv2.INTER_LINEAR)
         with timer.stage("depth_net"):
             depth_net = self.backend.depth(net_in)
         net_h, net_w = depth_net.shape
@@ -317,7 +319,8 @@ class MonodepthNode(Node):
                 if cfg["points_rgb"]:
                     colour = rgb if (out_h, out_w) == (height, width) else cv2.resize(
                         rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
-                    packed = pack_rgb_float(colour[::stride, ::stride])
+                    colour = colour[::stride, ::stride]
+                    packed = pack_rgb_float(colour[..., ::-1] if self.backend.channel_order == "bgr" else colour)
                 cloud = build_cloud(header, xyz, packed)
             with timer.stage("publish"):
                 self.pub_points.publish(cloud)

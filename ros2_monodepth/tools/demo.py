@@ -112,10 +112,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     code = 0
     try:
         deadline = time.time() + 120
-        while pub_img.get_subscription_count() == 0 and time.time() < deadline:
+        def matched() -> bool:
+            return (pub_img.get_subscription_count() > 0 and pub_info.get_subscription_count() > 0
+                    and all(node.count_publishers(t) > 0 for t in topics))
+
+        while not matched() and time.time() < deadline:
             if node_proc.poll() is not None:
                 raise RuntimeError(f"monodepth_node exited early:\n{log_path.read_text()}")
             rclpy.spin_once(node, timeout_sec=0.1)
+        # Discovery is seen from this side first; let the node's readers match too before the first frame.
+        settle = time.time() + 1.0
+        while time.time() < settle:
+            rclpy.spin_once(node, timeout_sec=0.05)
         period = 1.0 / args.rate
         t0 = time.time()
         for i, image in enumerate(tqdm(frames, desc="publishing", unit="frame")):

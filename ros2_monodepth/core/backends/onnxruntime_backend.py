@@ -1,0 +1,120 @@
+"""ONNX Runtime backend: the exported graphs (uint8 in, depth / pose out) on CPU, or the CUDA / TensorRT
+execution providers where installed.
+
+Graphs come from ``<checkpoint_dir>/onnx`` (written by ``ros2-monodepth-export``) when present; otherwise
+they are exported once from the checkpoint (or the seeded untrained networks) at the network size into
+the cache folder (``~/.cache/ros2_monodepth/onnx/<fingerprint>``) and the node resizes frames to fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from ..export import (DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, atomic_dir, checkpoint_fingerprint,
+                      default_cache_dir, export_onnx)
+from .base import BackendError, InferenceBackend, ModelSpec
+
+LOG = logging.getLogger(__name__)
+
+
+def locate_or_export(spec: ModelSpec) -> Path:
+    """Folder holding depth.onnx / pose.onnx / export.json that match ``spec``."""
+    if spec.checkpoint_dir:
+        own = Path(spec.checkpoint_dir) / "onnx"
+        if (own / DEPTH_ONNX).is_file() and (own / "export.json").is_file():
+            info = ExportInfo.read(own)
+            if tuple(info.network_size) == tuple(spec.network_size) and (info.has_pose or not spec.with_pose):
+                return own
+            LOG.warning("%s was exported for network size %s (pose: %s); exporting again for %s", own,
+                        info.network_size, info.has_pose, spec.network_size)
+    key = checkpoint_fingerprint(spec.checkpoint_dir, spec.network_size, spec.min_depth, spec.max_depth,
+                                 spec.num_layers, spec.seed, spec.with_pose)
+    target = default_cache_dir() / "onnx" / key
+    if (target / "export.json").is_file():
+        return target
+    from .torch_backend import build_networks
+
+    depth_net, pose_net = build_networks(spec)
+    tmp = atomic_dir(target)
+    try:
+        export_onnx(depth_net, pose_net, tmp, spec.network_size, spec.network_size, spec.min_depth, spec.max_depth)
+        if target.exists():
+            shutil.rmtree(tmp)  # another process finished first
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _providers(device: str) -> List[str]:
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    wanted = ["CPUExecutionProvider"]
+    if device.startswith("cuda"):
+        wanted = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available] + wanted
+    return wanted
+
+
+class OnnxRuntimeBackend(InferenceBackend):
+    name = "onnxruntime"
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendError(f"onnxruntime is not installed ({exc})") from exc
+        if spec.precision in ("bf16", "fp16") and spec.device == "cpu":
+            LOG.info("onnxruntime runs the fp32 graph on the CPU (precision %s applies to torch/TensorRT)", spec.precision)
+        self.onnx_dir = locate_or_export(spec)
+        self.info = ExportInfo.read(self.onnx_dir)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.intra_op_num_threads = os.cpu_count() or 1
+        providers = _providers(spec.device)
+        self.depth_session = ort.InferenceSession(str(self.onnx_dir / DEPTH_ONNX), opts, providers=providers)
+        self.pose_session = None
+        if spec.with_pose and self.info.has_pose:
+            self.pose_session = ort.InferenceSession(str(self.onnx_dir / POSE_ONNX), opts, providers=providers)
+        self.providers = self.depth_session.get_providers()
+
+    @property
+    def input_size(self) -> Optional[Tuple[int, int]]:
+        return tuple(self.info.camera_size)  # type: ignore[return-value]
+
+    @property
+    def channel_order(self) -> str:
+        return self.info.channel_order
+
+    @property
+    def has_pose(self) -> bool:
+        return self.pose_session is not None
+
+    def _check(self, image: np.ndarray) -> np.ndarray:
+        h, w = self.info.camera_size
+        if image.dtype != np.uint8 or image.shape != (h, w, 3):
+            raise BackendError(f"expected uint8 ({h}, {w}, 3), got {image.dtype} {image.shape}")
+        return np.ascontiguousarray(image)
+
+    def depth(self, image: np.ndarray) -> np.ndarray:
+        return self.depth_session.run(None, {DEPTH_INPUT: self._check(image)})[0]
+
+    def relative_pose(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
+        if self.pose_session is None:
+            raise BackendError("no pose graph loaded")
+        out = self.pose_session.run(None, {POSE_INPUTS[0]: self._check(earlier), POSE_INPUTS[1]: self._check(later)})[0]
+        return out.astype(np.float64)
+
+    def describe(self) -> str:
+        import onnxruntime as ort
+
+        return f"onnxruntime {ort.__version__} ({', '.join(self.providers)}, fp32, graphs in {self.onnx_dir})"

@@ -1,0 +1,169 @@
+"""ONNX export of the deployment wrappers (uint8 camera image in; depth / 4x4 pose out).
+
+The graphs do the resize, normalisation and disparity -> depth inside, so a runtime only copies bytes in
+and out. Static shapes at the camera size they were exported for; opset 17 (supported by TensorRT 10 and
+ONNX Runtime). ``export.json`` beside the graphs records what they expect.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from .inference_model import DepthInference, PoseInference
+from .networks import DepthNet, PoseNet
+
+OPSET = 17
+EXPORT_INFO = "export.json"
+DEPTH_ONNX = "depth.onnx"
+POSE_ONNX = "pose.onnx"
+DEPTH_INPUT, DEPTH_OUTPUT = "image", "depth"
+POSE_INPUTS, POSE_OUTPUT = ("earlier", "later"), "T_a_b"
+
+
+@dataclass
+class ExportInfo:
+    camera_size: Tuple[int, int]            # (H, W) of the uint8 input images
+    network_size: Tuple[int, int]           # (h, w) the network runs at
+    output_size: Tuple[int, int]            # (h, w) of the depth output
+    channel_order: str                      # 'rgb' or 'bgr'
+    min_depth: float
+    max_depth: float
+    num_layers: int
+    opset: int = OPSET
+    has_pose: bool = True
+    depth_sha256: str = ""
+    pose_sha256: str = ""
+
+    @classmethod
+    def read(cls, directory: str | os.PathLike) -> "ExportInfo":
+        raw = json.loads((Path(directory) / EXPORT_INFO).read_text())
+        for k in ("camera_size", "network_size", "output_size"):
+            raw[k] = tuple(raw[k])
+        return cls(**raw)
+
+    def write(self, directory: str | os.PathLike) -> None:
+        (Path(directory) / EXPORT_INFO).write_text(json.dumps(asdict(self), indent=2))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, output_names) -> None:
+    tmp = path.with_suffix(".onnx.tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the static shapes we want
+        # The TorchScript-based exporter: no onnxscript dependency, plain static graphs for TensorRT.
+        torch.onnx.export(module, args, str(tmp), input_names=list(input_names), output_names=list(output_names),
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    _set_static_output_shapes(tmp, module, args)
+    os.replace(tmp, path)
+
+
+def _set_static_output_shapes(path: Path, module: torch.nn.Module, args: tuple) -> None:
+    """Write the outputs' concrete shapes into the graph (the tracer leaves them symbolic), so that
+    TensorRT and readers of the model see fully static shapes."""
+    import onnx
+
+    with torch.no_grad():
+        outs = module(*args)
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    model = onnx.load(str(path))
+    for value, out in zip(model.graph.output, outs):
+        dims = value.type.tensor_type.shape.dim
+        del dims[:]
+        for n in out.shape:
+            dims.add().dim_value = int(n)
+    onnx.save(model, str(path))
+
+
+def export_onnx(depth_net: DepthNet, pose_net: Optional[PoseNet], out_dir: str | os.PathLike,
+                camera_size: Tuple[int, int], network_size: Tuple[int, int], min_depth: float, max_depth: float,
+                channel_order: str = "rgb", depth_at_camera_resolution: bool = False) -> ExportInfo:
+    """Write depth.onnx (+ pose.onnx) and export.json into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    bgr = channel_order == "bgr"
+    output_size = tuple(camera_size) if depth_at_camera_resolution else tuple(network_size)
+    depth_model = DepthInference(depth_net.float().eval(), network_size, min_depth, max_depth, bgr,
+                                 output_size if depth_at_camera_resolution else None).eval()
+    example = torch.zeros(camera_size[0], camera_size[1], 3, dtype=torch.uint8)
+    _export(depth_model, (example,), out / DEPTH_ONNX, [DEPTH_INPUT], [DEPTH_OUTPUT])
+    info = ExportInfo(tuple(camera_size), tuple(network_size), output_size, channel_order, float(min_depth),
+                      float(max_depth), depth_net.encoder.num_layers, has_pose=pose_net is not None,
+                      depth_sha256=file_sha256(out / DEPTH_ONNX))
+    if pose_net is not None:
+        pose_model = PoseInference(pose_net.float().eval(), network_size, bgr).eval()
+        _export(pose_model, (example, example), out / POSE_ONNX, POSE_INPUTS, [POSE_OUTPUT])
+        info.pose_sha256 = file_sha256(out / POSE_ONNX)
+    info.write(out)
+    return info
+
+
+def onnxruntime_parity(depth_net: DepthNet, pose_net: Optional[PoseNet], onnx_dir: str | os.PathLike, seed: int = 0
+                       ) -> dict:
+    """Max absolute error between the PyTorch wrappers and the ONNX graphs under onnxruntime (CPU)."""
+    import onnxruntime as ort
+
+    info = ExportInfo.read(onnx_dir)
+    rng = np.random.default_rng(seed)
+    h, w = info.camera_size
+    a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    b = np.clip(a.astype(np.int16) + rng.integers(-8, 9, a.shape), 0, 255).astype(np.uint8)
+    bgr = info.channel_order == "bgr"
+    result = {}
+    sess = ort.InferenceSession(str(Path(onnx_dir) / DEPTH_ONNX), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {DEPTH_INPUT: a})[0]
+    depth_model = DepthInference(depth_net.float().eval(), info.network_size, info.min_depth, info.max_depth, bgr,
+                                 info.output_size if info.output_size != info.network_size else None).eval()
+    with torch.no_grad():
+        ref = depth_model(torch.from_numpy(a)).numpy()
+    result["depth_max_abs_error"] = float(np.abs(got - ref).max())
+    result["depth_max_rel_error"] = float((np.abs(got - ref) / np.abs(ref)).max())
+    if pose_net is not None and info.has_pose:
+        sess = ort.InferenceSession(str(Path(onnx_dir) / POSE_ONNX), providers=["CPUExecutionProvider"])
+        got = sess.run(None, {POSE_INPUTS[0]: a, POSE_INPUTS[1]: b})[0]
+        with torch.no_grad():
+            ref = PoseInference(pose_net.float().eval(), info.network_size, bgr).eval()(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+        result["pose_max_abs_error"] = float(np.abs(got - ref).max())
+    return result
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("ROS2_MONODEPTH_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
+                                                                  os.path.expanduser("~/.cache"), "ros2_monodepth")
+    return Path(base)
+
+
+def checkpoint_fingerprint(checkpoint_dir: str, *extra: object) -> str:
+    """Short hash of a checkpoint's weight files (or 'untrained') and export settings."""
+    h = hashlib.sha256()
+    if checkpoint_dir:
+        for name in sorted(os.listdir(checkpoint_dir)):
+            if name.endswith(".pth"):
+                h.update(name.encode())
+                h.update(file_sha256(os.path.join(checkpoint_dir, name)).encode())
+    else:
+        h.update(b"untrained")
+    h.update(repr(extra).encode())
+    return h.hexdigest()[:16]
+
+
+def atomic_dir(final: Path) -> Path:
+    """A temporary sibling folder to build into, then ``os.replace`` onto ``final``."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(dir=str(final.parent), prefix=final.name + ".tmp"))

@@ -1,0 +1,65 @@
+"""``ros2-monodepth-export CHECKPOINT_DIR``: write depth.onnx and pose.onnx for deployment.
+
+The graphs take the camera's uint8 image (H, W, 3; rgb or bgr) at the size given and do the resize,
+normalisation and disparity -> depth inside; outputs are depth (before any metric scale) at network or
+camera resolution and the frame pair's relative pose as a 4x4 matrix. The result is checked against the
+PyTorch model with onnxruntime and the maximum absolute error printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional, Sequence
+
+
+def _size(text: str) -> tuple:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got '{text}'")
+    return h, w
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="ros2-monodepth-export", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("checkpoint_dir", help="Monodepth2-layout checkpoint folder")
+    p.add_argument("--out", default=None, help="output folder (default: CHECKPOINT_DIR/onnx)")
+    p.add_argument("--camera-size", type=_size, default=None, metavar="WxH",
+                   help="camera image size the graphs take (default: the network size)")
+    p.add_argument("--network-size", type=_size, default=None, metavar="WxH",
+                   help="network input size (default: the checkpoint's width x height)")
+    p.add_argument("--channel-order", choices=["rgb", "bgr"], default="rgb", help="channel order of the input images")
+    p.add_argument("--depth-resolution", choices=["network", "camera"], default="network")
+    p.add_argument("--no-pose", action="store_true", help="export the depth graph only")
+    args = p.parse_args(argv)
+
+    from ..core.checkpoint import CheckpointError, load_checkpoint
+    from ..core.export import export_onnx, onnxruntime_parity
+
+    try:
+        depth_net, pose_net, meta = load_checkpoint(args.checkpoint_dir, load_pose=not args.no_pose)
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    network_size = args.network_size or (meta.height, meta.width)
+    if network_size[0] % 32 or network_size[1] % 32:
+        print(f"error: network size {network_size[1]}x{network_size[0]} must be multiples of 32", file=sys.stderr)
+        return 2
+    camera_size = args.camera_size or network_size
+    out = Path(args.out) if args.out else Path(args.checkpoint_dir) / "onnx"
+    print(f"exporting {meta.num_layers}-layer networks: camera {camera_size[1]}x{camera_size[0]} {args.channel_order} "
+          f"-> network {network_size[1]}x{network_size[0]} -> depth at {args.depth_resolution} resolution")
+    info = export_onnx(depth_net, pose_net, out, camera_size, network_size, meta.min_depth, meta.max_depth,
+                       args.channel_order, args.depth_resolution == "camera")
+    print(f"wrote {out}/depth.onnx" + (f", {out}/pose.onnx" if info.has_pose else "") + f", {out}/export.json")
+    errors = onnxruntime_parity(depth_net, pose_net, out)
+    print("onnxruntime vs PyTorch: " + json.dumps(errors))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""ONNX export and the ONNX Runtime backend: parity with PyTorch, caching, the export command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime")
+
+from ros2_monodepth.core.backends.base import ModelSpec  # noqa: E402
+from ros2_monodepth.core.backends.factory import create_backend  # noqa: E402
+from ros2_monodepth.core.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
+from ros2_monodepth.core.backends.torch_backend import TorchBackend  # noqa: E402
+from ros2_monodepth.core.checkpoint import CheckpointMetadata, save_checkpoint  # noqa: E402
+from ros2_monodepth.core.export import ExportInfo, export_onnx, onnxruntime_parity  # noqa: E402
+from ros2_monodepth.core.networks import DepthNet, PoseNet  # noqa: E402
+
+# Stated tolerances (fp32 graph vs fp32 eager; differences are operator-order rounding).
+DEPTH_REL_TOL = 1e-4
+POSE_ABS_TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def nets():
+    torch.manual_seed(0)
+    return DepthNet(18).eval(), PoseNet(18).eval()
+
+
+@pytest.mark.parametrize("order,camera_res", [("rgb", False), ("bgr", True)])
+def test_onnxruntime_matches_pytorch(tmp_path, nets, order, camera_res):
+    depth_net, pose_net = nets
+    info = export_onnx(depth_net, pose_net, tmp_path, (120, 160), (64, 128), 0.1, 100.0, order, camera_res)
+    assert info.output_size == ((120, 160) if camera_res else (64, 128))
+    err = onnxruntime_parity(depth_net, pose_net, tmp_path)
+    assert err["depth_max_rel_error"] < DEPTH_REL_TOL
+    assert err["pose_max_abs_error"] < POSE_ABS_TOL
+
+
+def test_graph_inputs_and_outputs_are_static_uint8(tmp_path, nets):
+    import onnx
+
+    export_onnx(*nets, tmp_path, (120, 160), (64, 128), 0.1, 100.0)
+    model = onnx.load(str(tmp_path / "depth.onnx"))
+    inp = model.graph.input[0]
+    assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert [d.dim_value for d in inp.type.tensor_type.shape.dim] == [120, 160, 3]
+    out = model.graph.output[0]
+    assert out.name == "depth" and [d.dim_value for d in out.type.tensor_type.shape.dim] == [64, 128]
+    assert model.opset_import[0].version == 17
+    pose = onnx.load(str(tmp_path / "pose.onnx"))
+    assert [i.name for i in pose.graph.input] == ["earlier", "later"]
+    assert [d.dim_value for d in pose.graph.output[0].type.tensor_type.shape.dim] == [4, 4]
+
+
+def test_backend_uses_the_checkpoint_export_and_matches_torch_backend(tmp_path, nets):
+    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128))
+    export_onnx(*nets, tmp_path / "ck" / "onnx", (120, 160), (64, 128), 0.1, 100.0)
+    spec = ModelSpec(checkpoint_dir=str(tmp_path / "ck"), network_size=(64, 128))
+    ort_backend = OnnxRuntimeBackend(spec)
+    assert ort_backend.input_size == (120, 160)
+    torch_backend = TorchBackend(spec)
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    b = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    d_ort, d_torch = ort_backend.depth(a), torch_backend.depth(a)
+    assert np.abs(d_ort - d_torch).max() / d_torch.min() < DEPTH_REL_TOL
+    assert np.abs(ort_backend.relative_pose(a, b) - torch_backend.relative_pose(a, b)).max() < POSE_ABS_TOL
+    with pytest.raises(Exception, match="expected uint8"):
+        ort_backend.depth(a[:10])
+
+
+def test_backend_exports_once_into_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
+    spec = ModelSpec(network_size=(64, 128), seed=3)
+    first = OnnxRuntimeBackend(spec)
+    graph = first.onnx_dir / "depth.onnx"
+    stamp = graph.stat().st_mtime_ns
+    second = OnnxRuntimeBackend(spec)
+    assert second.onnx_dir == first.onnx_dir and graph.stat().st_mtime_ns == stamp
+    assert first.input_size == (64, 128)
+    other = OnnxRuntimeBackend(ModelSpec(network_size=(64, 128), seed=4))
+    assert other.onnx_dir != first.onnx_dir
+
+
+def test_auto_backend_choice_is_explained(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
+    backend, why = create_backend("auto", ModelSpec(network_size=(64, 128), device="cpu", precision="fp32"))
+    assert backend.name == "onnxruntime" and "auto chose onnxruntime" in why
+    backend, why = create_backend("auto", ModelSpec(network_size=(64, 128), device="cpu", precision="bf16"))
+    assert backend.name == "torch"
+
+
+def test_export_command(tmp_path, nets):
+    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128))
+    help_run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", "--help"], capture_output=True, text=True)
+    assert help_run.returncode == 0 and "--camera-size" in help_run.stdout
+    run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "ck"),
+                          "--camera-size", "160x120", "--channel-order", "bgr"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    errors = json.loads(run.stdout.split("onnxruntime vs PyTorch: ", 1)[1])
+    assert errors["depth_max_rel_error"] < DEPTH_REL_TOL and errors["pose_max_abs_error"] < POSE_ABS_TOL
+    info = ExportInfo.read(tmp_path / "ck" / "onnx")
+    assert info.camera_size == (120, 160) and info.channel_order == "bgr"
+    bad = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "missing")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "not found" in bad.stderr
