@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 STAMP="$VENV/.setup-stamp"
-want=$(find requirements.txt requirements-ros-wheels.txt scripts/setup_env.sh scripts/build_tf2_msgs.sh tools/tf2_msgs -type f | sort | xargs cat | sha256sum | cut -c1-16)
+want=$(find requirements.txt requirements-ros-wheels.txt scripts/setup_env.sh scripts/build_tf2_msgs.sh scripts/trt_stubs.sh tools/tf2_msgs -type f | sort | xargs cat | sha256sum | cut -c1-16)
 want="$want-${ROS_DISTRO:-wheels}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
@@ -31,6 +31,7 @@ $PIP install -q -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
 # tensorrt-stubs declares a dependency on the full tensorrt package, which cannot be installed from PyPI
 # without NVIDIA's own index: the stubs alone are what mypy needs.
 $PIP install -q --no-deps "tensorrt-stubs==10.13.0.35.1" 2>&1 | grep -v '^WARNING: Location' || true
+bash scripts/trt_stubs.sh "$VENV"
 if [ -z "${ROS_DISTRO:-}" ]; then
   echo "[setup] no ROS sourced: installing the ROS 2 Jazzy wheels"
   $PIP install -q -r requirements-ros-wheels.txt 2>&1 | grep -v '^WARNING: Location' || true

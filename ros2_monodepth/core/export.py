@@ -98,12 +98,14 @@ def export_onnx(depth_net: DepthNet, pose_net: Optional[PoseNet], out_dir: str |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bgr = channel_order == "bgr"
-    output_size = tuple(camera_size) if depth_at_camera_resolution else tuple(network_size)
+    camera_size = (int(camera_size[0]), int(camera_size[1]))
+    network_size = (int(network_size[0]), int(network_size[1]))
+    output_size = camera_size if depth_at_camera_resolution else network_size
     depth_model = DepthInference(depth_net.float().eval(), network_size, min_depth, max_depth, bgr,
                                  output_size if depth_at_camera_resolution else None).eval()
     example = torch.zeros(camera_size[0], camera_size[1], 3, dtype=torch.uint8)
     _export(depth_model, (example,), out / DEPTH_ONNX, [DEPTH_INPUT], [DEPTH_OUTPUT])
-    info = ExportInfo(tuple(camera_size), tuple(network_size), output_size, channel_order, float(min_depth),
+    info = ExportInfo(camera_size, network_size, output_size, channel_order, float(min_depth),
                       float(max_depth), depth_net.encoder.num_layers, has_pose=pose_net is not None,
                       depth_sha256=file_sha256(out / DEPTH_ONNX))
     if pose_net is not None:

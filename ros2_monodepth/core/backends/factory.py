@@ -45,8 +45,11 @@ def resolve_device_precision(device: str, precision: str) -> Tuple[str, str]:
 def available_backends() -> List[str]:
     """Backends whose libraries import here, fastest first."""
     found = []
-    if importlib.util.find_spec("tensorrt") is not None and cuda_available():
-        found.append("tensorrt")
+    if cuda_available():
+        from .tensorrt_backend import tensorrt_available
+
+        if tensorrt_available():
+            found.append("tensorrt")
     if importlib.util.find_spec("onnxruntime") is not None:
         found.append("onnxruntime")
     if importlib.util.find_spec("torch") is not None:
