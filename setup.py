@@ -23,13 +23,13 @@ setup(
     maintainer_email="maintainers@ros2-monodepth.invalid",
     description="Self-supervised monocular depth, point clouds and visual odometry for ROS 2",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "monodepth_node = ros2_monodepth.ros.node:main",
             "synthetic_camera = ros2_monodepth.ros.synthetic_camera:main",
             "ros2-monodepth-demo = ros2_monodepth.tools.demo:main",
             "ros2-monodepth-export = ros2_monodepth.tools.export_cli:main",
+            "ros2-monodepth-import = ros2_monodepth.tools.import_cli:main",
         ],
     },
 )

@@ -109,3 +109,43 @@ def test_export_command(tmp_path, nets):
     bad = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "missing")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def _published_layout(folder, with_pose: bool, use_stereo: bool):
+    """A folder shaped like the published Monodepth2 downloads (no metadata.json; pose files optional)."""
+    torch.manual_seed(5)
+    save_checkpoint(folder, DepthNet(18), PoseNet(18) if with_pose else None,
+                    CheckpointMetadata(height=192, width=640, use_stereo=use_stereo))
+    (folder / "metadata.json").unlink()
+
+
+@pytest.mark.parametrize("with_pose,use_stereo", [(True, False), (False, True)])
+def test_import_command(tmp_path, with_pose, use_stereo):
+    from ros2_monodepth.core.checkpoint import load_checkpoint, read_metadata
+
+    src = tmp_path / "mono2"
+    _published_layout(src, with_pose, use_stereo)
+    run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.import_cli", str(src), "--out", str(tmp_path / "ck")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "NON-COMMERCIAL" in run.stdout
+    meta = read_metadata(tmp_path / "ck")
+    assert (meta.height, meta.width, meta.use_stereo, meta.has_pose) == (192, 640, use_stereo, with_pose)
+    assert meta.stereo_scale == 5.4 and "monodepth2 import" in meta.source
+    d1, _, _ = load_checkpoint(src)
+    d2, _, _ = load_checkpoint(tmp_path / "ck")
+    x = torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        assert torch.equal(d1(x)[0], d2(x)[0])
+
+
+def test_import_refuses_a_wrong_file(tmp_path):
+    src = tmp_path / "mono2"
+    _published_layout(src, True, False)
+    state = torch.load(src / "encoder.pth", weights_only=True)
+    state["encoder.conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    torch.save(state, src / "encoder.pth")
+    run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.import_cli", str(src), "--out", str(tmp_path / "ck")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "encoder.conv1.weight: shape [64, 3, 3, 3]" in run.stderr
+    assert not (tmp_path / "ck").exists()
