@@ -149,3 +149,18 @@ def test_import_refuses_a_wrong_file(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "encoder.conv1.weight: shape [64, 3, 3, 3]" in run.stderr
     assert not (tmp_path / "ck").exists()
+
+
+def test_export_command_tensorrt_without_tensorrt_says_where_to_build(tmp_path, nets):
+    from ros2_monodepth.core.backends.tensorrt_backend import tensorrt_available
+
+    if tensorrt_available():
+        pytest.skip("TensorRT is importable here")
+    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128))
+    run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "ck"), "--tensorrt", "fp16"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 3 and "TensorRT is not importable" in run.stderr
+    assert (tmp_path / "ck" / "onnx" / "depth.onnx").is_file()
+    needs_bag = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "ck"),
+                                "--tensorrt", "int8"], capture_output=True, text=True, timeout=300)
+    assert needs_bag.returncode == 2 and "--calibration-bag" in needs_bag.stderr

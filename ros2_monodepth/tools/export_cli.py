@@ -35,7 +35,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--channel-order", choices=["rgb", "bgr"], default="rgb", help="channel order of the input images")
     p.add_argument("--depth-resolution", choices=["network", "camera"], default="network")
     p.add_argument("--no-pose", action="store_true", help="export the depth graph only")
+    trt_group = p.add_argument_group("TensorRT (on the target machine, where TensorRT is installed)")
+    trt_group.add_argument("--tensorrt", choices=["none", "fp32", "fp16", "int8"], default="none",
+                           help="also build and cache TensorRT engines at this precision")
+    trt_group.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit")
+    trt_group.add_argument("--calibration-bag", action="append", default=[], metavar="BAG",
+                           help="bag(s) with camera frames for INT8 calibration (repeatable)")
+    trt_group.add_argument("--calibration-topic", default="/camera/image_raw", help="image topic in the calibration bags")
+    trt_group.add_argument("--calibration-frames", type=int, default=200, help="frames used for INT8 calibration")
     args = p.parse_args(argv)
+    if args.tensorrt == "int8" and not args.calibration_bag:
+        p.error("--tensorrt int8 needs --calibration-bag")
 
     from ..core.checkpoint import CheckpointError, load_checkpoint
     from ..core.export import export_onnx, onnxruntime_parity
@@ -58,6 +68,38 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"wrote {out}/depth.onnx" + (f", {out}/pose.onnx" if info.has_pose else "") + f", {out}/export.json")
     errors = onnxruntime_parity(depth_net, pose_net, out)
     print("onnxruntime vs PyTorch: " + json.dumps(errors))
+    if args.tensorrt != "none":
+        return _build_engines(args, out, info.camera_size)
+    return 0
+
+
+def _build_engines(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple) -> int:
+    import itertools
+    import logging
+
+    from ..core.backends.tensorrt_backend import prepare_engine, tensorrt_available
+
+    if not tensorrt_available():
+        print("error: TensorRT is not importable on this machine: the ONNX files are written; build the engines on "
+              "the robot (this command with --tensorrt there, or the node with backend: tensorrt)", file=sys.stderr)
+        return 3
+    import tensorrt as trt
+
+    from ..core.backends.cuda_buffers import device_name_and_capability
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    frames = None
+    if args.tensorrt == "int8":
+        from ros2_monodepth_training.bag_frames import iter_frames
+
+        frames = itertools.islice((f for _, f in iter_frames(args.calibration_bag, args.calibration_topic, camera_size)),
+                                  args.calibration_frames)
+    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+    gpu = device_name_and_capability()
+    for stem, name in (("depth", "depth.onnx"), ("pose", "pose.onnx")):
+        if (onnx_dir / name).is_file():
+            prepare_engine(runtime, onnx_dir / name, stem, args.tensorrt, args.workspace_mb << 20, gpu, frames)
+    print(f"TensorRT {args.tensorrt} engines cached for {gpu[0]} (sm {gpu[1]})")
     return 0
 
 

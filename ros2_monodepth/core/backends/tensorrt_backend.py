@@ -129,6 +129,18 @@ def build_engine(onnx_path: Path, precision: str, workspace: int, calibration_fr
     return bytes(memoryview(blob))
 
 
+def prepare_engine(runtime: "trt.Runtime", onnx_path: Path, stem: str, precision: str, workspace: int,
+                   gpu: Tuple[str, str], calibration_frames: Optional[Iterator[np.ndarray]] = None) -> "trt.ICudaEngine":
+    """The engine for ``onnx_path`` from the cache, or built (and cached) when the key has none."""
+    assert trt is not None
+    key = EngineKey(file_sha256(onnx_path), trt.__version__, gpu[0], gpu[1], precision, workspace)
+    path = default_cache_dir() / "engines" / key.filename(stem)
+    engine = load_or_build(path, runtime.deserialize_cuda_engine,
+                           functools.partial(build_engine, onnx_path, precision, workspace, calibration_frames))
+    LOG.info("TensorRT engine %s", path)
+    return engine
+
+
 class _EngineRunner:
     """One engine, its execution context, and its IO buffers bound once by name."""
 
@@ -192,14 +204,11 @@ class TensorRTBackend(InferenceBackend):
         gpu, capability = device_name_and_capability()
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.stream = Stream()
-        cache = default_cache_dir() / "engines"
         runners = {}
         graphs = [("depth", DEPTH_ONNX)] + ([("pose", POSE_ONNX)] if spec.with_pose and self.info.has_pose else [])
         for stem, onnx_name in graphs:
-            onnx_path = self.onnx_dir / onnx_name
-            key = EngineKey(file_sha256(onnx_path), trt.__version__, gpu, capability, precision, workspace)
-            engine = load_or_build(cache / key.filename(stem), self.runtime.deserialize_cuda_engine,
-                                   functools.partial(build_engine, onnx_path, precision, workspace, calibration_frames))
+            engine = prepare_engine(self.runtime, self.onnx_dir / onnx_name, stem, precision, workspace,
+                                    (gpu, capability), calibration_frames)
             runners[stem] = _EngineRunner(engine, self.stream.handle)
         self.depth_runner = runners["depth"]
         self.pose_runner = runners.get("pose")

@@ -1,0 +1,89 @@
+"""Camera frames from ROS 2 bags (sqlite3 .db3 or .mcap, one or many) with ``rosbags``: no ROS runtime.
+
+Owns: finding the image topic, decoding sensor_msgs/Image and CompressedImage to RGB uint8, resizing,
+and clear errors for a missing topic (listing what the bag has) or an empty bag. Unreadable frames are
+skipped and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ros2_monodepth.ros.image_conversions import CAMERA_ENCODINGS, ImageFormatError, decode_compressed, image_to_numpy, to_rgb8
+
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+
+
+class BagError(ValueError):
+    """A bag that cannot give what was asked (no such topic, no messages)."""
+
+
+@dataclass
+class FrameStats:
+    read: int = 0
+    skipped: int = 0
+    reasons: Dict[str, int] = field(default_factory=dict)
+
+    def skip(self, reason: str) -> None:
+        self.skipped += 1
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
+
+
+def list_topics(paths: Sequence[str | Path]) -> Dict[str, Tuple[str, int]]:
+    """{topic: (message type, count)} over all bags."""
+    from rosbags.highlevel import AnyReader
+
+    out: Dict[str, Tuple[str, int]] = {}
+    with AnyReader([Path(p) for p in paths]) as reader:
+        for c in reader.connections:
+            prev = out.get(c.topic, (c.msgtype, 0))
+            out[c.topic] = (c.msgtype, prev[1] + c.msgcount)
+    return out
+
+
+def iter_frames(paths: Sequence[str | Path], topic: str, size: Optional[Tuple[int, int]] = None,
+                stats: Optional[FrameStats] = None, stride: int = 1) -> Iterator[Tuple[int, np.ndarray]]:
+    """Yield (stamp_ns from the header, RGB uint8 (H, W, 3)) for every ``stride``-th frame of ``topic``.
+
+    ``size`` (H, W) resizes each frame (area interpolation). Frames that fail to decode are skipped and
+    counted in ``stats``.
+    """
+    from rosbags.highlevel import AnyReader
+
+    stats = stats if stats is not None else FrameStats()
+    bag_paths = [Path(p) for p in paths]
+    with AnyReader(bag_paths) as reader:
+        conns = [c for c in reader.connections if c.topic == topic]
+        if not conns:
+            have = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections) or "no topics at all"
+            raise BagError(f"topic '{topic}' is not in {', '.join(map(str, bag_paths))}; the bag has: {have}")
+        if conns[0].msgtype not in IMAGE_TYPES:
+            raise BagError(f"topic '{topic}' carries {conns[0].msgtype}, expected one of {IMAGE_TYPES}")
+        if sum(c.msgcount for c in conns) == 0:
+            raise BagError(f"topic '{topic}' has no messages in {', '.join(map(str, bag_paths))}")
+        for i, (conn, _, raw) in enumerate(reader.messages(connections=conns)):
+            if i % stride:
+                continue
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+                if conn.msgtype.endswith("CompressedImage"):
+                    rgb = decode_compressed(msg, "rgb")
+                else:
+                    rgb = to_rgb8(image_to_numpy(msg, CAMERA_ENCODINGS), msg.encoding, "rgb")
+            except (ImageFormatError, ValueError, KeyError) as exc:
+                stats.skip(type(exc).__name__ + (f" ({exc.field})" if isinstance(exc, ImageFormatError) else ""))
+                continue
+            if size is not None and rgb.shape[:2] != tuple(size):
+                rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+            stats.read += 1
+            stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+            yield stamp, rgb
+
+
+def image_topics(paths: Sequence[str | Path]) -> List[str]:
+    return [t for t, (kind, _) in list_topics(paths).items() if kind in IMAGE_TYPES]
