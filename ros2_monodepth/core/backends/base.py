@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -82,3 +82,18 @@ class InferenceBackend(abc.ABC):
 
     def close(self) -> None:
         """Release device memory and handles."""
+
+
+class ExportedGraphBackend(InferenceBackend):
+    """A backend that runs the exported graphs: input size and channel order are the export's
+    (``self.info``, an ``export.ExportInfo``), not the caller's."""
+
+    info: Any
+
+    @property
+    def input_size(self) -> Optional[Tuple[int, int]]:
+        return (int(self.info.camera_size[0]), int(self.info.camera_size[1]))
+
+    @property
+    def channel_order(self) -> str:
+        return str(self.info.channel_order)

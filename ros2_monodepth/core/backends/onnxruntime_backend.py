@@ -18,7 +18,7 @@ import numpy as np
 
 from ..export import (DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, atomic_dir, checkpoint_fingerprint,
                       default_cache_dir, export_onnx)
-from .base import BackendError, InferenceBackend, ModelSpec
+from .base import BackendError, ExportedGraphBackend, ModelSpec
 
 LOG = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def _providers(device: str) -> List[str]:
     return wanted
 
 
-class OnnxRuntimeBackend(InferenceBackend):
+class OnnxRuntimeBackend(ExportedGraphBackend):
     name = "onnxruntime"
 
     def __init__(self, spec: ModelSpec):
@@ -86,14 +86,6 @@ class OnnxRuntimeBackend(InferenceBackend):
         if spec.with_pose and self.info.has_pose:
             self.pose_session = ort.InferenceSession(str(self.onnx_dir / POSE_ONNX), opts, providers=providers)
         self.providers = self.depth_session.get_providers()
-
-    @property
-    def input_size(self) -> Optional[Tuple[int, int]]:
-        return tuple(self.info.camera_size)  # type: ignore[return-value]
-
-    @property
-    def channel_order(self) -> str:
-        return self.info.channel_order
 
     @property
     def has_pose(self) -> bool:

@@ -18,7 +18,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..export import DEPTH_INPUT, DEPTH_ONNX, DEPTH_OUTPUT, POSE_INPUTS, POSE_ONNX, POSE_OUTPUT, ExportInfo, default_cache_dir, file_sha256
-from .base import BackendError, InferenceBackend, ModelSpec
+from .base import BackendError, ExportedGraphBackend, ModelSpec
 from .engine_cache import EngineKey, load_or_build
 
 LOG = logging.getLogger(__name__)
@@ -187,7 +187,7 @@ class _EngineRunner:
             buf.free()
 
 
-class TensorRTBackend(InferenceBackend):
+class TensorRTBackend(ExportedGraphBackend):
     name = "tensorrt"
 
     def __init__(self, spec: ModelSpec, workspace: int = DEFAULT_WORKSPACE,
@@ -214,14 +214,6 @@ class TensorRTBackend(InferenceBackend):
         self.pose_runner = runners.get("pose")
         self.precision = precision
         self.gpu = gpu
-
-    @property
-    def input_size(self) -> Optional[Tuple[int, int]]:
-        return (int(self.info.camera_size[0]), int(self.info.camera_size[1]))
-
-    @property
-    def channel_order(self) -> str:
-        return self.info.channel_order
 
     @property
     def has_pose(self) -> bool:
