@@ -313,3 +313,32 @@ def test_node_on_onnxruntime_publishes_the_same_depth_as_torch(tmp_path, ros_con
     assert d_ort.shape == d_torch.shape == (NET_H, NET_W)
     rel = np.abs(d_ort - d_torch) / d_torch
     assert float(np.median(rel)) < NODE_BACKEND_REL_TOL / 10 and float(rel.max()) < NODE_BACKEND_REL_TOL
+
+
+def test_synthetic_camera_publishes_images_and_camera_info(tmp_path, ros_context):
+    import os
+    import subprocess
+    import sys
+
+    ns = "/t_syncam"
+    qos = rclpy.qos.qos_profile_sensor_data
+    got = {"image": [], "info": []}
+    s1 = ros_context.create_subscription(Image, f"{ns}/image", lambda m: got["image"].append(m), qos)
+    s2 = ros_context.create_subscription(CameraInfo, f"{ns}/camera_info", lambda m: got["info"].append(m), qos)
+    proc = subprocess.Popen([sys.executable, "-m", "ros2_monodepth.ros.synthetic_camera", "--width", "64", "--height", "48",
+                             "--frames", "3", "--rate", "10", "--ros-args", "-r", f"__ns:={ns}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
+    try:
+        col = Collector(ros_context, {})
+        assert col.spin_until(lambda: len(got["image"]) >= 3 and len(got["info"]) >= 3, 60), proc.poll()
+        img = got["image"][-1]
+        assert (img.width, img.height, img.encoding) == (64, 48, "rgb8")
+        assert img.header.frame_id == "camera_optical_frame"
+        info = got["info"][-1]
+        assert (info.width, info.height) == (64, 48) and info.k[0] > 0
+        assert image_to_numpy(img).std() > 5  # a rendered scene, not a blank frame
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        ros_context.destroy_subscription(s1)
+        ros_context.destroy_subscription(s2)

@@ -20,7 +20,7 @@ import rclpy
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
@@ -43,7 +43,7 @@ class SyntheticCamera(Node):
         self.encoding, self.compressed, self.frame_id, self.loops = encoding, compressed, frame_id, loops
         self.pub_image = (self.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data) if compressed
                           else self.create_publisher(Image, "image", qos_profile_sensor_data))
-        self.pub_info = self.create_publisher(type(camera_info_msg(Header(), np.eye(3), 1, 1)), "camera_info", qos_profile_sensor_data)
+        self.pub_info = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
         self.index = 0
         self.sent = 0
         self.start = self.get_clock().now()
