@@ -9,9 +9,7 @@ the odometry sees as a jump (by design: it shows the chain restart).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
 from typing import List, Optional, Sequence
 
 import cv2
