@@ -91,25 +91,35 @@ def _set_static_output_shapes(path: Path, module: torch.nn.Module, args: tuple) 
     onnx.save(model, str(path))
 
 
+def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: ExportInfo
+                       ) -> Tuple[DepthInference, Optional[PoseInference]]:
+    """The wrappers an export describes: what is traced, and what its graphs are checked against."""
+    bgr = info.channel_order == "bgr"
+    output_size = info.output_size if tuple(info.output_size) != tuple(info.network_size) else None
+    depth_model = DepthInference(depth_net.float().eval(), info.network_size, info.min_depth, info.max_depth, bgr,
+                                 output_size).eval()
+    pose_model = None
+    if pose_net is not None and info.has_pose:
+        pose_model = PoseInference(pose_net.float().eval(), info.network_size, bgr).eval()
+    return depth_model, pose_model
+
+
 def export_onnx(depth_net: DepthNet, pose_net: Optional[PoseNet], out_dir: str | os.PathLike,
                 camera_size: Tuple[int, int], network_size: Tuple[int, int], min_depth: float, max_depth: float,
                 channel_order: str = "rgb", depth_at_camera_resolution: bool = False) -> ExportInfo:
     """Write depth.onnx (+ pose.onnx) and export.json into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    bgr = channel_order == "bgr"
     camera_size = (int(camera_size[0]), int(camera_size[1]))
     network_size = (int(network_size[0]), int(network_size[1]))
     output_size = camera_size if depth_at_camera_resolution else network_size
-    depth_model = DepthInference(depth_net.float().eval(), network_size, min_depth, max_depth, bgr,
-                                 output_size if depth_at_camera_resolution else None).eval()
+    info = ExportInfo(camera_size, network_size, output_size, channel_order, float(min_depth), float(max_depth),
+                      depth_net.encoder.num_layers, has_pose=pose_net is not None)
+    depth_model, pose_model = deployment_modules(depth_net, pose_net, info)
     example = torch.zeros(camera_size[0], camera_size[1], 3, dtype=torch.uint8)
     _export(depth_model, (example,), out / DEPTH_ONNX, [DEPTH_INPUT], [DEPTH_OUTPUT])
-    info = ExportInfo(camera_size, network_size, output_size, channel_order, float(min_depth),
-                      float(max_depth), depth_net.encoder.num_layers, has_pose=pose_net is not None,
-                      depth_sha256=file_sha256(out / DEPTH_ONNX))
-    if pose_net is not None:
-        pose_model = PoseInference(pose_net.float().eval(), network_size, bgr).eval()
+    info.depth_sha256 = file_sha256(out / DEPTH_ONNX)
+    if pose_model is not None:
         _export(pose_model, (example, example), out / POSE_ONNX, POSE_INPUTS, [POSE_OUTPUT])
         info.pose_sha256 = file_sha256(out / POSE_ONNX)
     info.write(out)
@@ -122,25 +132,23 @@ def onnxruntime_parity(depth_net: DepthNet, pose_net: Optional[PoseNet], onnx_di
     import onnxruntime as ort
 
     info = ExportInfo.read(onnx_dir)
+    depth_model, pose_model = deployment_modules(depth_net, pose_net, info)
     rng = np.random.default_rng(seed)
     h, w = info.camera_size
     a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     b = np.clip(a.astype(np.int16) + rng.integers(-8, 9, a.shape), 0, 255).astype(np.uint8)
-    bgr = info.channel_order == "bgr"
     result = {}
     sess = ort.InferenceSession(str(Path(onnx_dir) / DEPTH_ONNX), providers=["CPUExecutionProvider"])
     got = sess.run(None, {DEPTH_INPUT: a})[0]
-    depth_model = DepthInference(depth_net.float().eval(), info.network_size, info.min_depth, info.max_depth, bgr,
-                                 info.output_size if info.output_size != info.network_size else None).eval()
     with torch.no_grad():
         ref = depth_model(torch.from_numpy(a)).numpy()
     result["depth_max_abs_error"] = float(np.abs(got - ref).max())
     result["depth_max_rel_error"] = float((np.abs(got - ref) / np.abs(ref)).max())
-    if pose_net is not None and info.has_pose:
+    if pose_model is not None:
         sess = ort.InferenceSession(str(Path(onnx_dir) / POSE_ONNX), providers=["CPUExecutionProvider"])
         got = sess.run(None, {POSE_INPUTS[0]: a, POSE_INPUTS[1]: b})[0]
         with torch.no_grad():
-            ref = PoseInference(pose_net.float().eval(), info.network_size, bgr).eval()(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+            ref = pose_model(torch.from_numpy(a), torch.from_numpy(b)).numpy()
         result["pose_max_abs_error"] = float(np.abs(got - ref).max())
     return result
 
