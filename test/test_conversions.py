@@ -13,7 +13,7 @@ from std_msgs.msg import Header  # noqa: E402
 from ros2_monodepth.core.pointcloud import RayGrid, pack_rgb_float, write_ply  # noqa: E402
 from ros2_monodepth.ros.image_conversions import (ImageFormatError, decode_compressed, fill_image_msg,  # noqa: E402
                                                   image_to_numpy, to_rgb8)
-from ros2_monodepth.ros.pointcloud2 import build_cloud, cloud_to_numpy  # noqa: E402
+from ros2_monodepth.ros.pointcloud2 import build_cloud, cloud_colors, cloud_to_numpy  # noqa: E402
 
 RNG = np.random.default_rng(0)
 CASES = {
@@ -112,6 +112,7 @@ def test_cloud_from_depth():
     np.testing.assert_array_equal(np.isnan(back), np.isnan(xyz))
     raw = np.frombuffer(cloud.data, np.uint8).reshape(2, 3, 16)[..., 12:16].copy().view("<u4")[..., 0]
     assert (raw == 0xFF0000).all()
+    np.testing.assert_array_equal(cloud_colors(cloud), rgb)
     dense = build_cloud(Header(), np.nan_to_num(xyz))
     assert dense.is_dense and dense.point_step == 12
 

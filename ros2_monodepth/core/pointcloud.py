@@ -51,6 +51,12 @@ def pack_rgb_float(rgb: np.ndarray) -> np.ndarray:
     return packed.view(np.float32)
 
 
+def unpack_rgb_float(packed: np.ndarray) -> np.ndarray:
+    """Inverse of ``pack_rgb_float``. Shapes: (...) float32 -> (..., 3) uint8 RGB."""
+    bits = np.ascontiguousarray(packed, np.float32).view(np.uint32)
+    return np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], -1).astype(np.uint8)
+
+
 def write_ply(path: str, points: np.ndarray, colors: Optional[np.ndarray] = None) -> int:
     """Write finite points as a binary little-endian PLY (readable by CloudCompare, MeshLab, Open3D).
 

@@ -11,6 +11,7 @@ from typing import Any, Optional
 import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 
+from ..core.pointcloud import unpack_rgb_float
 from .image_conversions import bytes_to_uint8_array
 
 
@@ -41,16 +42,24 @@ def build_cloud(header: Any, xyz: np.ndarray, rgb_packed: Optional[np.ndarray] =
     return msg
 
 
-def cloud_to_numpy(msg: PointCloud2) -> np.ndarray:
-    """Read x, y, z back as (height, width, 3) float32 (for tests and tools)."""
-    names = [f.name for f in msg.fields]
+def cloud_field(msg: PointCloud2, name: str) -> np.ndarray:
+    """One float32 field as (height, width), read at its offset (for tests and tools)."""
     offsets = {f.name: f.offset for f in msg.fields}
+    if name not in offsets:
+        raise ValueError(f"cloud has no field '{name}' (fields: {list(offsets)})")
     raw = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.row_step)[:, : msg.width * msg.point_step]
-    raw = np.ascontiguousarray(raw).reshape(msg.height, msg.width, msg.point_step)
-    out = np.empty((msg.height, msg.width, 3), np.float32)
-    for i, n in enumerate("xyz"):
-        if n not in names:
-            raise ValueError(f"cloud has no field '{n}' (fields: {names})")
-        o = offsets[n]
-        out[..., i] = raw[..., o:o + 4].copy().view("<f4")[..., 0]
-    return out
+    raw = raw.reshape(msg.height, msg.width, msg.point_step)
+    o = offsets[name]
+    return np.ascontiguousarray(raw[..., o:o + 4]).view("<f4")[..., 0]
+
+
+def cloud_to_numpy(msg: PointCloud2) -> np.ndarray:
+    """Read x, y, z back as (height, width, 3) float32."""
+    return np.stack([cloud_field(msg, n) for n in "xyz"], axis=-1)
+
+
+def cloud_colors(msg: PointCloud2) -> Optional[np.ndarray]:
+    """Packed 'rgb' back as (height, width, 3) uint8 RGB, or None when the cloud has no colour."""
+    if not any(f.name == "rgb" for f in msg.fields):
+        return None
+    return unpack_rgb_float(cloud_field(msg, "rgb"))

@@ -72,12 +72,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from std_msgs.msg import Header
     from tqdm import tqdm
 
-    from ..core.geometry import matrix_to_quaternion, rpy_to_matrix, se3_inverse
+    from ..core.geometry import matrix_to_quaternion, se3_inverse
     from ..core.pointcloud import write_ply
     from ..core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
     from ..ros.image_conversions import fill_image_msg, image_to_numpy
     from ..ros.messages import camera_info_msg
-    from ..ros.pointcloud2 import cloud_to_numpy
+    from ..ros.pointcloud2 import cloud_colors, cloud_to_numpy
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,12 +180,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if raw[f"{ns}/points"]:
         cloud = deserialize_message(raw[f"{ns}/points"][-1][1], PointCloud2)
         xyz = cloud_to_numpy(cloud)
-        colour = None
-        if any(f.name == "rgb" for f in cloud.fields):
-            packed = np.frombuffer(cloud.data, np.uint8).reshape(cloud.height, cloud.width, cloud.point_step)[..., 12:16]
-            bits = np.ascontiguousarray(packed).view("<u4")[..., 0]
-            colour = np.stack([(bits >> 16) & 255, (bits >> 8) & 255, bits & 255], -1).astype(np.uint8)
-        n = write_ply(str(out / "points.ply"), xyz, colour)
+        n = write_ply(str(out / "points.ply"), xyz, cloud_colors(cloud))
         print(f"[demo] points.ply: {n} points")
 
     odoms = [deserialize_message(d, Odometry) for _, d in raw[f"{ns}/odom"]]
@@ -193,10 +188,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                        o.pose.pose.position.z, o.pose.pose.orientation.x, o.pose.pose.orientation.y,
                        o.pose.pose.orientation.z, o.pose.pose.orientation.w] for o in odoms]).reshape(-1, 8)
     np.savetxt(out / "odometry.tum", track, fmt="%.9f")
-    # ground truth of base_link in odom (the node's mount: base -> optical frame)
-    T_base_cam = np.eye(4)
-    T_base_cam[:3, :3] = rpy_to_matrix(-np.pi / 2, 0.0, -np.pi / 2)
-    T_base_cam[:3, 3] = [0.0, 0.0, 1.5]
+    # ground truth of base_link in odom, with the camera mount the node was given
+    T_base_cam = _camera_mount(args.param)
     T_w_b = [T @ se3_inverse(T_base_cam) for T in seq.poses]
     gt = []
     for t, T in zip(seq.stamps, T_w_b):
@@ -209,6 +202,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rclpy.try_shutdown()
     print(f"[demo] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
     return code
+
+
+def _camera_mount(overrides: Sequence[str]) -> np.ndarray:
+    """base -> optical frame as the node sees it: the params file, then any --param camera_mount.* override."""
+    import yaml
+
+    from ..core.geometry import rpy_to_matrix
+
+    params = yaml.safe_load(Path(_params_file()).read_text())["/**"]["ros__parameters"]["camera_mount"]
+    for item in overrides:
+        name, _, value = item.partition(":=")
+        if name in ("camera_mount.xyz", "camera_mount.rpy"):
+            params[name.split(".")[1]] = yaml.safe_load(value)
+    T = np.eye(4)
+    T[:3, :3] = rpy_to_matrix(*params["rpy"])
+    T[:3, 3] = params["xyz"]
+    return T
 
 
 def _summary_figure(path: Path, image: np.ndarray, colorized_bgr: np.ndarray, xyz: Optional[np.ndarray],
