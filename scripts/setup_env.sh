@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 STAMP="$VENV/.setup-stamp"
-want=$(find requirements.txt requirements-ros-wheels.txt scripts/setup_env.sh scripts/build_tf2_msgs.sh scripts/trt_stubs.sh tools/tf2_msgs -type f | sort | xargs cat | sha256sum | cut -c1-16)
+want=$(find setup.py requirements.txt requirements-ros-wheels.txt scripts/setup_env.sh scripts/build_tf2_msgs.sh scripts/trt_stubs.sh tools/tf2_msgs -type f | sort | xargs cat | sha256sum | cut -c1-16)
 want="$want-${ROS_DISTRO:-wheels}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0

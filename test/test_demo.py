@@ -14,13 +14,18 @@ pytestmark = pytest.mark.ros
 
 def test_demo_writes_bag_pictures_cloud_and_track(tmp_path):
     out = tmp_path / "demo"
-    cmd = [sys.executable, "-m", "ros2_monodepth.tools.demo", "--out", str(out), "--frames", "6", "--rate", "4",
+    cmd = [sys.executable, "-m", "ros2_monodepth.tools.demo", "--out", str(out), "--no-train", "--frames", "6", "--rate", "4",
            "--width", "160", "--height", "120", "--param", "network_width:=128", "--param", "network_height:=64",
            "--param", "precision:=fp32"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     for name in ("input.png", "depth.png", "depth.npy", "points.ply", "odometry.tum", "ground_truth.tum", "summary.png"):
         assert (out / name).is_file(), name
+    import json
+
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert set(metrics) == {"untrained"} and 0 < metrics["untrained"]["abs_rel"] < 5
+    assert (out / "evaluation" / "untrained" / "trajectory.png").is_file() and (out / "test_bag" / "metadata.yaml").is_file()
     depth = np.load(out / "depth.npy")
     assert depth.shape == (64, 128) and np.isfinite(depth).all()
     track = np.loadtxt(out / "odometry.tum").reshape(-1, 8)

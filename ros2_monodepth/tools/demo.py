@@ -1,8 +1,16 @@
-"""``ros2-monodepth-demo``: run monodepth_node on a generated camera stream and save what it published.
+"""``ros2-monodepth-demo``: the whole loop on a fresh machine, with no data and no weights to download.
 
-Starts the node as its own process with config/monodepth.yaml, publishes rendered frames of a synthetic
-street (image + camera_info, loopback DDS only), records every output, and writes to ``--out``:
+1. generates a training bag of a synthetic street (image, camera_info, ground-truth depth and pose) and
+   trains the depth and pose networks on it from scratch for ``--train-steps`` steps (both cached in
+   ``~/.cache/ros2_monodepth/demo``: the next run starts at step 3);
+2. generates a test bag of a different street (written to ``--out``);
+3. starts monodepth_node with config/monodepth.yaml and the trained checkpoint, publishes the test bag's
+   frames to it (loopback DDS only) and records every output;
+4. evaluates the checkpoint and the untrained networks on the test bag against its ground truth.
 
+Writes to ``--out``:
+
+  test_bag/          the camera stream the node was given, with ground truth (mcap)
   outputs_bag/       the node's outputs as a ROS 2 bag (mcap), written with rosbags from the raw CDR
   input.png          the last camera frame
   depth.png          its depth, false colour (what depth/colorized shows in RViz)
@@ -10,6 +18,7 @@ street (image + camera_info, loopback DDS only), records every output, and write
   points.ply         the last point cloud (camera optical frame), coloured
   odometry.tum       the odometry track (TUM format: t x y z qx qy qz qw), and ground_truth.tum
   summary.png        input, depth, bird's-eye view of the cloud and the odometry track in one picture
+  evaluation/        metrics.json (trained vs untrained), depth_examples.png and trajectory.png per model
 """
 
 from __future__ import annotations
@@ -45,19 +54,73 @@ def _params_file() -> str:
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ros2-monodepth-demo", description=__doc__.split("\n\n")[0],
-                                epilog="Outputs: " + __doc__.split("``--out``:", 1)[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
-    p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks)")
+    p.add_argument("--checkpoint", default="", help="use this checkpoint instead of training one")
+    p.add_argument("--no-train", action="store_true", help="skip training: the node runs untrained networks")
+    p.add_argument("--train-steps", type=int, default=600, help="training steps (default: %(default)s, about 6 min on 2 cores)")
+    p.add_argument("--train-frames", type=int, default=400, help="frames in the training bag (default: %(default)s)")
+    p.add_argument("--cache", default="", help="cache folder for the training bag and run (default: ~/.cache/ros2_monodepth/demo)")
     p.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=30, help="frames to publish (default: %(default)s)")
-    p.add_argument("--rate", type=float, default=4.0, help="publish rate in Hz (default: %(default)s)")
-    p.add_argument("--width", type=int, default=640, help="camera width (default: %(default)s)")
-    p.add_argument("--height", type=int, default=480, help="camera height (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="scene seed (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=100, help="test frames to publish (default: %(default)s)")
+    p.add_argument("--rate", type=float, default=5.0, help="publish rate in Hz (default: %(default)s)")
+    p.add_argument("--width", type=int, default=320, help="camera width (default: %(default)s)")
+    p.add_argument("--height", type=int, default=96, help="camera height (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="scene seed of the training bag; the test bag uses seed + 1 (default: %(default)s)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter, repeatable (e.g. --param scale_mode:=camera_height)")
     return p.parse_args(argv)
+
+
+def _trained_checkpoint(args: argparse.Namespace) -> str:
+    """Generate the training bag and train on it, or reuse both from the cache. Returns the checkpoint folder."""
+    import hashlib
+    import json
+
+    from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
+    from ros2_monodepth_training.train import parse_args as train_args
+    from ros2_monodepth_training.train import train
+
+    from ..core.export import default_cache_dir
+
+    cache = Path(args.cache) if args.cache else default_cache_dir() / "demo"
+    bag_cfg = dict(frames=args.train_frames, width=args.width, height=args.height, seed=args.seed, moving_object=True,
+                   still=((args.train_frames // 3, args.train_frames // 3 + 20),))
+    train_opts = ["--height", "64", "--width", "192", "--lr", "2e-4", "--batch-size", "8", "--epochs", "1000",
+                  "--max-steps", str(args.train_steps), "--workers", "1", "--checkpoint-every", "100", "--seed", str(args.seed)]
+    key = hashlib.sha256(json.dumps([bag_cfg, train_opts, 1]).encode()).hexdigest()[:12]
+    bag = cache / f"train_bag_{key}"
+    run = cache / f"run_{key}"
+    summary = run / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("steps") == args.train_steps:
+        print(f"[demo] using the cached training run {run}")
+        return str(run / "checkpoint")
+    if not (bag / "metadata.yaml").is_file():
+        print(f"[demo] writing the training bag {bag}")
+        write_synthetic_bag(SynthConfig(bag, **bag_cfg), progress=True)
+    resume = (run / "checkpoint" / "training_state.pt").is_file()
+    print(f"[demo] training {args.train_steps} steps from scratch on {bag} -> {run}" + (" (resuming)" if resume else ""))
+    train(train_args([str(bag), "--out", str(run), *train_opts] + (["--resume"] if resume else [])))
+    return str(run / "checkpoint")
+
+
+def _evaluate(out: Path, test_bag: Path, checkpoint: str) -> None:
+    from ros2_monodepth_training.evaluate import evaluate, print_table
+    from ros2_monodepth_training.evaluate import parse_args as eval_args
+
+    import json
+
+    results = {}
+    for name in ([checkpoint] if checkpoint else []) + ["untrained"]:
+        label = "trained" if name != "untrained" else "untrained"
+        a = eval_args([str(test_bag), "--mask-topic", "/ground_truth/moving_mask"]
+                      + ([] if name != "untrained" else ["--height", "64", "--width", "192"]))
+        sub = out / "evaluation" / label
+        sub.mkdir(parents=True, exist_ok=True)
+        results[label] = evaluate(None if name == "untrained" else name, [str(test_bag)], a, sub)
+    (out / "evaluation" / "metrics.json").write_text(json.dumps(results, indent=2))
+    print("[demo] evaluation on the test bag (depth: per-image median scaling, capped 0.1-80 m; ATE: Sim(3)-aligned):")
+    print(print_table(results))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -74,24 +137,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from ..core.geometry import matrix_to_quaternion, se3_inverse
     from ..core.pointcloud import write_ply
-    from ..core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
     from ..ros.image_conversions import fill_image_msg, image_to_numpy
     from ..ros.messages import camera_info_msg
     from ..ros.pointcloud2 import cloud_colors, cloud_to_numpy
 
+    from ros2_monodepth_training.evaluate import read_ground_truth
+    from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     ns = "/demo"
-    seq = SyntheticSequence(SceneConfig(seed=args.seed), TrajectoryConfig(num_frames=args.frames, fps=args.rate, speed=1.5),
-                            args.width, args.height)
-    frames: List[np.ndarray] = []
-    for i in tqdm(range(len(seq)), desc="rendering camera frames", unit="frame"):
-        frames.append(seq.frame(i)[1])
+    checkpoint = args.checkpoint or ("" if args.no_train else _trained_checkpoint(args))
+    test_bag = write_synthetic_bag(SynthConfig(out / "test_bag", frames=args.frames, width=args.width, height=args.height,
+                                               seed=args.seed + 1,  # 10 Hz stamps, 0.1 m per frame, as in training
+                                               moving_object=True), progress=True)
+    gt_frames, K = read_ground_truth([test_bag], "/camera/image_raw", None, "/ground_truth/pose")
+    frames: List[np.ndarray] = [f.rgb for f in gt_frames]
+    stamps = np.array([f.stamp_ns for f in gt_frames], np.int64)
+    poses = [f.pose for f in gt_frames]
 
     cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", _params_file(),
            "-r", f"__ns:={ns}", "-p", f"backend:={args.backend}", "-p", "input_qos:=reliable"]
-    if args.checkpoint:
-        cmd += ["-p", f"checkpoint_dir:={args.checkpoint}"]
+    if checkpoint:
+        from ..core.checkpoint import read_metadata
+
+        meta = read_metadata(checkpoint)
+        cmd += ["-p", f"checkpoint_dir:={checkpoint}", "-p", f"network_width:={meta.width}", "-p", f"network_height:={meta.height}"]
     for p in args.param:
         cmd += ["-p", p]
     log_path = out / "node.log"
@@ -127,8 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         period = 1.0 / args.rate
         t0 = time.time()
         for i, image in enumerate(tqdm(frames, desc="publishing", unit="frame")):
-            header = Header(stamp=rclpy.time.Time(seconds=1000.0 + float(seq.stamps[i])).to_msg(), frame_id="camera_optical_frame")
-            pub_info.publish(camera_info_msg(header, seq.K, args.width, args.height))
+            header = Header(stamp=rclpy.time.Time(nanoseconds=int(stamps[i])).to_msg(), frame_id="camera_optical_frame")
+            pub_info.publish(camera_info_msg(header, K, args.width, args.height))
             pub_img.publish(fill_image_msg(Image(header=header), image, "rgb8"))
             while time.time() < t0 + (i + 1) * period:
                 rclpy.spin_once(node, timeout_sec=0.01)
@@ -172,7 +243,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     depth = image_to_numpy(last_depth)
     np.save(out / "depth.npy", depth)
     stamp_last = last_depth.header.stamp.sec + 1e-9 * last_depth.header.stamp.nanosec
-    idx = int(np.argmin(np.abs(1000.0 + seq.stamps - stamp_last)))
+    idx = int(np.argmin(np.abs(stamps / 1e9 - stamp_last)))
     cv2.imwrite(str(out / "input.png"), cv2.cvtColor(frames[idx], cv2.COLOR_RGB2BGR))
     colorized = image_to_numpy(deserialize_message(raw[f"{ns}/depth/colorized"][-1][1], Image))
     cv2.imwrite(str(out / "depth.png"), colorized)
@@ -190,16 +261,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     np.savetxt(out / "odometry.tum", track, fmt="%.9f")
     # ground truth of base_link in odom, with the camera mount the node was given
     T_base_cam = _camera_mount(args.param)
-    T_w_b = [T @ se3_inverse(T_base_cam) for T in seq.poses]
+    T_w_b = [T @ se3_inverse(T_base_cam) for T in poses]
     gt = []
-    for t, T in zip(seq.stamps, T_w_b):
+    for t, T in zip(stamps, T_w_b):
         rel = se3_inverse(T_w_b[0]) @ T
-        gt.append([1000.0 + t, *rel[:3, 3], *matrix_to_quaternion(rel[:3, :3])])
+        gt.append([t / 1e9, *rel[:3, 3], *matrix_to_quaternion(rel[:3, :3])])
     np.savetxt(out / "ground_truth.tum", np.array(gt), fmt="%.9f")
     _summary_figure(out / "summary.png", frames[idx], colorized, xyz, track, np.array(gt),
-                    untrained=not args.checkpoint)
+                    untrained=not checkpoint)
     node.destroy_node()
     rclpy.try_shutdown()
+    _evaluate(out, test_bag, checkpoint)
     print(f"[demo] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
     return code
 

@@ -1,0 +1,317 @@
+"""``ros2-monodepth-eval``: depth and odometry metrics of a checkpoint against ground truth in a bag.
+
+Depth, as the Monodepth2 evaluation defines it: the prediction is resized to the ground truth's (cropped)
+size, scaled per image by the median ratio (or one fixed scale), and both are capped to [min, max];
+abs_rel, sq_rel, rmse, rmse_log and the delta < 1.25^k accuracies are averaged over images. Pixels of a
+moving object (a ``moving_mask`` topic) also get their own abs_rel and mean predicted/true depth ratio,
+the "hole" metric of the auto-masking ablation.
+
+Odometry: frame-to-frame transforms from the pose network are chained into a trajectory and compared with
+the ground-truth poses by ``evo`` (ATE after Sim(3) alignment, since monocular scale is arbitrary; RPE over
+one frame), next to a constant-position baseline (the best constant: the mean true position).
+
+Writes ``metrics.json``, ``trajectory.png`` and ``depth_examples.png`` to ``--out`` and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+import torch
+
+from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
+from ros2_monodepth.core.geometry import disp_to_depth, se3_inverse
+from ros2_monodepth.core.networks import DepthNet, PoseNet
+from ros2_monodepth.ros.image_conversions import image_to_numpy
+
+from .bag_frames import BagError
+from .dataset import ResizePlan, decode_rgb
+
+DEPTH_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+
+
+def depth_errors(gt: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
+    """Monodepth2's seven numbers over matching valid pixels. Shapes: (N,), (N,) -> dict."""
+    thresh = np.maximum(gt / pred, pred / gt)
+    return {
+        "abs_rel": float(np.mean(np.abs(gt - pred) / gt)),
+        "sq_rel": float(np.mean((gt - pred) ** 2 / gt)),
+        "rmse": float(np.sqrt(np.mean((gt - pred) ** 2))),
+        "rmse_log": float(np.sqrt(np.mean((np.log(gt) - np.log(pred)) ** 2))),
+        "a1": float(np.mean(thresh < 1.25)),
+        "a2": float(np.mean(thresh < 1.25 ** 2)),
+        "a3": float(np.mean(thresh < 1.25 ** 3)),
+    }
+
+
+@dataclass
+class GroundTruthFrame:
+    stamp_ns: int
+    rgb: np.ndarray
+    depth: Optional[np.ndarray] = None
+    pose: Optional[np.ndarray] = None          # T_world_camera (4, 4)
+    mask: Optional[np.ndarray] = None          # moving object, bool
+
+
+def _pose_matrix(msg) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    p, q = msg.pose.position, msg.pose.orientation
+    T = np.eye(4)
+    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
+    T[:3, 3] = [p.x, p.y, p.z]
+    return T
+
+
+def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Optional[str], pose_topic: Optional[str],
+                      mask_topic: Optional[str] = None, stride: int = 1) -> Tuple[List[GroundTruthFrame], np.ndarray]:
+    """Frames of ``topic`` with the ground truth stamped like them, and the intrinsics from camera_info."""
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([Path(p) for p in paths]) as reader:
+        topics = {c.topic: c for c in reader.connections}
+        have = ", ".join(f"{t} ({c.msgtype})" for t, c in topics.items())
+        for t in [topic] + [x for x in (depth_topic, pose_topic, mask_topic) if x]:
+            if t not in topics:
+                raise BagError(f"topic '{t}' is not in the bag; the bag has: {have}")
+        frames: Dict[int, GroundTruthFrame] = {}
+        extra: Dict[str, Dict[int, object]] = {"depth": {}, "pose": {}, "mask": {}}
+        K = None
+        want = [c for c in reader.connections if c.topic in {topic, depth_topic, pose_topic, mask_topic}
+                or c.msgtype == "sensor_msgs/msg/CameraInfo"]
+        for conn, _, raw in reader.messages(connections=want):
+            msg = reader.deserialize(raw, conn.msgtype)
+            stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+            if conn.topic == topic:
+                frames[stamp] = GroundTruthFrame(stamp, decode_rgb(msg, conn.msgtype))
+            elif conn.topic == depth_topic:
+                extra["depth"][stamp] = image_to_numpy(msg, {"32FC1", "16UC1"}).astype(np.float32) * (1e-3 if msg.encoding == "16UC1" else 1.0)
+            elif conn.topic == pose_topic:
+                extra["pose"][stamp] = _pose_matrix(msg)
+            elif conn.topic == mask_topic:
+                extra["mask"][stamp] = image_to_numpy(msg, {"mono8"}) > 0
+            elif K is None and conn.msgtype == "sensor_msgs/msg/CameraInfo" and "right" not in conn.topic:
+                K = np.asarray(msg.k, np.float64).reshape(3, 3)
+    out = []
+    for i, s in enumerate(sorted(frames)):
+        if i % stride:
+            continue
+        f = frames[s]
+        f.depth, f.pose, f.mask = extra["depth"].get(s), extra["pose"].get(s), extra["mask"].get(s)
+        out.append(f)
+    if not out:
+        raise BagError(f"no frames on '{topic}'")
+    return out, (K if K is not None else np.eye(3))
+
+
+@torch.no_grad()
+def predict(depth_net: DepthNet, pose_net: Optional[PoseNet], frames: List[GroundTruthFrame], plan: ResizePlan,
+            meta: CheckpointMetadata, batch: int = 16) -> Tuple[List[np.ndarray], List[np.ndarray]]:
+    """(depth at network size per frame, T_b_a per consecutive pair)."""
+    tensors = torch.stack([torch.from_numpy(plan.apply(f.rgb)).permute(2, 0, 1).float() / 255.0 for f in frames])
+    depths: List[np.ndarray] = []
+    for i in range(0, len(tensors), batch):
+        disp = depth_net(tensors[i:i + batch], (0,))[0]
+        depths += list(disp_to_depth(disp, meta.min_depth, meta.max_depth)[1][:, 0].numpy())
+    rel: List[np.ndarray] = []
+    if pose_net is not None:
+        for i in range(0, len(tensors) - 1, batch):
+            a = tensors[i:min(i + batch, len(tensors) - 1)]
+            b = tensors[i + 1:i + 1 + len(a)]
+            rel += list(pose_net.transform(a, b).numpy())
+    return depths, rel
+
+
+def evaluate_depth(frames: List[GroundTruthFrame], depths: List[np.ndarray], plan: ResizePlan, min_depth: float, max_depth: float,
+                   fixed_scale: Optional[float] = None) -> Dict[str, object]:
+    """Mean metrics (+ per-object metrics where masks exist) and the median scale ratios."""
+    per_image, ratios, obj_abs, obj_ratio = [], [], [], []
+    y0, x0, ch, cw = plan.crop
+    for f, pred_small in zip(frames, depths):
+        if f.depth is None:
+            continue
+        gt = f.depth[y0:y0 + ch, x0:x0 + cw]
+        # resize disparity, not depth, as Monodepth2 does
+        pred = 1.0 / cv2.resize(1.0 / pred_small, (cw, ch), interpolation=cv2.INTER_LINEAR)
+        valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
+        if not valid.any():
+            continue
+        ratio = fixed_scale if fixed_scale is not None else float(np.median(gt[valid]) / np.median(pred[valid]))
+        ratios.append(ratio)
+        pred = np.clip(pred * ratio, min_depth, max_depth)
+        per_image.append(depth_errors(gt[valid], pred[valid]))
+        if f.mask is not None:
+            m = f.mask[y0:y0 + ch, x0:x0 + cw] & valid
+            if m.sum() > 20:
+                obj_abs.append(float(np.mean(np.abs(gt[m] - pred[m]) / gt[m])))
+                obj_ratio.append(float(np.mean(pred[m] / gt[m])))
+    if not per_image:
+        raise BagError("no frame had usable ground-truth depth")
+    out: Dict[str, object] = {k: float(np.mean([e[k] for e in per_image])) for k in DEPTH_METRICS}
+    out["images"] = len(per_image)
+    out["scale_median"] = float(np.median(ratios))
+    out["scale_std_over_median"] = float(np.std(ratios) / np.median(ratios))
+    if obj_abs:
+        out["moving_object_abs_rel"] = float(np.mean(obj_abs))
+        out["moving_object_depth_ratio"] = float(np.mean(obj_ratio))
+    return out
+
+
+def chain_trajectory(relative: List[np.ndarray]) -> List[np.ndarray]:
+    """T_b_a per consecutive pair -> T_first_camera(t) for every frame (first = identity)."""
+    poses = [np.eye(4)]
+    for T_b_a in relative:
+        poses.append(poses[-1] @ se3_inverse(T_b_a))
+    return poses
+
+
+def evaluate_odometry(frames: List[GroundTruthFrame], estimated: List[np.ndarray], plot: Optional[Path] = None) -> Dict[str, float]:
+    """ATE (Sim(3)-aligned) and RPE (one frame) with evo, and the constant-position baseline ATE."""
+    from evo.core import metrics, sync  # noqa: F401
+    from evo.core.trajectory import PoseTrajectory3D
+
+    keep = [i for i, f in enumerate(frames) if f.pose is not None]
+    if len(keep) < 3:
+        raise BagError("fewer than 3 frames with a ground-truth pose")
+    stamps = np.array([frames[i].stamp_ns for i in keep], np.float64) / 1e9
+    gt = PoseTrajectory3D(poses_se3=[frames[i].pose for i in keep], timestamps=stamps)
+    est = PoseTrajectory3D(poses_se3=[estimated[i] for i in keep], timestamps=stamps)
+    est_aligned = PoseTrajectory3D(poses_se3=[p.copy() for p in est.poses_se3], timestamps=stamps)
+    r, t, scale = est_aligned.align(gt, correct_scale=True)
+    ape = metrics.APE(metrics.PoseRelation.translation_part)
+    ape.process_data((gt, est_aligned))
+    rpe = metrics.RPE(metrics.PoseRelation.translation_part, delta=1, delta_unit=metrics.Unit.frames, all_pairs=False)
+    rpe.process_data((gt, est_aligned))
+    positions = gt.positions_xyz
+    baseline = float(np.sqrt(np.mean(np.sum((positions - positions.mean(0)) ** 2, 1))))
+    out = {"ate_rmse_m": float(ape.get_statistic(metrics.StatisticsType.rmse)),
+           "rpe_rmse_m": float(rpe.get_statistic(metrics.StatisticsType.rmse)),
+           "ate_constant_position_m": baseline, "sim3_scale": float(scale),
+           "path_length_m": float(gt.path_length), "poses": len(keep)}
+    if plot is not None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        e = est_aligned.positions_xyz
+        ax.plot(positions[:, 0], positions[:, 1], "k-", label="ground truth")
+        ax.plot(e[:, 0], e[:, 1], "r-", label=f"estimate (Sim(3)-aligned), ATE {out['ate_rmse_m']:.3f} m")
+        ax.plot(*positions.mean(0)[:2], "bx", label=f"constant position, ATE {baseline:.3f} m")
+        ax.set_xlabel("x [m]")
+        ax.set_ylabel("y [m]")
+        ax.axis("equal")
+        ax.legend(fontsize=8)
+        ax.set_title("Odometry, top view")
+        fig.tight_layout()
+        fig.savefig(plot, dpi=110)
+        plt.close(fig)
+    return out
+
+
+def depth_figure(path: Path, frames: List[GroundTruthFrame], depths: List[np.ndarray], plan: ResizePlan, picks: Sequence[int]) -> None:
+    from ros2_monodepth.core.colorize import colorize_depth
+
+    rows = []
+    for i in picks:
+        f = frames[i]
+        rgb = plan.apply(f.rgb)
+        h, w = rgb.shape[:2]
+        pred = colorize_depth(depths[i])[..., ::-1]
+        gt = np.zeros_like(rgb) if f.depth is None else colorize_depth(cv2.resize(
+            f.depth[plan.crop[0]:plan.crop[0] + plan.crop[2], plan.crop[1]:plan.crop[1] + plan.crop[3]], (w, h),
+            interpolation=cv2.INTER_NEAREST))[..., ::-1]
+        rows.append(np.concatenate([rgb, gt, pred], 1))
+    grid = np.concatenate(rows, 0)
+    cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+
+
+def print_table(results: Dict[str, Dict[str, object]]) -> str:
+    keys = list(DEPTH_METRICS) + ["moving_object_abs_rel", "moving_object_depth_ratio", "ate_rmse_m", "rpe_rmse_m",
+                                  "ate_constant_position_m"]
+    names = list(results)
+    width = max(12, *(len(n) for n in names))
+    lines = [f"{'metric':<26}" + "".join(f"{n:>{width + 2}}" for n in names)]
+    for k in keys:
+        vals = [results[n].get(k) for n in names]
+        if all(v is None for v in vals):
+            continue
+        lines.append(f"{k:<26}" + "".join(f"{v:>{width + 2}.4f}" if isinstance(v, float) else f"{'-':>{width + 2}}" for v in vals))
+    return "\n".join(lines)
+
+
+def evaluate(checkpoint: Optional[str], bags: Sequence[str], a: argparse.Namespace, out: Optional[Path] = None) -> Dict[str, object]:
+    """All metrics for one checkpoint (None: untrained networks from ``a.seed``)."""
+    if checkpoint:
+        depth_net, pose_net, meta = load_checkpoint(checkpoint)
+    else:
+        torch.manual_seed(a.seed)
+        meta = CheckpointMetadata(height=a.height or 96, width=a.width or 320, source="untrained")
+        depth_net, pose_net = DepthNet(meta.num_layers).eval(), PoseNet(meta.num_layers).eval()
+    frames, K = read_ground_truth(bags, a.topic, a.depth_topic, a.pose_topic, a.mask_topic, a.stride)
+    size = (a.height or meta.height, a.width or meta.width)
+    plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, a.crop)
+    depths, rel = predict(depth_net, pose_net, frames, plan, meta)
+    result: Dict[str, object] = {"checkpoint": checkpoint or "untrained", "size": list(size)}
+    result.update(evaluate_depth(frames, depths, plan, a.min_depth, a.max_depth, a.fixed_scale))
+    if pose_net is not None and a.pose_topic:
+        result.update(evaluate_odometry(frames, chain_trajectory(rel), out / "trajectory.png" if out else None))
+    if out is not None:
+        picks = np.linspace(0, len(frames) - 1, 4).round().astype(int)
+        depth_figure(out / "depth_examples.png", frames, depths, plan, picks)
+    return result
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ros2-monodepth-eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Depth metrics (Monodepth2's) and odometry ATE/RPE (evo) of a checkpoint "
+                                            "against the ground-truth topics of a bag; table on stdout, metrics.json and "
+                                            "plots in --out.")
+    p.add_argument("bags", nargs="+", help="bag folders with the camera and ground-truth topics")
+    p.add_argument("--checkpoint", action="append", default=[],
+                   help="checkpoint folder; repeat to compare; 'untrained' for random networks (--seed)")
+    p.add_argument("--out", help="folder for metrics.json and the PNGs (one subfolder per checkpoint when several)")
+    p.add_argument("--topic", default="/camera/image_raw")
+    p.add_argument("--depth-topic", default="/ground_truth/depth", help="32FC1 metres or 16UC1 millimetres")
+    p.add_argument("--pose-topic", default="/ground_truth/pose", help="geometry_msgs/PoseStamped T_world_camera ('' to skip)")
+    p.add_argument("--mask-topic", default="", help="mono8 moving-object mask for the per-object metrics")
+    p.add_argument("--height", type=int, default=0, help="network input height (0: the checkpoint's)")
+    p.add_argument("--width", type=int, default=0, help="network input width (0: the checkpoint's)")
+    p.add_argument("--crop", choices=("center", "bottom", "top", "none"), default="center")
+    p.add_argument("--min-depth", type=float, default=0.1, help="ground truth and prediction capped below")
+    p.add_argument("--max-depth", type=float, default=80.0, help="ground truth and prediction capped above")
+    p.add_argument("--fixed-scale", type=float, help="one scale for every image instead of per-image median scaling")
+    p.add_argument("--stride", type=int, default=1, help="use every N-th frame")
+    p.add_argument("--seed", type=int, default=0, help="seed of the untrained networks")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    a = parse_args(argv)
+    names = a.checkpoint or ["untrained"]
+    results: Dict[str, Dict[str, object]] = {}
+    try:
+        for name in names:
+            out = None
+            if a.out:
+                out = Path(a.out) / (Path(name).name if len(names) > 1 else "")
+                out.mkdir(parents=True, exist_ok=True)
+            results[name] = evaluate(None if name == "untrained" else name, a.bags, a, out)
+    except (BagError, CheckpointError) as exc:
+        print(f"ros2-monodepth-eval: error: {exc}", file=sys.stderr)
+        return 2
+    print(print_table(results))
+    if a.out:
+        (Path(a.out) / "metrics.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

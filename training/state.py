@@ -1,0 +1,133 @@
+"""Training checkpoints: the runtime's Monodepth2 layout plus what resuming needs, written atomically.
+
+A training run's ``<out>/checkpoint/`` folder is a valid runtime checkpoint (``encoder.pth``, ``depth.pth``,
+``pose_encoder.pth``, ``pose.pth``, ``metadata.json``, see ``core/checkpoint.py``) with one more file,
+``training_state.pt``: optimiser, LR schedule and grad-scaler state, the position in the data order (epoch,
+samples done in it), the global step and the explainability network. The folder is built beside the old one
+and swapped in with ``os.replace``, so a kill at any moment leaves either the old or the new checkpoint.
+Everything is read back with ``torch.load(weights_only=True)``.
+
+Also owns initialising the encoders from a torchvision-format ResNet file or a Monodepth2 checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+import torch
+from torch import nn
+
+from ros2_monodepth.core.checkpoint import (CheckpointError, CheckpointMetadata, load_checkpoint, read_state_file,
+                                            save_checkpoint)
+from ros2_monodepth.core.export import atomic_dir
+from ros2_monodepth.core.networks import DepthNet, PoseNet
+
+STATE_FILE = "training_state.pt"
+
+
+@dataclass
+class Progress:
+    epoch: int = 0
+    done_in_epoch: int = 0     # samples (per rank) of this epoch already trained on
+    step: int = 0              # optimiser steps since the start
+
+
+def save_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Optional[PoseNet], meta: CheckpointMetadata,
+                             optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Optional[Any], progress: Progress,
+                             explain_net: Optional[nn.Module] = None, config: Optional[Dict[str, Any]] = None) -> Path:
+    directory = Path(directory)
+    tmp = atomic_dir(directory)
+    try:
+        save_checkpoint(tmp, depth_net, pose_net, meta)
+        state: Dict[str, Any] = {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "epoch": progress.epoch, "done_in_epoch": progress.done_in_epoch, "step": progress.step,
+            "explain_net": explain_net.state_dict() if explain_net is not None else {},
+            "config": config or {},
+        }
+        torch.save(state, tmp / STATE_FILE)
+        old = directory.with_name(directory.name + ".old")
+        if directory.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(directory, old)
+        os.replace(tmp, directory)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return directory
+
+
+def recover_interrupted(directory: Path) -> None:
+    """A kill between the two renames leaves only ``<dir>.old``: put it back."""
+    old = directory.with_name(directory.name + ".old")
+    if not directory.exists() and old.exists():
+        os.replace(old, directory)
+
+
+def load_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Optional[PoseNet], optimizer: torch.optim.Optimizer,
+                             scheduler: Any, scaler: Optional[Any], explain_net: Optional[nn.Module] = None) -> Progress:
+    """Load weights and training state into the given objects; returns where to continue."""
+    directory = Path(directory)
+    recover_interrupted(directory)
+    state_path = directory / STATE_FILE
+    if not state_path.is_file():
+        raise CheckpointError(f"{directory}: no {STATE_FILE}, so this is not a training checkpoint to resume")
+    d, p, _ = load_checkpoint(directory, load_pose=pose_net is not None)
+    depth_net.load_state_dict(d.state_dict())
+    if pose_net is not None:
+        if p is None:
+            raise CheckpointError(f"{directory}: has no pose network to resume")
+        pose_net.load_state_dict(p.state_dict())
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    if explain_net is not None and state.get("explain_net"):
+        explain_net.load_state_dict(state["explain_net"])
+    return Progress(int(state["epoch"]), int(state["done_in_epoch"]), int(state["step"]))
+
+
+def init_from_resnet_file(path: Path, depth_net: DepthNet, pose_net: Optional[PoseNet]) -> str:
+    """Load a torchvision-format ResNet state_dict (e.g. ImageNet weights the user has) into both encoders.
+
+    The pose encoder takes two stacked frames: its first convolution gets the RGB kernel repeated and halved,
+    as in Monodepth2. Returns a one-line summary.
+    """
+    state = read_state_file(Path(path))
+    state = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    target = depth_net.encoder.encoder
+    want = target.state_dict()
+    missing = [k for k in want if k not in state]
+    wrong = [k for k in want if k in state and state[k].shape != want[k].shape]
+    if missing or wrong:
+        raise CheckpointError(f"{path}: not a torchvision ResNet-{depth_net.encoder.num_layers} state_dict "
+                              f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, wrong shape {wrong[:3]})")
+    target.load_state_dict({k: state[k] for k in want})
+    if pose_net is not None:
+        pose_state = dict(state)
+        conv1 = state["conv1.weight"]
+        pose_state["conv1.weight"] = torch.cat([conv1] * pose_net.encoder.num_input_images, 1) / pose_net.encoder.num_input_images
+        pose_net.encoder.encoder.load_state_dict({k: pose_state[k] for k in pose_net.encoder.encoder.state_dict()})
+    return f"encoders initialised from torchvision-format ResNet weights {path}"
+
+
+def init_from_checkpoint(path: Path, depth_net: DepthNet, pose_net: Optional[PoseNet]) -> str:
+    """Start from a runtime/Monodepth2 checkpoint folder (all four networks where present)."""
+    d, p, meta = load_checkpoint(path, load_pose=pose_net is not None)
+    if d.encoder.num_layers != depth_net.encoder.num_layers:
+        raise CheckpointError(f"{path}: ResNet-{d.encoder.num_layers} checkpoint, training ResNet-{depth_net.encoder.num_layers} "
+                              f"(set --num-layers {d.encoder.num_layers})")
+    depth_net.load_state_dict(d.state_dict())
+    if pose_net is not None and p is not None:
+        pose_net.load_state_dict(p.state_dict())
+    return f"networks initialised from checkpoint {path} ({meta.source})"
