@@ -1,0 +1,409 @@
+"""``ros2-monodepth-bench``: frame rate, latency and resource figures of the node, and model-only timings.
+
+Two modes, one table on stdout and one JSON file each:
+
+``model``  times depth + pose through each backend/precision on the same generated camera frames (no ROS),
+           next to the plain fp32 eager PyTorch networks (NCHW, no autocast: the baseline the speed-ups are
+           quoted against), and gives each configuration's depth abs_rel difference from fp32 on the sequence.
+``node``   starts monodepth_node (or measures one already running with ``--attach``), publishes generated
+           frames (or a bag's) at a fixed rate, or closed-loop at the highest rate it sustains (the next
+           frame leaves when the previous frame's odometry arrives), and reports the sustained rate, latency
+           from image stamp to depth / points / odom (min, mean, p50, p99, max), jitter (std of the output
+           interval), dropped frames, the node process's CPU % and memory (start, end, max, slope), and the
+           share of each stage from the node's /diagnostics.
+
+Every process it starts uses loopback-only discovery and its own ROS_DOMAIN_ID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+def _force_loopback_env() -> None:
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    if os.environ.get("ROS_DISTRO") == "humble":
+        os.environ["ROS_LOCALHOST_ONLY"] = "1"
+    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+
+
+def stats_ms(values_s: Sequence[float]) -> Dict[str, float]:
+    """min, mean, p50, p99, max (and std) in milliseconds."""
+    v = np.asarray(values_s, np.float64) * 1000.0
+    if v.size == 0:
+        return {}
+    return {"min": float(v.min()), "mean": float(v.mean()), "p50": float(np.percentile(v, 50)),
+            "p99": float(np.percentile(v, 99)), "max": float(v.max()), "std": float(v.std())}
+
+
+def generated_frames(width: int, height: int, count: int, seed: int = 0) -> Tuple[List[np.ndarray], np.ndarray]:
+    """Rendered street frames (RGB uint8) and their intrinsics."""
+    from ..core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
+
+    seq = SyntheticSequence(SceneConfig(seed=seed), TrajectoryConfig(num_frames=count, fps=10.0), width, height)
+    return [seq.frame(i)[1] for i in range(count)], seq.K
+
+
+def bag_frames(path: str, topic: str, count: int) -> Tuple[List[np.ndarray], np.ndarray]:
+    from ros2_monodepth_training.evaluate import read_ground_truth
+
+    frames, K = read_ground_truth([path], topic, None, None)
+    return [f.rgb for f in frames[:count]], K
+
+
+# ----------------------------------------------------------------------------------------------- model mode
+MODEL_CONFIGS = ("torch:fp32", "torch:bf16", "onnxruntime:fp32")
+
+
+def _time_calls(fn, frames: List[np.ndarray], repeats: int) -> List[float]:
+    times = []
+    for i in range(repeats):
+        a, b = frames[i % len(frames)], frames[(i + 1) % len(frames)]
+        t0 = time.perf_counter()
+        fn(a, b)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def model_bench(args: argparse.Namespace, frames: List[np.ndarray]) -> Dict[str, object]:
+    import torch
+
+    from ..core.backends.base import ModelSpec
+    from ..core.backends.factory import create_backend
+    from ..core.backends.torch_backend import build_networks
+    from ..core.geometry import disp_to_depth
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = (args.network_height, args.network_width)
+    spec = ModelSpec(checkpoint_dir=args.checkpoint, num_layers=18, network_size=size, device="cpu", precision="fp32")
+    depth_net, pose_net = build_networks(spec)
+
+    # the baseline: plain fp32 eager networks, NCHW, inputs prepared outside the timed region
+    import cv2
+
+    def prep(img: np.ndarray) -> torch.Tensor:
+        small = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255.0
+
+    tensors = [prep(f) for f in frames]
+    reference: List[np.ndarray] = []
+    with torch.no_grad():
+        for t in tensors:
+            reference.append(disp_to_depth(depth_net(t, (0,))[0], spec.min_depth, spec.max_depth)[1][0, 0].numpy())
+
+        def eager(a_idx, b_idx):
+            depth_net(tensors[b_idx], (0,))
+            pose_net(tensors[a_idx], tensors[b_idx])
+
+        for i in range(args.warmup):
+            eager(i % len(tensors), (i + 1) % len(tensors))
+        times = []
+        for i in range(args.repeats):
+            t0 = time.perf_counter()
+            eager(i % len(tensors), (i + 1) % len(tensors))
+            times.append(time.perf_counter() - t0)
+    rows: Dict[str, Dict[str, object]] = {"torch eager fp32 (baseline)": {"per_frame_ms": stats_ms(times), "abs_rel_vs_fp32": 0.0}}
+    base_ms = float(np.median(times) * 1000)
+    for cfg in args.configs:
+        name, precision = cfg.split(":")
+        try:
+            backend, _ = create_backend(name, ModelSpec(checkpoint_dir=args.checkpoint, network_size=size, device="cpu",
+                                                        precision=precision))
+        except Exception as exc:  # a backend that cannot run here is reported, not fatal
+            rows[cfg] = {"error": str(exc)}
+            continue
+        need = backend.input_size   # static graphs take the network size; the node resizes first, as here
+
+        def fit(img: np.ndarray) -> np.ndarray:
+            return img if need is None else cv2.resize(img, (need[1], need[0]), interpolation=cv2.INTER_LINEAR)
+
+        backend.warmup(frames[0].shape[:2] if need is None else need, runs=args.warmup)
+        t = _time_calls(lambda a, b: (backend.depth(fit(b)), backend.relative_pose(fit(a), fit(b))), frames, args.repeats)
+        diffs = []
+        for f, ref in zip(frames, reference):
+            d = backend.depth(fit(f))
+            if d.shape != ref.shape:
+                d = cv2.resize(d, (ref.shape[1], ref.shape[0]), interpolation=cv2.INTER_LINEAR)
+            diffs.append(float(np.mean(np.abs(d - ref) / ref)))
+        med = float(np.median(t) * 1000)
+        rows[cfg] = {"backend": backend.describe(), "per_frame_ms": stats_ms(t), "speedup_vs_baseline": base_ms / med,
+                     "abs_rel_vs_fp32": float(np.mean(diffs))}
+        backend.close()
+    return {"mode": "model", "network_size": list(size), "camera_size": list(frames[0].shape[:2]),
+            "threads": torch.get_num_threads(), "baseline_ms": base_ms, "rows": rows}
+
+
+def print_model_table(res: Dict[str, object]) -> str:
+    lines = [f"model-only, depth + pose per frame, network {res['network_size'][1]}x{res['network_size'][0]}, "
+             f"camera {res['camera_size'][1]}x{res['camera_size'][0]}, {res['threads']} threads",
+             f"{'configuration':<30}{'p50 ms':>9}{'p99 ms':>9}{'fps':>8}{'x baseline':>12}{'abs_rel vs fp32':>17}"]
+    for name, r in res["rows"].items():  # type: ignore[union-attr]
+        if "error" in r:
+            lines.append(f"{name:<30}  not run: {r['error']}")
+            continue
+        s = r["per_frame_ms"]
+        lines.append(f"{name:<30}{s['p50']:>9.1f}{s['p99']:>9.1f}{1000 / s['p50']:>8.1f}"
+                     f"{r.get('speedup_vs_baseline', 1.0):>12.2f}{r['abs_rel_vs_fp32']:>17.5f}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ node mode
+class ProcessMonitor(threading.Thread):
+    """Samples a process's CPU % and RSS once a second (psutil)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.samples: List[Tuple[float, float, float]] = []   # (t, cpu %, rss MB)
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            self.proc.cpu_percent(None)
+            while not self.stop_event.wait(1.0):
+                rss = self.proc.memory_info().rss + sum(c.memory_info().rss for c in self.proc.children(recursive=True))
+                self.samples.append((time.monotonic(), self.proc.cpu_percent(None), rss / 2**20))
+        except psutil.Error:
+            pass
+
+    def summary(self, skip_s: float = 5.0) -> Dict[str, float]:
+        if not self.samples:
+            return {}
+        s = np.array(self.samples)
+        t0 = s[0, 0]
+        steady = s[s[:, 0] - t0 >= skip_s] if (s[:, 0] - t0 >= skip_s).sum() >= 3 else s
+        slope = float(np.polyfit((steady[:, 0] - steady[0, 0]) / 60.0, steady[:, 2], 1)[0]) if len(steady) >= 3 else 0.0
+        return {"cpu_percent_mean": float(steady[:, 1].mean()), "rss_mb_start": float(steady[0, 2]),
+                "rss_mb_end": float(steady[-1, 2]), "rss_mb_max": float(s[:, 2].max()), "rss_slope_mb_per_min": slope,
+                "samples": int(len(s))}
+
+
+def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray) -> Dict[str, object]:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from std_msgs.msg import Header
+
+    from ..ros.image_conversions import fill_image_msg
+    from ..ros.messages import camera_info_msg
+    from .demo import _params_file
+
+    ns = args.namespace
+    proc = None
+    log = None
+    if not args.attach:
+        cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", _params_file(), "-r", f"__ns:={ns}",
+               "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}", "-p", "input_qos:=reliable",
+               "-p", f"network_width:={args.network_width}", "-p", f"network_height:={args.network_height}",
+               "-p", "diagnostics_period:=1.0"]
+        if args.checkpoint:
+            cmd += ["-p", f"checkpoint_dir:={args.checkpoint}"]
+        for p in args.param:
+            cmd += ["-p", p]
+        log = open(args.node_log, "w")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    rclpy.init()
+    node = rclpy.create_node("monodepth_bench")
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    outputs = {"depth": (f"{ns}/depth", Image), "points": (f"{ns}/points", PointCloud2), "odom": (f"{ns}/odom", Odometry)}
+    received: Dict[str, List[Tuple[float, float]]] = {k: [] for k in outputs}   # (receive wall time, stamp)
+    stages: Dict[str, float] = {}
+
+    def on_output(kind: str, msg) -> None:
+        now = time.time()
+        received[kind].append((now, msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec))
+
+    def on_diag(msg) -> None:
+        for st in msg.status:
+            for kv in st.values:
+                if kv.key.startswith("stage ") and kv.key.endswith(" mean (ms)"):
+                    stages[kv.key[6:-10]] = float(kv.value)
+
+    for kind, (topic, typ) in outputs.items():
+        node.create_subscription(typ, topic, lambda m, k=kind: on_output(k, m), qos)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    pub_img = node.create_publisher(Image, f"{ns}/image", qos)
+    pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+    h, w = frames[0].shape[:2]
+    msgs = [fill_image_msg(Image(), f, "rgb8") for f in frames]
+    monitor = None
+    result: Dict[str, object] = {"mode": "node", "camera_size": [h, w], "network_size": [args.network_height, args.network_width],
+                                 "backend": args.backend, "precision": args.precision}
+    try:
+        deadline = time.time() + 120
+        while not (pub_img.get_subscription_count() and all(node.count_publishers(t) for t, _ in outputs.values())):
+            if proc is not None and proc.poll() is not None:
+                raise RuntimeError(f"monodepth_node exited early, see {args.node_log}")
+            if time.time() > deadline:
+                raise RuntimeError("the node's topics did not appear within 120 s")
+            rclpy.spin_once(node, timeout_sec=0.1)
+        end = time.time() + 1.0
+        while time.time() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        pid = proc.pid if proc is not None else args.attach_pid
+        if pid:
+            monitor = ProcessMonitor(pid)
+            monitor.start()
+        published: List[float] = []
+
+        def publish(i: int) -> float:
+            stamp = time.time()
+            header = Header(stamp=rclpy.time.Time(seconds=stamp).to_msg(), frame_id="camera_optical_frame")
+            pub_info.publish(camera_info_msg(header, K, w, h))
+            m = msgs[i % len(msgs)]
+            m.header = header
+            pub_img.publish(m)
+            return stamp
+
+        # warm-up frames are not counted
+        for i in range(args.warmup):
+            n0 = len(received["odom"])
+            publish(i)
+            t_end = time.time() + 30
+            while len(received["odom"]) == n0 and time.time() < t_end:
+                rclpy.spin_once(node, timeout_sec=0.005)
+        for k in received:
+            received[k].clear()
+        t_start = time.time()
+        i = 0
+        while time.time() - t_start < args.duration:
+            if args.rate > 0:
+                target = t_start + i / args.rate
+                while time.time() < target:
+                    rclpy.spin_once(node, timeout_sec=max(0.0, min(0.005, target - time.time())))
+                published.append(publish(i))
+            else:   # closed loop: one frame in flight
+                n0 = len(received["odom"])
+                published.append(publish(i))
+                t_end = time.time() + 10
+                while len(received["odom"]) == n0 and time.time() < t_end:
+                    rclpy.spin_once(node, timeout_sec=0.002)
+            i += 1
+        t_end = time.time() + 3
+        while time.time() < t_end:
+            rclpy.spin_once(node, timeout_sec=0.01)
+        elapsed = published[-1] - published[0] if len(published) > 1 else 1.0
+        sent = set(round(p, 6) for p in published)
+        result.update({"rate_mode": f"fixed {args.rate} Hz" if args.rate > 0 else "closed loop (max sustained)",
+                       "duration_s": round(elapsed, 1), "frames_published": len(published)})
+        for kind, recs in received.items():
+            lat = [r - s for r, s in recs if round(s, 6) in sent]
+            arrivals = np.diff([r for r, _ in recs])
+            result[kind] = {"received": len(recs), "dropped": len(published) - len(lat),
+                            "rate_hz": (len(recs) - 1) / max(1e-6, recs[-1][0] - recs[0][0]) if len(recs) > 1 else 0.0,
+                            "latency_ms": stats_ms(lat), "jitter_ms": float(arrivals.std() * 1000) if arrivals.size else 0.0}
+        total = sum(stages.values())
+        result["stage_ms"] = stages
+        result["stage_share"] = {k: v / total for k, v in stages.items()} if total else {}
+    finally:
+        if monitor is not None:
+            monitor.stop_event.set()
+            monitor.join(2)
+            result["process"] = monitor.summary()
+        if proc is not None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            if log is not None:
+                log.close()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return result
+
+
+def print_node_table(res: Dict[str, object]) -> str:
+    lines = [f"node, {res['rate_mode']}, {res['frames_published']} frames in {res['duration_s']} s, camera "
+             f"{res['camera_size'][1]}x{res['camera_size'][0]}, network {res['network_size'][1]}x{res['network_size'][0]}, "
+             f"backend {res['backend']} {res['precision']}",
+             f"{'output':<8}{'rate Hz':>9}{'dropped':>9}{'min':>8}{'mean':>8}{'p50':>8}{'p99':>8}{'max':>8}{'jitter':>8}   latency ms"]
+    for kind in ("depth", "points", "odom"):
+        r = res.get(kind)
+        if not r:
+            continue
+        s = r["latency_ms"] or {k: float("nan") for k in ("min", "mean", "p50", "p99", "max")}
+        lines.append(f"{kind:<8}{r['rate_hz']:>9.2f}{r['dropped']:>9d}{s['min']:>8.1f}{s['mean']:>8.1f}{s['p50']:>8.1f}"
+                     f"{s['p99']:>8.1f}{s['max']:>8.1f}{r['jitter_ms']:>8.1f}")
+    p = res.get("process") or {}
+    if p:
+        lines.append(f"node process: CPU {p['cpu_percent_mean']:.0f} %, RSS {p['rss_mb_start']:.0f} -> {p['rss_mb_end']:.0f} MB "
+                     f"(max {p['rss_mb_max']:.0f}, slope {p['rss_slope_mb_per_min']:+.2f} MB/min)")
+    if res.get("stage_share"):
+        lines.append("stages: " + ", ".join(f"{k} {v * 100:.0f}% ({res['stage_ms'][k]:.1f} ms)"
+                                            for k, v in sorted(res["stage_share"].items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ros2-monodepth-bench", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("model", "node"), help="model-only timings, or the whole node")
+    p.add_argument("--out", default="bench.json", help="JSON file to write (default: %(default)s)")
+    p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
+    p.add_argument("--bag", help="take camera frames from this bag instead of generating them")
+    p.add_argument("--topic", default="/camera/image_raw", help="image topic in --bag (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=20, help="distinct frames, looped (default: %(default)s)")
+    p.add_argument("--width", type=int, default=640, help="camera width (default: %(default)s)")
+    p.add_argument("--height", type=int, default=480, help="camera height (default: %(default)s)")
+    p.add_argument("--network-width", type=int, default=640, help="(default: %(default)s)")
+    p.add_argument("--network-height", type=int, default=192, help="(default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="model mode: torch threads (0: torch's default)")
+    m = p.add_argument_group("model mode")
+    m.add_argument("--repeats", type=int, default=30, help="timed frames per configuration (default: %(default)s)")
+    m.add_argument("--configs", nargs="+", default=list(MODEL_CONFIGS), metavar="BACKEND:PRECISION",
+                   help="configurations to time next to the eager fp32 baseline (default: %(default)s)")
+    n = p.add_argument_group("node mode")
+    n.add_argument("--rate", type=float, default=0.0, help="publish rate in Hz; 0 = closed loop, the highest sustained rate")
+    n.add_argument("--duration", type=float, default=30.0, help="seconds of measurement (default: %(default)s)")
+    n.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
+    n.add_argument("--precision", default="auto", help="node precision parameter (default: %(default)s)")
+    n.add_argument("--attach", action="store_true", help="measure a node already running in --namespace instead of starting one")
+    n.add_argument("--attach-pid", type=int, default=0, help="with --attach: the node's PID for CPU/memory figures")
+    n.add_argument("--namespace", default="/bench", help="node namespace (default: %(default)s)")
+    n.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="extra node parameter, repeatable")
+    n.add_argument("--node-log", default="bench_node.log", help="node output (default: %(default)s)")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    _force_loopback_env()
+    if args.bag:
+        frames, K = bag_frames(args.bag, args.topic, args.frames)
+    else:
+        print(f"[bench] rendering {args.frames} frames at {args.width}x{args.height}", flush=True)
+        frames, K = generated_frames(args.width, args.height, args.frames)
+    if args.mode == "model":
+        res = model_bench(args, frames)
+        table = print_model_table(res)
+    else:
+        res = node_bench(args, frames, K)
+        table = print_node_table(res)
+    print(table)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(f"[bench] wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

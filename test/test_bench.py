@@ -1,0 +1,57 @@
+"""ros2-monodepth-bench, small: model-only timings with accuracy against fp32, and a short closed-loop node run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ros2_monodepth.tools.bench import stats_ms
+
+SMALL = ["--frames", "3", "--width", "160", "--height", "120", "--network-width", "128", "--network-height", "64",
+         "--warmup", "1"]
+
+
+def test_stats_ms():
+    s = stats_ms([0.001, 0.002, 0.003, 0.010])
+    assert s["min"] == pytest.approx(1.0) and s["max"] == pytest.approx(10.0) and s["mean"] == pytest.approx(4.0)
+    assert s["p50"] == pytest.approx(2.5)
+    assert stats_ms([]) == {}
+
+
+def test_model_mode_times_each_configuration_against_the_eager_baseline(tmp_path):
+    out = tmp_path / "model.json"
+    r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "model", "--out", str(out), *SMALL, "--repeats", "3",
+                        "--configs", "torch:fp32", "torch:bf16", "onnxruntime:fp32", "nosuch:fp32"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    rows = res["rows"]
+    assert rows["torch:fp32"]["abs_rel_vs_fp32"] < 1e-3   # the same fp32 model; the backend resizes on its own
+    assert rows["onnxruntime:fp32"]["abs_rel_vs_fp32"] < 0.02     # its own uint8 resize differs slightly
+    assert 0 < rows["torch:bf16"]["abs_rel_vs_fp32"] < 0.2
+    assert "error" in rows["nosuch:fp32"]
+    for name in ("torch:fp32", "torch:bf16", "onnxruntime:fp32"):
+        assert rows[name]["per_frame_ms"]["p50"] > 0 and rows[name]["speedup_vs_baseline"] > 0
+    assert "x baseline" in r.stdout
+
+
+@pytest.mark.ros
+def test_node_mode_reports_rate_latency_drops_and_process_figures(tmp_path):
+    out = tmp_path / "node.json"
+    r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "node", "--out", str(out), *SMALL,
+                        "--duration", "4", "--precision", "fp32", "--node-log", str(tmp_path / "node.log")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    assert res["frames_published"] >= 3
+    for kind in ("depth", "points", "odom"):
+        assert res[kind]["received"] >= 3
+        lat = res[kind]["latency_ms"]
+        assert 0 < lat["min"] <= lat["p50"] <= lat["max"] < 5000
+    assert res["odom"]["dropped"] <= 1      # closed loop: one frame in flight
+    assert res["process"]["rss_mb_max"] > 50 and res["process"]["samples"] >= 2
+    assert {"depth_net", "pose_net"} <= set(res["stage_share"])
+    assert abs(sum(res["stage_share"].values()) - 1) < 1e-6
