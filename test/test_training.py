@@ -214,12 +214,14 @@ def test_torchrun_two_cpu_processes_gloo(street_bag, tmp_path):
 
 def test_depth_errors_by_hand():
     gt = np.array([1.0, 2.0, 4.0])
-    pred = np.array([1.0, 2.5, 2.0])
+    pred = np.array([1.0, 2.4, 2.0])       # ratios 1, 1.2, 2
     e = depth_errors(gt, pred)
-    assert e["abs_rel"] == pytest.approx((0 + 0.25 + 0.5) / 3)
-    assert e["sq_rel"] == pytest.approx((0 + 0.25 / 2 + 4 / 4) / 3)
-    assert e["rmse"] == pytest.approx(np.sqrt((0 + 0.25 + 4) / 3))
-    assert e["a1"] == pytest.approx(2 / 3) and e["a2"] == pytest.approx(2 / 3) and e["a3"] == 1.0
+    assert e["abs_rel"] == pytest.approx((0 + 0.2 + 0.5) / 3)
+    assert e["sq_rel"] == pytest.approx((0 + 0.16 / 2 + 4 / 4) / 3)
+    assert e["rmse"] == pytest.approx(np.sqrt((0 + 0.16 + 4) / 3))
+    assert e["rmse_log"] == pytest.approx(np.sqrt((0 + np.log(1.2) ** 2 + np.log(2) ** 2) / 3))
+    assert e["a1"] == pytest.approx(2 / 3) and e["a2"] == pytest.approx(2 / 3) and e["a3"] == pytest.approx(2 / 3)
+    assert depth_errors(gt, np.array([1.0, 2.0, 2.2]))["a3"] == 1.0     # 4 / 2.2 = 1.82 < 1.25 ** 3
     assert depth_errors(gt, gt)["abs_rel"] == 0.0
 
 
