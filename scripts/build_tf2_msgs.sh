@@ -15,7 +15,8 @@ done
 # (/opt/python/cp3XX-cp3XX/...): point them at this interpreter's.
 inc=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
 npinc=$("$PY" -c "import numpy; print(numpy.get_include())")
-grep -rl --include='*.cmake' '/opt/python/cp3' "$VENV/share" 2>/dev/null | while read -r f; do
+# (grep finds nothing when a venv being set up again was already patched: not an error under pipefail)
+{ grep -rl --include='*.cmake' '/opt/python/cp3' "$VENV/share" 2>/dev/null || true; } | while read -r f; do
   sed -i -E "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$npinc#g; s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$inc#g" "$f"
 done
 export AMENT_PREFIX_PATH="$VENV" CMAKE_PREFIX_PATH="$VENV" PATH="$VENV/bin:$PATH"

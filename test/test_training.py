@@ -246,3 +246,32 @@ def test_odometry_metrics_with_true_relative_poses_beat_the_constant_baseline(st
 def test_training_commands_have_help(module):
     r = subprocess.run([sys.executable, "-m", f"ros2_monodepth_training.{module}", "--help"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "usage:" in r.stdout
+
+
+def test_compressed_frames_in_a_sqlite3_bag(tmp_path):
+    bag = write_synthetic_bag(SynthConfig(tmp_path / "jpeg", frames=6, width=128, height=64, compressed=True, storage="sqlite3"),
+                              progress=False)
+    assert list((tmp_path / "jpeg").glob("*.db3"))
+    index = index_frames([bag], IndexOptions(topic=IMAGE_TOPIC + "/compressed"))
+    assert index.msgtype == "sensor_msgs/msg/CompressedImage" and len(index.raw) == 6
+    s = TripletDataset(index, make_triplets(index), (64, 64))[0]
+    assert s["images"].shape == (3, 3, 64, 64) and float(s["images"].std()) > 0.02
+
+
+def test_encoders_initialise_from_a_torchvision_format_resnet_file(tmp_path):
+    from ros2_monodepth.core.resnet import ResNet
+    from ros2_monodepth_training.state import init_from_resnet_file
+
+    torch.manual_seed(1)
+    imagenet_like = ResNet(18).state_dict()          # torchvision's key layout: conv1.weight, layer1.0..., fc.*
+    torch.save(imagenet_like, tmp_path / "resnet18.pth")
+    model = TrainingModel(18, LossConfig())
+    init_from_resnet_file(tmp_path / "resnet18.pth", model.depth, model.pose)
+    torch.testing.assert_close(model.depth.encoder.encoder.layer3[1].conv2.weight, imagenet_like["layer3.1.conv2.weight"])
+    pose_conv1 = model.pose.encoder.encoder.conv1.weight
+    torch.testing.assert_close(pose_conv1[:, :3], imagenet_like["conv1.weight"] / 2)
+    torch.testing.assert_close(pose_conv1[:, 3:], imagenet_like["conv1.weight"] / 2)
+    torch.save({"conv1.weight": torch.zeros(1)}, tmp_path / "bad.pth")
+    from ros2_monodepth.core.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match="not a torchvision ResNet-18"):
+        init_from_resnet_file(tmp_path / "bad.pth", model.depth, model.pose)

@@ -296,7 +296,10 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
     loader_kw: Dict[str, Any] = dict(batch_size=a.batch_size, num_workers=a.workers, drop_last=True,
                                      pin_memory=device.type == "cuda")
     if a.workers > 0:
-        loader_kw.update(persistent_workers=False, prefetch_factor=4)
+        # Workers live across epochs: starting them copies the frame index (the serialized frames) into each.
+        # The sampler runs in this process, so its per-epoch position still applies.
+        loader_kw.update(persistent_workers=True, prefetch_factor=4)
+    loader = DataLoader(train_ds, sampler=sampler, **loader_kw)
     val_loader = DataLoader(val_ds, batch_size=a.batch_size, num_workers=0)
 
     def checkpoint() -> None:
@@ -313,7 +316,6 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
     done = False
     while progress.epoch < a.epochs and not done:
         sampler.set_position(progress.epoch, progress.done_in_epoch)
-        loader = DataLoader(train_ds, sampler=sampler, **loader_kw)
         bar = tqdm(loader, total=len(sampler) // a.batch_size, desc=f"epoch {progress.epoch + 1}/{a.epochs}",
                    unit="step", disable=not show_progress, dynamic_ncols=True)
         t_rate, n_rate = time.monotonic(), 0

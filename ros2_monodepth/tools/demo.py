@@ -162,7 +162,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from ..core.checkpoint import read_metadata
 
         meta = read_metadata(checkpoint)
-        cmd += ["-p", f"checkpoint_dir:={checkpoint}", "-p", f"network_width:={meta.width}", "-p", f"network_height:={meta.height}"]
+        from ..core.synthetic import TrajectoryConfig
+
+        # Trained depth has an arbitrary scale: the ground plane and the known camera height make it metric
+        # (a --param given by the user comes later and wins).
+        cmd += ["-p", f"checkpoint_dir:={checkpoint}", "-p", f"network_width:={meta.width}", "-p", f"network_height:={meta.height}",
+                "-p", "scale_mode:=camera_height", "-p", f"camera_height:={TrajectoryConfig().camera_height}"]
     for p in args.param:
         cmd += ["-p", p]
     log_path = out / "node.log"
