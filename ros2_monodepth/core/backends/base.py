@@ -37,6 +37,7 @@ class ModelSpec:
     device: str = "cpu"
     precision: str = "fp32"
     seed: int = 0
+    trace: bool = True            # torch on CPU: TorchScript-trace and freeze (False: eager, for debugging)
 
 
 class InferenceBackend(abc.ABC):
