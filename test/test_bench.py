@@ -42,7 +42,7 @@ def test_model_mode_times_each_configuration_against_the_eager_baseline(tmp_path
 def test_node_mode_reports_rate_latency_drops_and_process_figures(tmp_path):
     out = tmp_path / "node.json"
     r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "node", "--out", str(out), *SMALL,
-                        "--duration", "4", "--precision", "fp32", "--node-log", str(tmp_path / "node.log")],
+                        "--duration", "4", "--repeats", "2", "--precision", "fp32", "--node-log", str(tmp_path / "node.log")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
@@ -55,3 +55,7 @@ def test_node_mode_reports_rate_latency_drops_and_process_figures(tmp_path):
     assert res["process"]["rss_mb_max"] > 50 and res["process"]["samples"] >= 2
     assert {"depth_net", "pose_net"} <= set(res["stage_share"])
     assert abs(sum(res["stage_share"].values()) - 1) < 1e-6
+    assert res["speedup_vs_baseline"] > 0 and res["baseline_eager_fp32_fps"] > 0
+    assert res["ros_overhead_ms"] == pytest.approx(res["odom"]["latency_ms"]["p50"] - res["stage_ms"]["depth_net"]
+                                                   - res["stage_ms"]["pose_net"])
+    assert "x the plain fp32 eager" in r.stdout

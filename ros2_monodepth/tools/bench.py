@@ -76,35 +76,25 @@ def _time_calls(fn, frames: List[np.ndarray], repeats: int) -> List[float]:
     return times
 
 
-def model_bench(args: argparse.Namespace, frames: List[np.ndarray]) -> Dict[str, object]:
+def eager_baseline(args: argparse.Namespace, frames: List[np.ndarray]) -> List[float]:
+    """Per-frame seconds of the plain fp32 eager depth + pose networks (NCHW, no autocast, inputs resized
+    outside the timed region): the reference every speed-up is quoted against."""
+    import cv2
     import torch
 
     from ..core.backends.base import ModelSpec
-    from ..core.backends.factory import create_backend
     from ..core.backends.torch_backend import build_networks
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     size = (args.network_height, args.network_width)
-    spec = ModelSpec(checkpoint_dir=args.checkpoint, num_layers=18, network_size=size, device="cpu", precision="fp32")
-    depth_net, pose_net = build_networks(spec)
-
-    # the baseline: plain fp32 eager networks, NCHW, inputs prepared outside the timed region
-    import cv2
+    depth_net, pose_net = build_networks(ModelSpec(checkpoint_dir=args.checkpoint, network_size=size))
 
     def prep(img: np.ndarray) -> torch.Tensor:
         small = cv2.resize(img, (size[1], size[0]), interpolation=cv2.INTER_AREA)
         return torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255.0
 
     tensors = [prep(f) for f in frames]
-    # accuracy reference: the fp32 eager model with the backends' own preprocessing (in-graph resize)
-    ref_backend, _ = create_backend("torch", ModelSpec(checkpoint_dir=args.checkpoint, network_size=size, device="cpu",
-                                                       precision="fp32", trace=False))
-    reference: List[np.ndarray] = [ref_backend.depth(f) for f in frames]
-    ref_backend.close()
     with torch.no_grad():
-
-        def eager(a_idx, b_idx):
+        def eager(a_idx: int, b_idx: int) -> None:
             depth_net(tensors[b_idx], (0,))
             pose_net(tensors[a_idx], tensors[b_idx])
 
@@ -115,6 +105,25 @@ def model_bench(args: argparse.Namespace, frames: List[np.ndarray]) -> Dict[str,
             t0 = time.perf_counter()
             eager(i % len(tensors), (i + 1) % len(tensors))
             times.append(time.perf_counter() - t0)
+    return times
+
+
+def model_bench(args: argparse.Namespace, frames: List[np.ndarray]) -> Dict[str, object]:
+    import cv2
+    import torch
+
+    from ..core.backends.base import ModelSpec
+    from ..core.backends.factory import create_backend
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = (args.network_height, args.network_width)
+    # accuracy reference: the fp32 eager model with the backends' own preprocessing (in-graph resize)
+    ref_backend, _ = create_backend("torch", ModelSpec(checkpoint_dir=args.checkpoint, network_size=size, device="cpu",
+                                                       precision="fp32", trace=False))
+    reference: List[np.ndarray] = [ref_backend.depth(f) for f in frames]
+    ref_backend.close()
+    times = eager_baseline(args, frames)
     rows: Dict[str, Dict[str, object]] = {"torch eager fp32 (baseline)": {"per_frame_ms": stats_ms(times), "abs_rel_vs_fp32": 0.0}}
     base_ms = float(np.median(times) * 1000)
     for cfg in args.configs:
@@ -209,6 +218,7 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
     from .demo import _params_file
 
     ns = args.namespace
+    baseline_s = eager_baseline(args, frames) if args.baseline else []
     proc = None
     log = None
     if not args.attach:
@@ -316,6 +326,12 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
                             "latency_ms": stats_ms(lat), "jitter_ms": float(arrivals.std() * 1000) if arrivals.size else 0.0}
         stages.pop("total", None)   # the node's whole-frame time, not a stage
         total = sum(stages.values())
+        frame_ms = 1000.0 / result["odom"]["rate_hz"] if result["odom"]["rate_hz"] else float("nan")
+        model_ms = stages.get("depth_net", 0.0) + stages.get("pose_net", 0.0)
+        odom_p50 = result["odom"]["latency_ms"].get("p50", float("nan"))
+        # image stamp -> odometry received, minus the time in the two networks: everything ROS and glue
+        result["ros_overhead_ms"] = odom_p50 - model_ms
+        result["ros_overhead_share_of_frame"] = (odom_p50 - model_ms) / frame_ms
         result["stage_ms"] = stages
         result["stage_share"] = {k: v / total for k, v in stages.items()} if total else {}
     finally:
@@ -333,6 +349,10 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
                 log.close()
         node.destroy_node()
         rclpy.try_shutdown()
+    if baseline_s:
+        base_fps = 1.0 / float(np.median(baseline_s))
+        result["baseline_eager_fp32_fps"] = base_fps
+        result["speedup_vs_baseline"] = result["odom"]["rate_hz"] / base_fps
     return result
 
 
@@ -348,6 +368,12 @@ def print_node_table(res: Dict[str, object]) -> str:
         s = r["latency_ms"] or {k: float("nan") for k in ("min", "mean", "p50", "p99", "max")}
         lines.append(f"{kind:<8}{r['rate_hz']:>9.2f}{r['dropped']:>9d}{s['min']:>8.1f}{s['mean']:>8.1f}{s['p50']:>8.1f}"
                      f"{s['p99']:>8.1f}{s['max']:>8.1f}{r['jitter_ms']:>8.1f}")
+    if "speedup_vs_baseline" in res:
+        lines.append(f"whole node {res['odom']['rate_hz']:.2f} Hz = {res['speedup_vs_baseline']:.2f} x the plain fp32 eager "
+                     f"depth + pose networks ({res['baseline_eager_fp32_fps']:.2f} Hz, measured in this run, no ROS)")
+    if "ros_overhead_ms" in res:
+        lines.append(f"ROS overhead (odom latency p50 - depth_net - pose_net): {res['ros_overhead_ms']:.1f} ms = "
+                     f"{100 * res['ros_overhead_share_of_frame']:.1f} % of the frame time")
     p = res.get("process") or {}
     if p:
         lines.append(f"node process: CPU {p['cpu_percent_mean']:.0f} %, RSS {p['rss_mb_start']:.0f} -> {p['rss_mb_end']:.0f} MB "
@@ -374,11 +400,13 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="model mode: torch threads (0: torch's default)")
     m = p.add_argument_group("model mode")
-    m.add_argument("--repeats", type=int, default=30, help="timed frames per configuration (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=30, help="timed frames per configuration / of the baseline (default: %(default)s)")
     m.add_argument("--configs", nargs="+", default=list(MODEL_CONFIGS), metavar="BACKEND:PRECISION",
                    help="configurations to time next to the eager fp32 baseline; torch takes a third field "
                         "'eager' for the untraced path (default: %(default)s)")
     n = p.add_argument_group("node mode")
+    n.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="skip timing the eager fp32 networks first (the speed-up ratio needs them)")
     n.add_argument("--rate", type=float, default=0.0, help="publish rate in Hz; 0 = closed loop, the highest sustained rate")
     n.add_argument("--duration", type=float, default=30.0, help="seconds of measurement (default: %(default)s)")
     n.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
