@@ -384,10 +384,117 @@ def print_node_table(res: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------------------------------------------------------------ train mode
+def _naive_loss(depth_net, pose_net, batch, scales=(0, 1, 2, 3)):
+    """A plain implementation of the same Monodepth2 loss: fp32, NCHW, one pose call per pair, identity
+    errors recomputed at every scale (the reference the training speed-up is quoted against)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ros2_monodepth_training.losses import combine_reprojection, photometric_error, smoothness_loss, smoothness_weight
+    from ros2_monodepth_training.warp import warp_source_to_target
+
+    from ..core.geometry import disp_to_depth, pose_params_to_matrix
+
+    images, aug, K = batch["images"], batch["aug"], batch["K"]
+    prev, target, nxt = images[:, 0], images[:, 1], images[:, 2]
+    h, w = target.shape[-2:]
+    disps = depth_net(aug[:, 1], scales)
+    aa_p, t_p = pose_net(aug[:, 0], aug[:, 1])
+    aa_n, t_n = pose_net(aug[:, 1], aug[:, 2])
+    T = [pose_params_to_matrix(aa_p, t_p, invert=True), pose_params_to_matrix(aa_n, t_n)]
+    total = 0.0
+    for s in scales:
+        disp = F.interpolate(disps[s], size=(h, w), mode="bilinear", align_corners=False) if s else disps[s]
+        _, depth = disp_to_depth(disp, 0.1, 100.0)
+        reproj = torch.cat([photometric_error(warp_source_to_target(src, depth, K, Ts), target) for src, Ts in zip((prev, nxt), T)], 1)
+        identity = torch.cat([photometric_error(src, target) for src in (prev, nxt)], 1)
+        loss, _ = combine_reprojection(reproj, identity)
+        image_s = target if s == 0 else F.interpolate(target, size=disps[s].shape[-2:], mode="area")
+        total = total + loss.mean() + smoothness_weight(s) * smoothness_loss(disps[s], image_s)
+    return total / len(scales)
+
+
+def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray) -> Dict[str, object]:
+    """Training steps per second: the project's step (bf16 autocast where the CPU has it, channels_last,
+    identity errors once, batched pose pairs) against ``_naive_loss`` in fp32 eager, same batch and weights."""
+    import copy
+
+    import torch
+
+    from ros2_monodepth_training.dataset import ResizePlan
+    from ros2_monodepth_training.objective import LossConfig
+    from ros2_monodepth_training.train import TrainingModel, pick_precision
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = (args.network_height, args.network_width)
+    plan = ResizePlan.make(frames[0].shape[:2], size, K, "center")
+    small = np.stack([plan.apply(f) for f in frames]).astype(np.float32) / 255.0
+    b = args.batch_size
+    trip = np.stack([small[i:i + 3] for i in range(b)])             # (B, 3, H, W, 3)
+    images = torch.from_numpy(trip).permute(0, 1, 4, 2, 3).contiguous()
+    batch = {"images": images, "aug": images, "K": torch.from_numpy(np.repeat(plan.K[None], b, 0).astype(np.float32))}
+    torch.manual_seed(0)
+    naive = TrainingModel(18, LossConfig())
+    fast = copy.deepcopy(naive)
+    dtype, _ = pick_precision("auto", torch.device("cpu"))
+    fast.to(memory_format=torch.channels_last)
+    fast.autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else fast.autocast
+    fast_batch = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in batch.items()}
+    results: Dict[str, object] = {"mode": "train", "network_size": list(size), "batch": b, "threads": torch.get_num_threads(),
+                                  "precision": str(dtype).replace("torch.", "") if dtype else "fp32"}
+    with torch.no_grad():
+        naive.eval(), fast.eval()
+        l_naive = float(_naive_loss(naive.depth, naive.pose, batch))
+        l_fast = float(fast(fast_batch).total)
+    results["loss_naive_fp32"] = l_naive
+    results["loss_fast"] = l_fast
+    results["loss_relative_difference"] = abs(l_fast - l_naive) / l_naive
+
+    def time_steps(step) -> List[float]:
+        for _ in range(args.warmup):
+            step()
+        out = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            step()
+            out.append(time.perf_counter() - t0)
+        return out
+
+    for name, model, fn in (("naive fp32 eager", naive, lambda: _naive_loss(naive.depth, naive.pose, batch)),
+                            ("ros2_monodepth step", fast, lambda: fast(fast_batch).total)):
+        model.train()
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+
+        def step() -> None:
+            loss = fn()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        t = time_steps(step)
+        results[name] = {"step_ms": stats_ms(t), "images_per_s": b / float(np.median(t))}
+    results["speedup"] = results["ros2_monodepth step"]["images_per_s"] / results["naive fp32 eager"]["images_per_s"]
+    return results
+
+
+def print_train_table(res: Dict[str, object]) -> str:
+    lines = [f"training step, batch {res['batch']} x {res['network_size'][1]}x{res['network_size'][0]}, 3 frames, 4 scales, "
+             f"{res['threads']} threads"]
+    for name in ("naive fp32 eager", "ros2_monodepth step"):
+        r = res[name]
+        lines.append(f"{name:<24} p50 {r['step_ms']['p50']:8.1f} ms   {r['images_per_s']:6.2f} images/s")
+    lines.append(f"speed-up {res['speedup']:.2f}x ({res['precision']}); loss on the same batch and weights: "
+                 f"{res['loss_naive_fp32']:.6f} (fp32) vs {res['loss_fast']:.6f}, relative difference {res['loss_relative_difference']:.2e}")
+    return "\n".join(lines)
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ros2-monodepth-bench", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("model", "node"), help="model-only timings, or the whole node")
+    p.add_argument("mode", choices=("model", "node", "train"),
+                   help="model-only timings, the whole node, or training steps against a plain fp32 implementation")
     p.add_argument("--out", default="bench.json", help="JSON file to write (default: %(default)s)")
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
     p.add_argument("--bag", help="take camera frames from this bag instead of generating them")
@@ -404,6 +511,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     m.add_argument("--configs", nargs="+", default=list(MODEL_CONFIGS), metavar="BACKEND:PRECISION",
                    help="configurations to time next to the eager fp32 baseline; torch takes a third field "
                         "'eager' for the untraced path (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=4, help="train mode: batch (default: %(default)s)")
     n = p.add_argument_group("node mode")
     n.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip timing the eager fp32 networks first (the speed-up ratio needs them)")
@@ -430,6 +538,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.mode == "model":
         res = model_bench(args, frames)
         table = print_model_table(res)
+    elif args.mode == "train":
+        if len(frames) < args.batch_size + 2:
+            raise SystemExit(f"train mode needs --frames >= --batch-size + 2 ({args.batch_size + 2})")
+        res = train_bench(args, frames, K)
+        table = print_train_table(res)
     else:
         res = node_bench(args, frames, K)
         table = print_node_table(res)
