@@ -30,12 +30,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-
-def _force_loopback_env() -> None:
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    if os.environ.get("ROS_DISTRO") == "humble":
-        os.environ["ROS_LOCALHOST_ONLY"] = "1"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(100 + os.getpid() % 100))
+from .ros_session import force_loopback_env, params_file
 
 
 def stats_ms(values_s: Sequence[float]) -> Dict[str, float]:
@@ -215,14 +210,13 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
 
     from ..ros.image_conversions import fill_image_msg
     from ..ros.messages import camera_info_msg
-    from .demo import _params_file
 
     ns = args.namespace
     baseline_s = eager_baseline(args, frames) if args.baseline else []
     proc = None
     log = None
     if not args.attach:
-        cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", _params_file(), "-r", f"__ns:={ns}",
+        cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", params_file(), "-r", f"__ns:={ns}",
                "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}", "-p", "input_qos:=reliable",
                "-p", f"network_width:={args.network_width}", "-p", f"network_height:={args.network_height}",
                "-p", "diagnostics_period:=1.0"]
@@ -529,7 +523,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    _force_loopback_env()
+    force_loopback_env()
     if args.bag:
         frames, K = bag_frames(args.bag, args.topic, args.frames)
     else:

@@ -35,21 +35,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-
-def _force_loopback_env() -> None:
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    if os.environ.get("ROS_DISTRO") == "humble":
-        os.environ["ROS_LOCALHOST_ONLY"] = "1"
-    os.environ.setdefault("ROS_DOMAIN_ID", str(5 + os.getpid() % 90))
-
-
-def _params_file() -> str:
-    here = Path(__file__).resolve().parents[2] / "config" / "monodepth.yaml"
-    if here.is_file():
-        return str(here)
-    from ament_index_python.packages import get_package_share_directory
-
-    return os.path.join(get_package_share_directory("ros2_monodepth"), "config", "monodepth.yaml")
+from .ros_session import force_loopback_env, params_file
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -125,7 +111,7 @@ def _evaluate(out: Path, test_bag: Path, checkpoint: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    _force_loopback_env()
+    force_loopback_env()
     import cv2
     import rclpy
     from nav_msgs.msg import Odometry
@@ -156,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stamps = np.array([f.stamp_ns for f in gt_frames], np.int64)
     poses = [f.pose for f in gt_frames]
 
-    cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", _params_file(),
+    cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", params_file(),
            "-r", f"__ns:={ns}", "-p", f"backend:={args.backend}", "-p", "input_qos:=reliable"]
     if checkpoint:
         from ..core.checkpoint import read_metadata
@@ -287,7 +273,7 @@ def _camera_mount(overrides: Sequence[str]) -> np.ndarray:
 
     from ..core.geometry import rpy_to_matrix
 
-    params = yaml.safe_load(Path(_params_file()).read_text())["/**"]["ros__parameters"]["camera_mount"]
+    params = yaml.safe_load(Path(params_file()).read_text())["/**"]["ros__parameters"]["camera_mount"]
     for item in overrides:
         name, _, value = item.partition(":=")
         if name in ("camera_mount.xyz", "camera_mount.rpy"):
