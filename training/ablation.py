@@ -17,22 +17,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
-import numpy as np
-
-
-def _train(bag: Path, run: Path, steps: int, extra: List[str], threads: int) -> None:
-    from .train import parse_args, train
-
-    summary = run / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("steps") == steps:
-        print(f"[ablation] reusing {run}")
-        return
-    resume = ["--resume"] if (run / "checkpoint" / "training_state.pt").is_file() else []
-    train(parse_args([str(bag), "--out", str(run), "--height", "64", "--width", "192", "--lr", "2e-4", "--epochs", "1000",
-                      "--max-steps", str(steps), "--workers", "1", "--checkpoint-every", "100", "--no-progress",
-                      "--threads", str(threads), *extra, *resume]))
 
 
 def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Dict[str, Dict[str, object]], frame: int) -> None:
@@ -41,14 +27,12 @@ def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Di
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import torch
 
     from ros2_monodepth.core.checkpoint import load_checkpoint
     from ros2_monodepth.core.colorize import colorize_depth
-    from ros2_monodepth.core.geometry import disp_to_depth
 
     from .dataset import ResizePlan
-    from .evaluate import read_ground_truth
+    from .evaluate import predict, read_ground_truth
 
     frames, K = read_ground_truth([test_bag], "/camera/image_raw", "/ground_truth/depth", None, "/ground_truth/moving_mask")
     f = frames[frame]
@@ -56,10 +40,7 @@ def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Di
     for name, ckpt in checkpoints.items():
         d, _, meta = load_checkpoint(ckpt, load_pose=False)
         plan = ResizePlan.make(f.rgb.shape[:2], (meta.height, meta.width), K, "center")
-        x = torch.from_numpy(plan.apply(f.rgb)).permute(2, 0, 1)[None].float() / 255.0
-        with torch.no_grad():
-            depth = disp_to_depth(d(x, (0,))[0], meta.min_depth, meta.max_depth)[1][0, 0].numpy()
-        depth = cv2.resize(depth, (f.rgb.shape[1], f.rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
+        depth = cv2.resize(predict(d, None, [f], plan, meta)[0][0], (f.rgb.shape[1], f.rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
         m = metrics[name]
         panels.append((f"{name}: object abs_rel {m['moving_object_abs_rel']:.2f}, depth ratio {m['moving_object_depth_ratio']:.2f}",
                        colorize_depth(depth)[..., ::-1]))
@@ -85,6 +66,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .evaluate import evaluate
     from .evaluate import parse_args as eval_args
     from .synth_bag import SynthConfig, write_synthetic_bag
+    from .train import train_or_reuse
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,8 +76,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not (test_bag / "metadata.yaml").is_file():
         write_synthetic_bag(SynthConfig(test_bag, frames=100, seed=1, moving_object=True), progress=False)
     runs = {"auto-masking on": out / "automask_on", "auto-masking off": out / "automask_off"}
-    _train(bag, runs["auto-masking on"], a.steps, [], a.threads)
-    _train(bag, runs["auto-masking off"], a.steps, ["--no-automask"], a.threads)
+    options = ["--height", "64", "--width", "192", "--lr", "2e-4", "--epochs", "1000", "--workers", "1",
+               "--checkpoint-every", "100", "--no-progress", "--threads", str(a.threads)]
+    train_or_reuse(bag, runs["auto-masking on"], a.steps, options)
+    train_or_reuse(bag, runs["auto-masking off"], a.steps, options + ["--no-automask"])
     metrics: Dict[str, Dict[str, object]] = {}
     for name, run in runs.items():
         metrics[name] = evaluate(str(run / "checkpoint"), [str(test_bag)],

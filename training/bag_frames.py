@@ -46,6 +46,34 @@ def list_topics(paths: Sequence[str | Path]) -> Dict[str, Tuple[str, int]]:
     return out
 
 
+def stamp_ns(msg) -> int:
+    """header.stamp of a deserialized message in nanoseconds."""
+    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def decode_rgb(msg, msgtype: str) -> np.ndarray:
+    """A deserialized Image / CompressedImage -> RGB uint8 (H, W, 3); raises ImageFormatError / ValueError."""
+    if msgtype.endswith("CompressedImage"):
+        return decode_compressed(msg, "rgb")
+    return to_rgb8(image_to_numpy(msg, CAMERA_ENCODINGS), msg.encoding, "rgb")
+
+
+def require_topic(reader, topic: str, types: Sequence[str], paths: Sequence[str | Path]) -> list:
+    """The connections of ``topic`` in an open AnyReader, or a BagError that says what is wrong: the topic is
+    missing (listing what the bag has), carries another type, or has no messages."""
+    conns = [c for c in reader.connections if c.topic == topic]
+    where = ", ".join(map(str, paths))
+    if not conns:
+        kinds = {c.topic: c.msgtype for c in reader.connections}
+        have = ", ".join(f"{t} ({kind})" for t, kind in kinds.items()) or "no topics at all"
+        raise BagError(f"topic '{topic}' is not in {where}; the bag has: {have}")
+    if conns[0].msgtype not in types:
+        raise BagError(f"topic '{topic}' carries {conns[0].msgtype}, expected one of {tuple(types)}")
+    if sum(c.msgcount for c in conns) == 0:
+        raise BagError(f"topic '{topic}' has no messages in {where}")
+    return conns
+
+
 def iter_frames(paths: Sequence[str | Path], topic: str, size: Optional[Tuple[int, int]] = None,
                 stats: Optional[FrameStats] = None, stride: int = 1) -> Iterator[Tuple[int, np.ndarray]]:
     """Yield (stamp_ns from the header, RGB uint8 (H, W, 3)) for every ``stride``-th frame of ``topic``.
@@ -58,31 +86,25 @@ def iter_frames(paths: Sequence[str | Path], topic: str, size: Optional[Tuple[in
     stats = stats if stats is not None else FrameStats()
     bag_paths = [Path(p) for p in paths]
     with AnyReader(bag_paths) as reader:
-        conns = [c for c in reader.connections if c.topic == topic]
-        if not conns:
-            have = ", ".join(f"{c.topic} ({c.msgtype})" for c in reader.connections) or "no topics at all"
-            raise BagError(f"topic '{topic}' is not in {', '.join(map(str, bag_paths))}; the bag has: {have}")
-        if conns[0].msgtype not in IMAGE_TYPES:
-            raise BagError(f"topic '{topic}' carries {conns[0].msgtype}, expected one of {IMAGE_TYPES}")
-        if sum(c.msgcount for c in conns) == 0:
-            raise BagError(f"topic '{topic}' has no messages in {', '.join(map(str, bag_paths))}")
+        conns = require_topic(reader, topic, IMAGE_TYPES, bag_paths)
         for i, (conn, _, raw) in enumerate(reader.messages(connections=conns)):
             if i % stride:
                 continue
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
-                if conn.msgtype.endswith("CompressedImage"):
-                    rgb = decode_compressed(msg, "rgb")
-                else:
-                    rgb = to_rgb8(image_to_numpy(msg, CAMERA_ENCODINGS), msg.encoding, "rgb")
+                rgb = decode_rgb(msg, conn.msgtype)
             except (ImageFormatError, ValueError, KeyError) as exc:
-                stats.skip(type(exc).__name__ + (f" ({exc.field})" if isinstance(exc, ImageFormatError) else ""))
+                stats.skip(skip_reason(exc))
                 continue
             if size is not None and rgb.shape[:2] != tuple(size):
                 rgb = cv2.resize(rgb, (size[1], size[0]), interpolation=cv2.INTER_AREA)
             stats.read += 1
-            stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-            yield stamp, rgb
+            yield stamp_ns(msg), rgb
+
+
+def skip_reason(exc: Exception) -> str:
+    """How an unreadable frame is counted in FrameStats: the error type, and the field when known."""
+    return type(exc).__name__ + (f" ({exc.field})" if isinstance(exc, ImageFormatError) else "")
 
 
 def image_topics(paths: Sequence[str | Path]) -> List[str]:

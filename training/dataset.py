@@ -27,9 +27,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ros2_monodepth.core.geometry import scale_intrinsics
-from ros2_monodepth.ros.image_conversions import CAMERA_ENCODINGS, ImageFormatError, decode_compressed, image_to_numpy, to_rgb8
+from ros2_monodepth.ros.image_conversions import ImageFormatError
 
-from .bag_frames import IMAGE_TYPES, BagError, FrameStats
+from .bag_frames import IMAGE_TYPES, BagError, FrameStats, decode_rgb, require_topic, skip_reason, stamp_ns
 
 THUMB_WIDTH = 64
 
@@ -68,17 +68,6 @@ class FrameIndex:
     static_skipped: int = 0
 
 
-def _stamp_ns(msg) -> int:
-    return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
-
-
-def decode_rgb(msg, msgtype: str) -> np.ndarray:
-    """A deserialized Image / CompressedImage -> RGB uint8 (H, W, 3)."""
-    if msgtype.endswith("CompressedImage"):
-        return decode_compressed(msg, "rgb")
-    return to_rgb8(image_to_numpy(msg, CAMERA_ENCODINGS), msg.encoding, "rgb")
-
-
 def _thumbnail(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     small = cv2.resize(rgb, (THUMB_WIDTH, max(1, round(h * THUMB_WIDTH / w))), interpolation=cv2.INTER_AREA)
@@ -103,20 +92,8 @@ def index_frames(paths: Sequence[str | Path], opts: IndexOptions, progress: bool
     if missing:
         raise BagError(f"no such bag: {', '.join(missing)}")
     with AnyReader(bag_paths) as reader:
-        by_topic: Dict[str, list] = {}
-        for c in reader.connections:
-            by_topic.setdefault(c.topic, []).append(c)
-        have = ", ".join(f"{t} ({cs[0].msgtype}, {sum(c.msgcount for c in cs)} msgs)" for t, cs in by_topic.items()) or "no topics"
-
         def need(topic: str, types: Tuple[str, ...]) -> list:
-            conns = by_topic.get(topic)
-            if not conns:
-                raise BagError(f"topic '{topic}' is not in {', '.join(map(str, bag_paths))}; the bag has: {have}")
-            if conns[0].msgtype not in types:
-                raise BagError(f"topic '{topic}' carries {conns[0].msgtype}, expected one of {types}")
-            if sum(c.msgcount for c in conns) == 0:
-                raise BagError(f"topic '{topic}' has no messages in {', '.join(map(str, bag_paths))}")
-            return conns
+            return require_topic(reader, topic, types, bag_paths)
 
         image_conns = need(opts.topic, IMAGE_TYPES)
         index = FrameIndex(msgtype=image_conns[0].msgtype)
@@ -144,7 +121,7 @@ def index_frames(paths: Sequence[str | Path], opts: IndexOptions, progress: bool
 
         right_by_stamp: Dict[int, bytes] = {}
         for conn, _, raw in (reader.messages(connections=right_conns) if right_conns else ()):
-            right_by_stamp[_stamp_ns(reader.deserialize(raw, conn.msgtype))] = raw
+            right_by_stamp[stamp_ns(reader.deserialize(raw, conn.msgtype))] = raw
 
         stamps: List[int] = []
         last_thumb: Optional[np.ndarray] = None
@@ -158,10 +135,10 @@ def index_frames(paths: Sequence[str | Path], opts: IndexOptions, progress: bool
                 continue
             try:
                 msg = reader.deserialize(raw, conn.msgtype)
-                stamp = _stamp_ns(msg)
+                stamp = stamp_ns(msg)
                 rgb = decode_rgb(msg, conn.msgtype)
             except (ImageFormatError, ValueError, KeyError) as exc:
-                index.stats.skip(type(exc).__name__ + (f" ({exc.field})" if isinstance(exc, ImageFormatError) else ""))
+                index.stats.skip(skip_reason(exc))
                 continue
             if opts.fps > 0 and last_kept_ns is not None and stamp - last_kept_ns < 0.95e9 / opts.fps:
                 continue

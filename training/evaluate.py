@@ -31,8 +31,8 @@ from ros2_monodepth.core.geometry import disp_to_depth, se3_inverse
 from ros2_monodepth.core.networks import DepthNet, PoseNet
 from ros2_monodepth.ros.image_conversions import image_to_numpy
 
-from .bag_frames import BagError
-from .dataset import ResizePlan, decode_rgb
+from .bag_frames import IMAGE_TYPES, BagError, decode_rgb, require_topic, stamp_ns
+from .dataset import ResizePlan
 
 DEPTH_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
 
@@ -71,24 +71,28 @@ def _pose_matrix(msg) -> np.ndarray:
 
 
 def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Optional[str], pose_topic: Optional[str],
-                      mask_topic: Optional[str] = None, stride: int = 1) -> Tuple[List[GroundTruthFrame], np.ndarray]:
-    """Frames of ``topic`` with the ground truth stamped like them, and the intrinsics from camera_info."""
+                      mask_topic: Optional[str] = None, stride: int = 1, info_topic: Optional[str] = "/camera/camera_info"
+                      ) -> Tuple[List[GroundTruthFrame], np.ndarray]:
+    """Frames of ``topic`` with the ground truth stamped like them, and K from the first ``info_topic`` message
+    (identity when ``info_topic`` is None)."""
     from rosbags.highlevel import AnyReader
 
-    with AnyReader([Path(p) for p in paths]) as reader:
-        topics = {c.topic: c for c in reader.connections}
-        have = ", ".join(f"{t} ({c.msgtype})" for t, c in topics.items())
-        for t in [topic] + [x for x in (depth_topic, pose_topic, mask_topic) if x]:
-            if t not in topics:
-                raise BagError(f"topic '{t}' is not in the bag; the bag has: {have}")
+    bag_paths = [Path(p) for p in paths]
+    with AnyReader(bag_paths) as reader:
+        image_conns = require_topic(reader, topic, IMAGE_TYPES, bag_paths)
+        gt_conns = [c for t, kind in ((depth_topic, ("sensor_msgs/msg/Image",)), (pose_topic, ("geometry_msgs/msg/PoseStamped",)),
+                                      (mask_topic, ("sensor_msgs/msg/Image",))) if t
+                    for c in require_topic(reader, t, kind, bag_paths)]
+        K = np.eye(3)
+        if info_topic:
+            info_conns = require_topic(reader, info_topic, ("sensor_msgs/msg/CameraInfo",), bag_paths)
+            conn, _, raw = next(iter(reader.messages(connections=info_conns)))
+            K = np.asarray(reader.deserialize(raw, conn.msgtype).k, np.float64).reshape(3, 3)
         frames: Dict[int, GroundTruthFrame] = {}
         extra: Dict[str, Dict[int, object]] = {"depth": {}, "pose": {}, "mask": {}}
-        K = None
-        want = [c for c in reader.connections if c.topic in {topic, depth_topic, pose_topic, mask_topic}
-                or c.msgtype == "sensor_msgs/msg/CameraInfo"]
-        for conn, _, raw in reader.messages(connections=want):
+        for conn, _, raw in reader.messages(connections=image_conns + gt_conns):
             msg = reader.deserialize(raw, conn.msgtype)
-            stamp = int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+            stamp = stamp_ns(msg)
             if conn.topic == topic:
                 frames[stamp] = GroundTruthFrame(stamp, decode_rgb(msg, conn.msgtype))
             elif conn.topic == depth_topic:
@@ -97,8 +101,6 @@ def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Opti
                 extra["pose"][stamp] = _pose_matrix(msg)
             elif conn.topic == mask_topic:
                 extra["mask"][stamp] = image_to_numpy(msg, {"mono8"}) > 0
-            elif K is None and conn.msgtype == "sensor_msgs/msg/CameraInfo" and "right" not in conn.topic:
-                K = np.asarray(msg.k, np.float64).reshape(3, 3)
     out = []
     for i, s in enumerate(sorted(frames)):
         if i % stride:
@@ -108,7 +110,7 @@ def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Opti
         out.append(f)
     if not out:
         raise BagError(f"no frames on '{topic}'")
-    return out, (K if K is not None else np.eye(3))
+    return out, K
 
 
 @torch.no_grad()
@@ -174,7 +176,7 @@ def chain_trajectory(relative: List[np.ndarray]) -> List[np.ndarray]:
 
 def evaluate_odometry(frames: List[GroundTruthFrame], estimated: List[np.ndarray], plot: Optional[Path] = None) -> Dict[str, float]:
     """ATE (Sim(3)-aligned) and RPE (one frame) with evo, and the constant-position baseline ATE."""
-    from evo.core import metrics, sync  # noqa: F401
+    from evo.core import metrics
     from evo.core.trajectory import PoseTrajectory3D
 
     keep = [i for i, f in enumerate(frames) if f.pose is not None]
@@ -255,7 +257,7 @@ def evaluate(checkpoint: Optional[str], bags: Sequence[str], a: argparse.Namespa
         torch.manual_seed(a.seed)
         meta = CheckpointMetadata(height=a.height or 96, width=a.width or 320, source="untrained")
         depth_net, pose_net = DepthNet(meta.num_layers).eval(), PoseNet(meta.num_layers).eval()
-    frames, K = read_ground_truth(bags, a.topic, a.depth_topic, a.pose_topic, a.mask_topic, a.stride)
+    frames, K = read_ground_truth(bags, a.topic, a.depth_topic, a.pose_topic, a.mask_topic, a.stride, a.camera_info_topic)
     size = (a.height or meta.height, a.width or meta.width)
     plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, a.crop)
     depths, rel = predict(depth_net, pose_net, frames, plan, meta)
@@ -279,6 +281,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="checkpoint folder; repeat to compare; 'untrained' for random networks (--seed)")
     p.add_argument("--out", help="folder for metrics.json and the PNGs (one subfolder per checkpoint when several)")
     p.add_argument("--topic", default="/camera/image_raw")
+    p.add_argument("--camera-info-topic", default="/camera/camera_info", help="CameraInfo of --topic (for the crop's intrinsics)")
     p.add_argument("--depth-topic", default="/ground_truth/depth", help="32FC1 metres or 16UC1 millimetres")
     p.add_argument("--pose-topic", default="/ground_truth/pose", help="geometry_msgs/PoseStamped T_world_camera ('' to skip)")
     p.add_argument("--mask-topic", default="", help="mono8 moving-object mask for the per-object metrics")

@@ -145,7 +145,8 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
         loss = per_pixel.mean()
         if m is not None:
             loss = loss + cfg.explainability * F.binary_cross_entropy(m, torch.ones_like(m))
-        image_s = target if disp.shape[-2:] == (h, w) else F.interpolate(target, size=disp.shape[-2:], mode="area")
+        # smoothness compares the disparity with the image at the disparity's own resolution
+        image_s = tgt if tgt.shape[-2:] == disp.shape[-2:] else F.interpolate(target, size=disp.shape[-2:], mode="area")
         smooth = smoothness_loss(disp, image_s)
         loss = loss + smoothness_weight(s, cfg.smoothness) * smooth
         total = total + loss

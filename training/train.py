@@ -212,7 +212,7 @@ def validate(model: TrainingModel, loader: DataLoader, device: torch.device, cha
     return float(np.mean(losses)) if losses else float("nan")
 
 
-def _log_images(writer, model: TrainingModel, out: LossOutput, batch: Dict[str, torch.Tensor], step: int) -> None:
+def _log_images(writer, out: LossOutput, batch: Dict[str, torch.Tensor], step: int) -> None:
     from ros2_monodepth.core.colorize import colorize_depth
 
     img = batch["images"][0, 1].float().cpu().numpy()
@@ -280,7 +280,7 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
     meta = CheckpointMetadata(num_layers=a.num_layers, height=a.height, width=a.width, use_stereo=a.stereo,
                               min_depth=a.min_depth, max_depth=a.max_depth, stereo_scale=1.0, has_pose=model.pose is not None,
                               source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
-    config = {k: v for k, v in vars(a).items()}
+    config = dict(vars(a))
     writer = None
     if main_proc:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -347,7 +347,7 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
                 writer.add_scalar("train/lr", sched.get_last_lr()[0], progress.step)
                 writer.add_scalar("train/images_per_s", rate, progress.step)
             if writer is not None and progress.step % a.image_every == 0:
-                _log_images(writer, model, out, batch, progress.step)
+                _log_images(writer, out, batch, progress.step)
             if progress.step % a.checkpoint_every == 0:
                 checkpoint()
             if a.max_steps and progress.step >= a.max_steps:
@@ -383,6 +383,18 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
         dist.barrier()
         dist.destroy_process_group()
     return summary
+
+
+def train_or_reuse(bag: Path, run: Path, steps: int, options: Sequence[str]) -> Path:
+    """Train ``steps`` steps on ``bag`` into ``run`` unless a finished run of that length is there; an
+    interrupted one is resumed. Returns the checkpoint folder. (The demo and the ablation cache runs so.)"""
+    summary = run / "summary.json"
+    if summary.is_file() and json.loads(summary.read_text()).get("steps") == steps:
+        print(f"[train] reusing the finished run {run}", flush=True)
+        return run / CHECKPOINT_DIR
+    resume = ["--resume"] if (run / CHECKPOINT_DIR / "training_state.pt").is_file() else []
+    train(parse_args([str(bag), "--out", str(run), "--max-steps", str(steps), *options, *resume]))
+    return run / CHECKPOINT_DIR
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

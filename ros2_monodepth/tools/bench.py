@@ -50,10 +50,10 @@ def generated_frames(width: int, height: int, count: int, seed: int = 0) -> Tupl
     return [seq.frame(i)[1] for i in range(count)], seq.K
 
 
-def bag_frames(path: str, topic: str, count: int) -> Tuple[List[np.ndarray], np.ndarray]:
+def bag_frames(path: str, topic: str, info_topic: str, count: int) -> Tuple[List[np.ndarray], np.ndarray]:
     from ros2_monodepth_training.evaluate import read_ground_truth
 
-    frames, K = read_ground_truth([path], topic, None, None)
+    frames, K = read_ground_truth([path], topic, None, None, info_topic=info_topic)
     return [f.rgb for f in frames[:count]], K
 
 
@@ -493,6 +493,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
     p.add_argument("--bag", help="take camera frames from this bag instead of generating them")
     p.add_argument("--topic", default="/camera/image_raw", help="image topic in --bag (default: %(default)s)")
+    p.add_argument("--camera-info-topic", default="/camera/camera_info", help="CameraInfo topic in --bag (default: %(default)s)")
     p.add_argument("--frames", type=int, default=20, help="distinct frames, looped (default: %(default)s)")
     p.add_argument("--width", type=int, default=640, help="camera width (default: %(default)s)")
     p.add_argument("--height", type=int, default=480, help="camera height (default: %(default)s)")
@@ -525,7 +526,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     force_loopback_env()
     if args.bag:
-        frames, K = bag_frames(args.bag, args.topic, args.frames)
+        frames, K = bag_frames(args.bag, args.topic, args.camera_info_topic, args.frames)
     else:
         print(f"[bench] rendering {args.frames} frames at {args.width}x{args.height}", flush=True)
         frames, K = generated_frames(args.width, args.height, args.frames)

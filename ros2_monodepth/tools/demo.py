@@ -64,8 +64,7 @@ def _trained_checkpoint(args: argparse.Namespace) -> str:
     import json
 
     from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
-    from ros2_monodepth_training.train import parse_args as train_args
-    from ros2_monodepth_training.train import train
+    from ros2_monodepth_training.train import train_or_reuse
 
     from ..core.export import default_cache_dir
 
@@ -73,21 +72,14 @@ def _trained_checkpoint(args: argparse.Namespace) -> str:
     bag_cfg = dict(frames=args.train_frames, width=args.width, height=args.height, seed=args.seed, moving_object=True,
                    still=((args.train_frames // 3, args.train_frames // 3 + 20),))
     train_opts = ["--height", "64", "--width", "192", "--lr", "2e-4", "--batch-size", "8", "--epochs", "1000",
-                  "--max-steps", str(args.train_steps), "--workers", "1", "--checkpoint-every", "100", "--seed", str(args.seed)]
-    key = hashlib.sha256(json.dumps([bag_cfg, train_opts, 1]).encode()).hexdigest()[:12]
+                  "--workers", "1", "--checkpoint-every", "100", "--seed", str(args.seed)]
+    key = hashlib.sha256(json.dumps([bag_cfg, train_opts, args.train_steps, 1]).encode()).hexdigest()[:12]
     bag = cache / f"train_bag_{key}"
-    run = cache / f"run_{key}"
-    summary = run / "summary.json"
-    if summary.is_file() and json.loads(summary.read_text()).get("steps") == args.train_steps:
-        print(f"[demo] using the cached training run {run}")
-        return str(run / "checkpoint")
     if not (bag / "metadata.yaml").is_file():
         print(f"[demo] writing the training bag {bag}")
         write_synthetic_bag(SynthConfig(bag, **bag_cfg), progress=True)
-    resume = (run / "checkpoint" / "training_state.pt").is_file()
-    print(f"[demo] training {args.train_steps} steps from scratch on {bag} -> {run}" + (" (resuming)" if resume else ""))
-    train(train_args([str(bag), "--out", str(run), *train_opts] + (["--resume"] if resume else [])))
-    return str(run / "checkpoint")
+    print(f"[demo] training {args.train_steps} steps from scratch on {bag} (cached in {cache})")
+    return str(train_or_reuse(bag, cache / f"run_{key}", args.train_steps, train_opts))
 
 
 def _evaluate(out: Path, test_bag: Path, checkpoint: str) -> None:
