@@ -79,3 +79,48 @@ def test_warping_with_true_depth_and_pose_reconstructs_the_target():
     wrong = warp_source_to_target(to_t(source), depth * 1.5, K, T_s_t)
     err_wrong = (wrong - to_t(target)).abs().mean(1)[0].numpy()
     assert np.mean(err_warp[inner]) < 0.8 * np.mean(err_wrong[inner])
+
+
+def test_batched_objective_equals_the_plain_per_scale_loss_in_fp32():
+    """The training objective batches scales and sources into one warp and one SSIM; in fp32 it must give the
+    loss of the plain implementation (one warp / SSIM per source and scale) on the same batch and weights."""
+    from ros2_monodepth.tools.bench import _naive_loss, _plain_photometric_error
+    from ros2_monodepth_training.losses import photometric_error
+    from ros2_monodepth_training.objective import LossConfig
+    from ros2_monodepth_training.train import TrainingModel
+
+    torch.manual_seed(0)
+    a, b = torch.rand(2, 3, 32, 48), torch.rand(2, 3, 32, 48)
+    assert torch.allclose(photometric_error(a, b), _plain_photometric_error(a, b), atol=1e-5)
+    model = TrainingModel(18, LossConfig()).eval()
+    images = torch.rand(2, 3, 3, 64, 96)
+    K = torch.tensor([[60.0, 0, 47.5], [0, 60.0, 31.5], [0, 0, 1]]).repeat(2, 1, 1)
+    batch = {"images": images, "aug": images, "K": K}
+    with torch.no_grad():
+        ours = float(model(batch).total)
+        plain = float(_naive_loss(model.depth, model.pose, batch))
+    assert abs(ours - plain) / plain < 1e-5
+
+
+def test_compiled_photometric_error_matches_eager_and_falls_back_when_compilation_fails(capsys):
+    from ros2_monodepth_training.train import CompiledPhotometric, want_compiled_loss
+
+    torch.manual_seed(1)
+    a, b = torch.rand(2, 3, 24, 40, requires_grad=True), torch.rand(2, 3, 24, 40)
+    compiled = CompiledPhotometric()
+    got = compiled(a, b)
+    assert not compiled.failed
+    assert torch.allclose(got, photometric_error(a, b), atol=1e-5)
+    got.sum().backward()   # the compiled backward runs too
+    assert a.grad is not None and torch.isfinite(a.grad).all()
+
+    def broken(*args):
+        raise RuntimeError("no C++ compiler")
+
+    compiled.compiled = broken
+    again = compiled(a, b)
+    assert compiled.failed and torch.allclose(again, photometric_error(a, b))
+    assert "torch.compile of the loss failed" in capsys.readouterr().err
+    assert want_compiled_loss("off", torch.device("cpu")) is False
+    assert want_compiled_loss("on", torch.device("cuda")) is True
+    assert want_compiled_loss("auto", torch.device("cuda")) is False

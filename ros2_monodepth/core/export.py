@@ -43,6 +43,7 @@ class ExportInfo:
     has_pose: bool = True
     depth_sha256: str = ""
     pose_sha256: str = ""
+    int8_calibration: str = ""              # where the int8 graphs' calibration frames came from ('' = none)
 
     @classmethod
     def read(cls, directory: str | os.PathLike) -> "ExportInfo":

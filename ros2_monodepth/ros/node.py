@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
@@ -133,6 +134,7 @@ class MonodepthNode(Node):
             self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
 
         self._running = True
+        self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monodepth-publish")
         self._worker = threading.Thread(target=self._worker_loop, name="monodepth-inference", daemon=True)
         self._worker.start()
         self.get_logger().info(
@@ -294,6 +296,28 @@ class MonodepthNode(Node):
             self.scale.update(self._rays_scale.points(depth_net, K_net, 4))
         scale = self.scale.scale
 
+        # Depth, colorized depth and points are built and published on the publisher thread while this thread
+        # runs the pose network: on the CPU the ~3 ms of numpy and serialisation leave the odometry's critical
+        # path. The backend itself is only ever called from this thread (CUDA contexts are per thread).
+        published = self._publisher.submit(self._publish_depth, rgb, depth_net, intr, header, scale, cfg, timer)
+        try:
+            if cfg["publish_odometry"] and self.backend.has_pose:
+                self._odometry(net_in, stamp, scale, msg.header.stamp, cfg, timer)
+        finally:
+            published.result()  # in order, one frame at a time; re-raises a publishing error here
+
+        self.processed += 1
+        now = time.monotonic()
+        if self._first_processed is None:
+            self._first_processed = now
+        self._latency_sum += now - arrival
+        timer.add("total", time.perf_counter() - t_start)
+
+    def _publish_depth(self, rgb: np.ndarray, depth_net: np.ndarray, intr: Intrinsics, header: Header, scale: float,
+                       cfg: Dict[str, Any], timer: StageTimer) -> None:
+        """Metric depth, its camera_info, colorized depth and the point cloud of one frame (publisher thread)."""
+        height, width = rgb.shape[:2]
+        net_h, net_w = depth_net.shape
         with timer.stage("postprocess"):
             if cfg["depth_resolution"] == "camera":
                 out_w, out_h = width, height
@@ -324,16 +348,6 @@ class MonodepthNode(Node):
                 cloud = build_cloud(header, xyz, packed)
             with timer.stage("publish"):
                 self.pub_points.publish(cloud)
-
-        if cfg["publish_odometry"] and self.backend.has_pose:
-            self._odometry(net_in, stamp, scale, msg.header.stamp, cfg, timer)
-
-        self.processed += 1
-        now = time.monotonic()
-        if self._first_processed is None:
-            self._first_processed = now
-        self._latency_sum += now - arrival
-        timer.add("total", time.perf_counter() - t_start)
 
     def _odometry(self, frame: np.ndarray, stamp: float, scale: float, stamp_msg: TimeMsg, cfg: Dict[str, Any],
                   timer: StageTimer) -> None:
@@ -391,6 +405,7 @@ class MonodepthNode(Node):
         self._slot.close()
         if self._worker.is_alive():
             self._worker.join(timeout=5.0)
+        self._publisher.shutdown(wait=True)
         self.backend.close()
         super().destroy_node()
 

@@ -71,8 +71,10 @@ PARAMS: List[ParamSpec] = [
     ParamSpec("backend", "auto", "Inference backend. 'auto' picks the fastest available (TensorRT, then ONNX "
               "Runtime, then PyTorch) and logs why.", choices=("auto", "tensorrt", "onnxruntime", "torch")),
     ParamSpec("device", "auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", choices=("auto", "cpu", "cuda")),
-    ParamSpec("precision", "auto", "'auto' (fp16 on CUDA, bf16 on CPUs with AMX/AVX512-BF16, else fp32), "
-              "'fp32', 'bf16' or 'fp16'.", choices=("auto", "fp32", "bf16", "fp16")),
+    ParamSpec("precision", "auto", "'auto' (fp16 on CUDA; on the CPU int8 when the checkpoint has calibrated int8 "
+              "graphs from ros2-monodepth-export --int8, else bf16 on CPUs with AMX/AVX512-BF16, else fp32), 'fp32', "
+              "'bf16', 'fp16' or 'int8' (onnxruntime on the CPU, TensorRT on CUDA).",
+              choices=("auto", "fp32", "bf16", "fp16", "int8")),
     ParamSpec("encoder_layers", 18, "ResNet depth of untrained networks (a checkpoint's own depth wins).",
               choices=(), low=18, high=50, step=None, check=lambda v: None if v in (18, 34, 50) else "must be 18, 34 or 50"),
     ParamSpec("network_width", 640, "Network input width in pixels (multiple of 32).", low=64, high=4096, check=_multiple_of_32),

@@ -18,9 +18,11 @@ Every process it starts uses loopback-only discovery and its own ROS_DOMAIN_ID.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -58,7 +60,7 @@ def bag_frames(path: str, topic: str, info_topic: str, count: int) -> Tuple[List
 
 
 # ----------------------------------------------------------------------------------------------- model mode
-MODEL_CONFIGS = ("torch:fp32:eager", "torch:bf16:eager", "torch:fp32", "torch:bf16", "onnxruntime:fp32")
+MODEL_CONFIGS = ("torch:fp32:eager", "torch:bf16:eager", "torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int8")
 
 
 def _time_calls(fn, frames: List[np.ndarray], repeats: int) -> List[float]:
@@ -194,10 +196,16 @@ class ProcessMonitor(threading.Thread):
         s = np.array(self.samples)
         t0 = s[0, 0]
         steady = s[s[:, 0] - t0 >= skip_s] if (s[:, 0] - t0 >= skip_s).sum() >= 3 else s
-        slope = float(np.polyfit((steady[:, 0] - steady[0, 0]) / 60.0, steady[:, 2], 1)[0]) if len(steady) >= 3 else 0.0
+        def slope(rows: np.ndarray) -> float:
+            return float(np.polyfit((rows[:, 0] - rows[0, 0]) / 60.0, rows[:, 2], 1)[0]) if len(rows) >= 3 else 0.0
+
+        # the second half's slope tells allocator warm-up (early growth, then flat) from a leak (growth throughout)
+        late = steady[len(steady) // 2:]
+        every = max(1, int(round(30.0 / max(1e-3, float(np.median(np.diff(s[:, 0])))))) if len(s) > 1 else 1)
         return {"cpu_percent_mean": float(steady[:, 1].mean()), "rss_mb_start": float(steady[0, 2]),
-                "rss_mb_end": float(steady[-1, 2]), "rss_mb_max": float(s[:, 2].max()), "rss_slope_mb_per_min": slope,
-                "samples": int(len(s))}
+                "rss_mb_end": float(steady[-1, 2]), "rss_mb_max": float(s[:, 2].max()),
+                "rss_slope_mb_per_min": slope(steady), "rss_slope_second_half_mb_per_min": slope(late),
+                "rss_mb_every_30s": [round(float(v), 1) for v in s[::every, 2]], "samples": int(len(s))}
 
 
 def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray) -> Dict[str, object]:
@@ -233,9 +241,13 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
     received: Dict[str, List[Tuple[float, float]]] = {k: [] for k in outputs}   # (receive wall time, stamp)
     stages: Dict[str, float] = {}
 
-    def on_output(kind: str, msg) -> None:
+    def on_output(kind: str, raw: bytes) -> None:
+        # Serialized messages, not deserialized: every output starts with its std_msgs/Header, so the stamp is
+        # the first 8 bytes after the 4-byte CDR encapsulation. Deserializing 1 MB of depth and points per frame
+        # in Python would take CPU from the node under test (2 cores here).
         now = time.time()
-        received[kind].append((now, msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec))
+        sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+        received[kind].append((now, sec + 1e-9 * nanosec))
 
     def on_diag(msg) -> None:
         for st in msg.status:
@@ -244,7 +256,7 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
                     stages[kv.key[6:-10]] = float(kv.value)
 
     for kind, (topic, typ) in outputs.items():
-        node.create_subscription(typ, topic, lambda m, k=kind: on_output(k, m), qos)
+        node.create_subscription(typ, topic, lambda m, k=kind: on_output(k, m), qos, raw=True)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     pub_img = node.create_publisher(Image, f"{ns}/image", qos)
     pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
@@ -288,6 +300,12 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
                 rclpy.spin_once(node, timeout_sec=0.1)
         for k in received:
             received[k].clear()
+        def unanswered(sent: List[float]) -> int:
+            """Frames published after the newest answered one (the node answers in order; a frame older than
+            an answered one was dropped, latest frame wins, and is not waited for)."""
+            last = received["odom"][-1][1] if received["odom"] else -1.0
+            return len(sent) - bisect.bisect_right(sent, last + 1e-7)
+
         t_start = time.time()
         i = 0
         while time.time() - t_start < args.duration:
@@ -297,12 +315,11 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
                     rclpy.spin_once(node, timeout_sec=max(0.0, target - time.time()))
                 published.append(publish(i))
             else:   # closed loop: one frame in flight
-                n0 = len(received["odom"])
                 published.append(publish(i))
                 t_end = time.time() + 10
                 # spin_once returns when a message arrives: a long timeout does not add latency, and not
                 # polling leaves both cores to the node (on 2 cores a busy harness halves its speed)
-                while len(received["odom"]) == n0 and time.time() < t_end:
+                while unanswered(published) and time.time() < t_end:
                     rclpy.spin_once(node, timeout_sec=0.1)
             i += 1
         t_end = time.time() + 3
@@ -344,7 +361,11 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
         node.destroy_node()
         rclpy.try_shutdown()
     if baseline_s:
-        base_fps = 1.0 / float(np.median(baseline_s))
+        # timed again after the node has stopped: a shared machine drifts, and the ratio should not hang on
+        # which minute the baseline happened to run in
+        after_s = eager_baseline(args, frames)
+        result["baseline_eager_fp32_fps_before_after"] = [1.0 / float(np.median(baseline_s)), 1.0 / float(np.median(after_s))]
+        base_fps = 1.0 / float(np.median(baseline_s + after_s))
         result["baseline_eager_fp32_fps"] = base_fps
         result["speedup_vs_baseline"] = result["odom"]["rate_hz"] / base_fps
     return result
@@ -364,14 +385,17 @@ def print_node_table(res: Dict[str, object]) -> str:
                      f"{s['p99']:>8.1f}{s['max']:>8.1f}{r['jitter_ms']:>8.1f}")
     if "speedup_vs_baseline" in res:
         lines.append(f"whole node {res['odom']['rate_hz']:.2f} Hz = {res['speedup_vs_baseline']:.2f} x the plain fp32 eager "
-                     f"depth + pose networks ({res['baseline_eager_fp32_fps']:.2f} Hz, measured in this run, no ROS)")
+                     f"depth + pose networks ({res['baseline_eager_fp32_fps']:.2f} Hz, no ROS, timed in this run before "
+                     "and after the node: " + " / ".join(f"{v:.2f}" for v in res["baseline_eager_fp32_fps_before_after"]) +
+                     " Hz)")
     if "ros_overhead_ms" in res:
         lines.append(f"ROS overhead (odom latency p50 - depth_net - pose_net): {res['ros_overhead_ms']:.1f} ms = "
                      f"{100 * res['ros_overhead_share_of_frame']:.1f} % of the frame time")
     p = res.get("process") or {}
     if p:
         lines.append(f"node process: CPU {p['cpu_percent_mean']:.0f} %, RSS {p['rss_mb_start']:.0f} -> {p['rss_mb_end']:.0f} MB "
-                     f"(max {p['rss_mb_max']:.0f}, slope {p['rss_slope_mb_per_min']:+.2f} MB/min)")
+                     f"(max {p['rss_mb_max']:.0f}, slope {p['rss_slope_mb_per_min']:+.2f} MB/min, second half "
+                     f"{p['rss_slope_second_half_mb_per_min']:+.2f} MB/min)")
     if res.get("stage_share"):
         lines.append("stages: " + ", ".join(f"{k} {v * 100:.0f}% ({res['stage_ms'][k]:.1f} ms)"
                                             for k, v in sorted(res["stage_share"].items(), key=lambda kv: -kv[1])))
@@ -379,13 +403,32 @@ def print_node_table(res: Dict[str, object]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ train mode
-def _naive_loss(depth_net, pose_net, batch, scales=(0, 1, 2, 3)):
-    """A plain implementation of the same Monodepth2 loss: fp32, NCHW, one pose call per pair, identity
-    errors recomputed at every scale (the reference the training speed-up is quoted against)."""
+def _plain_photometric_error(pred, target):
+    """0.85 * (1 - SSIM) / 2 + 0.15 * L1 written as the paper states it: five pooling calls per SSIM."""
     import torch
     import torch.nn.functional as F
 
-    from ros2_monodepth_training.losses import combine_reprojection, photometric_error, smoothness_loss, smoothness_weight
+    from ros2_monodepth_training.losses import ALPHA, SSIM_C1, SSIM_C2
+
+    a, b = F.pad(pred, (1, 1, 1, 1), mode="reflect"), F.pad(target, (1, 1, 1, 1), mode="reflect")
+    mu_a, mu_b = F.avg_pool2d(a, 3, 1), F.avg_pool2d(b, 3, 1)
+    sigma_a = F.avg_pool2d(a * a, 3, 1) - mu_a * mu_a
+    sigma_b = F.avg_pool2d(b * b, 3, 1) - mu_b * mu_b
+    sigma_ab = F.avg_pool2d(a * b, 3, 1) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + SSIM_C1) * (2 * sigma_ab + SSIM_C2)
+    den = (mu_a * mu_a + mu_b * mu_b + SSIM_C1) * (sigma_a + sigma_b + SSIM_C2)
+    ssim = torch.clamp((1 - num / den) / 2, 0, 1).mean(1, keepdim=True)
+    return ALPHA * ssim + (1 - ALPHA) * (pred - target).abs().mean(1, keepdim=True)
+
+
+def _naive_loss(depth_net, pose_net, batch, scales=(0, 1, 2, 3)):
+    """A plain implementation of the same Monodepth2 loss: fp32, NCHW, one pose call per pair, one warp and
+    one photometric error per source and scale, identity errors recomputed at every scale (the reference the
+    training speed-up is quoted against)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ros2_monodepth_training.losses import combine_reprojection, smoothness_loss, smoothness_weight
     from ros2_monodepth_training.warp import warp_source_to_target
 
     from ..core.geometry import disp_to_depth, pose_params_to_matrix
@@ -401,8 +444,9 @@ def _naive_loss(depth_net, pose_net, batch, scales=(0, 1, 2, 3)):
     for s in scales:
         disp = F.interpolate(disps[s], size=(h, w), mode="bilinear", align_corners=False) if s else disps[s]
         _, depth = disp_to_depth(disp, 0.1, 100.0)
-        reproj = torch.cat([photometric_error(warp_source_to_target(src, depth, K, Ts), target) for src, Ts in zip((prev, nxt), T)], 1)
-        identity = torch.cat([photometric_error(src, target) for src in (prev, nxt)], 1)
+        reproj = torch.cat([_plain_photometric_error(warp_source_to_target(src, depth, K, Ts), target)
+                            for src, Ts in zip((prev, nxt), T)], 1)
+        identity = torch.cat([_plain_photometric_error(src, target) for src in (prev, nxt)], 1)
         loss, _ = combine_reprojection(reproj, identity)
         image_s = target if s == 0 else F.interpolate(target, size=disps[s].shape[-2:], mode="area")
         total = total + loss.mean() + smoothness_weight(s) * smoothness_loss(disps[s], image_s)
@@ -418,7 +462,7 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
 
     from ros2_monodepth_training.dataset import ResizePlan
     from ros2_monodepth_training.objective import LossConfig
-    from ros2_monodepth_training.train import TrainingModel, pick_precision
+    from ros2_monodepth_training.train import CompiledPhotometric, TrainingModel, pick_precision, want_compiled_loss
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -435,9 +479,13 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
     dtype, _ = pick_precision("auto", torch.device("cpu"))
     fast.to(memory_format=torch.channels_last)
     fast.autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else fast.autocast
+    compiled = want_compiled_loss(args.compile_loss, torch.device("cpu"))
+    if compiled:
+        fast.photometric = CompiledPhotometric()
     fast_batch = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in batch.items()}
     results: Dict[str, object] = {"mode": "train", "network_size": list(size), "batch": b, "threads": torch.get_num_threads(),
-                                  "precision": str(dtype).replace("torch.", "") if dtype else "fp32"}
+                                  "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
+                                  "compiled_loss": compiled}
     with torch.no_grad():
         naive.eval(), fast.eval()
         l_naive = float(_naive_loss(naive.depth, naive.pose, batch))
@@ -447,8 +495,10 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
     results["loss_relative_difference"] = abs(l_fast - l_naive) / l_naive
 
     def time_steps(step) -> List[float]:
-        for _ in range(args.warmup):
+        t0 = time.perf_counter()
+        for _ in range(max(1, args.warmup)):   # the first step compiles the loss when it is compiled
             step()
+        warm.append(time.perf_counter() - t0)
         out = []
         for _ in range(args.repeats):
             t0 = time.perf_counter()
@@ -456,10 +506,11 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
             out.append(time.perf_counter() - t0)
         return out
 
+    warm: List[float] = []
     for name, model, fn in (("naive fp32 eager", naive, lambda: _naive_loss(naive.depth, naive.pose, batch)),
                             ("ros2_monodepth step", fast, lambda: fast(fast_batch).total)):
         model.train()
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=model is fast)
 
         def step() -> None:
             loss = fn()
@@ -468,7 +519,7 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
             opt.step()
 
         t = time_steps(step)
-        results[name] = {"step_ms": stats_ms(t), "images_per_s": b / float(np.median(t))}
+        results[name] = {"step_ms": stats_ms(t), "images_per_s": b / float(np.median(t)), "warmup_s": warm[-1]}
     results["speedup"] = results["ros2_monodepth step"]["images_per_s"] / results["naive fp32 eager"]["images_per_s"]
     return results
 
@@ -479,7 +530,8 @@ def print_train_table(res: Dict[str, object]) -> str:
     for name in ("naive fp32 eager", "ros2_monodepth step"):
         r = res[name]
         lines.append(f"{name:<24} p50 {r['step_ms']['p50']:8.1f} ms   {r['images_per_s']:6.2f} images/s")
-    lines.append(f"speed-up {res['speedup']:.2f}x ({res['precision']}); loss on the same batch and weights: "
+    lines.append(f"speed-up {res['speedup']:.2f}x ({res['precision']}, compiled loss {res['compiled_loss']}, "
+                 f"warm-up incl. compilation {res['ros2_monodepth step']['warmup_s']:.0f} s); loss on the same batch and weights: "
                  f"{res['loss_naive_fp32']:.6f} (fp32) vs {res['loss_fast']:.6f}, relative difference {res['loss_relative_difference']:.2e}")
     return "\n".join(lines)
 
@@ -507,6 +559,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="configurations to time next to the eager fp32 baseline; torch takes a third field "
                         "'eager' for the untraced path (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=4, help="train mode: batch (default: %(default)s)")
+    p.add_argument("--compile-loss", choices=("auto", "on", "off"), default="auto",
+                   help="train mode: as ros2-monodepth-train --compile-loss (default: %(default)s)")
     n = p.add_argument_group("node mode")
     n.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip timing the eager fp32 networks first (the speed-up ratio needs them)")

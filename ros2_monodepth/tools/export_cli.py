@@ -3,7 +3,8 @@
 The graphs take the camera's uint8 image (H, W, 3; rgb or bgr) at the size given and do the resize,
 normalisation and disparity -> depth inside; outputs are depth (before any metric scale) at network or
 camera resolution and the frame pair's relative pose as a 4x4 matrix. The result is checked against the
-PyTorch model with onnxruntime and the maximum absolute error printed.
+PyTorch model with onnxruntime and the maximum absolute error printed. With ``--int8`` the graphs are also
+quantised for ONNX Runtime on the CPU (calibrated on bag frames), and the int8-vs-fp32 difference printed.
 """
 
 from __future__ import annotations
@@ -35,17 +36,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--channel-order", choices=["rgb", "bgr"], default="rgb", help="channel order of the input images")
     p.add_argument("--depth-resolution", choices=["network", "camera"], default="network")
     p.add_argument("--no-pose", action="store_true", help="export the depth graph only")
+    p.add_argument("--int8", action="store_true",
+                   help="also write ONNX Runtime int8 graphs (depth.int8.onnx, pose.int8.onnx) for CPUs with VNNI / "
+                        "AMX-INT8, calibrated on --calibration-bag frames; the node's precision 'auto' then uses them")
     trt_group = p.add_argument_group("TensorRT (on the target machine, where TensorRT is installed)")
     trt_group.add_argument("--tensorrt", choices=["none", "fp32", "fp16", "int8"], default="none",
                            help="also build and cache TensorRT engines at this precision")
     trt_group.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit")
-    trt_group.add_argument("--calibration-bag", action="append", default=[], metavar="BAG",
-                           help="bag(s) with camera frames for INT8 calibration (repeatable)")
-    trt_group.add_argument("--calibration-topic", default="/camera/image_raw", help="image topic in the calibration bags")
-    trt_group.add_argument("--calibration-frames", type=int, default=200, help="frames used for INT8 calibration")
+    cal_group = p.add_argument_group("INT8 calibration (--int8, --tensorrt int8)")
+    cal_group.add_argument("--calibration-bag", action="append", default=[], metavar="BAG",
+                           help="bag(s) with camera frames from the robot's camera (repeatable)")
+    cal_group.add_argument("--calibration-topic", default="/camera/image_raw", help="image topic in the calibration bags")
+    cal_group.add_argument("--calibration-frames", type=int, default=200, help="frames used for INT8 calibration")
     args = p.parse_args(argv)
-    if args.tensorrt == "int8" and not args.calibration_bag:
-        p.error("--tensorrt int8 needs --calibration-bag")
+    if (args.tensorrt == "int8" or args.int8) and not args.calibration_bag:
+        p.error("--int8 and --tensorrt int8 need --calibration-bag (frames from your camera)")
+    if args.calibration_frames < 2:
+        p.error(f"--calibration-frames must be at least 2, got {args.calibration_frames}")
 
     from ..core.checkpoint import CheckpointError, load_checkpoint
     from ..core.export import export_onnx, onnxruntime_parity
@@ -68,8 +75,43 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"wrote {out}/depth.onnx" + (f", {out}/pose.onnx" if info.has_pose else "") + f", {out}/export.json")
     errors = onnxruntime_parity(depth_net, pose_net, out)
     print("onnxruntime vs PyTorch: " + json.dumps(errors))
+    if args.int8:
+        status = _quantize(args, out, info.camera_size)
+        if status:
+            return status
     if args.tensorrt != "none":
         return _build_engines(args, out, info.camera_size)
+    return 0
+
+
+def _quantize(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple) -> int:
+    """Calibrate on every other bag frame, check int8 against fp32 on the frames in between."""
+    from ros2_monodepth_training.bag_frames import BagError, iter_frames
+
+    from ..core.quantize import QuantizationError, int8_accuracy, quantize_export
+
+    try:
+        frames = [f for _, f in iter_frames(args.calibration_bag, args.calibration_topic, camera_size)]
+    except BagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    step = max(1, len(frames) // (2 * args.calibration_frames))
+    frames = frames[::step][:2 * args.calibration_frames]
+    calibration, held_out = frames[0::2], frames[1::2]
+    if len(calibration) < 2:
+        print(f"error: {len(frames)} frames on {args.calibration_topic} in {args.calibration_bag}: INT8 calibration "
+              "needs at least 4", file=sys.stderr)
+        return 2
+    source = ", ".join(str(Path(b).name) for b in args.calibration_bag) + f" {args.calibration_topic}"
+    print(f"quantising to int8, calibrating on {len(calibration)} frames of {source}")
+    try:
+        quantize_export(onnx_dir, calibration, source)
+        accuracy = int8_accuracy(onnx_dir, onnx_dir, held_out[:50])
+    except QuantizationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {onnx_dir}/depth.int8.onnx" + (", pose.int8.onnx" if "pose_translation_diff" in accuracy else ""))
+    print("int8 vs fp32 on held-out frames: " + json.dumps(accuracy))
     return 0
 
 

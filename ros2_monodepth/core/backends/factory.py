@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import replace
 from typing import List, Tuple
 
@@ -32,13 +33,28 @@ def cuda_available() -> bool:
         return False
 
 
-def resolve_device_precision(device: str, precision: str) -> Tuple[str, str]:
-    """'auto' device -> cuda when available, else cpu; 'auto' precision -> fp16 (CUDA), bf16 (CPU with
+def checkpoint_has_int8(checkpoint_dir: str) -> bool:
+    """True when ``checkpoint_dir/onnx`` holds int8 graphs calibrated by ``ros2-monodepth-export --int8``."""
+    if not checkpoint_dir:
+        return False
+    from ..quantize import has_int8_graphs
+
+    return has_int8_graphs(os.path.join(checkpoint_dir, "onnx"))
+
+
+def resolve_device_precision(device: str, precision: str, checkpoint_dir: str = "") -> Tuple[str, str]:
+    """'auto' device -> cuda when available, else cpu; 'auto' precision -> fp16 (CUDA); on the CPU int8 when the
+    checkpoint carries calibrated int8 graphs (the fastest here, README Performance), else bf16 (CPU with
     AMX/AVX512-BF16), else fp32."""
     if device == "auto":
         device = "cuda" if cuda_available() else "cpu"
     if precision == "auto":
-        precision = "fp16" if device.startswith("cuda") else ("bf16" if cpu_has_bf16() else "fp32")
+        if device.startswith("cuda"):
+            precision = "fp16"
+        elif checkpoint_has_int8(checkpoint_dir) and importlib.util.find_spec("onnxruntime") is not None:
+            precision = "int8"
+        else:
+            precision = "bf16" if cpu_has_bf16() else "fp32"
     return device, precision
 
 
@@ -59,7 +75,7 @@ def available_backends() -> List[str]:
 
 def create_backend(name: str, spec: ModelSpec) -> Tuple[InferenceBackend, str]:
     """Create backend ``name`` ('auto' or one of BACKENDS). Returns (backend, why it was chosen)."""
-    device, precision = resolve_device_precision(spec.device, spec.precision)
+    device, precision = resolve_device_precision(spec.device, spec.precision, spec.checkpoint_dir)
     spec = replace(spec, device=device, precision=precision)
     if name == "auto":
         errors = []
@@ -80,12 +96,14 @@ def create_backend(name: str, spec: ModelSpec) -> Tuple[InferenceBackend, str]:
 
 
 def _auto_order(spec: ModelSpec) -> List[str]:
-    """Fastest first, as measured: on CUDA TensorRT, then torch fp16; on a CPU with AMX/AVX512-BF16 torch bf16
-    + channels_last beats onnxruntime fp32 (README, Performance); on other CPUs onnxruntime's optimised fp32
-    graph beats eager torch."""
+    """Fastest first, as measured: on CUDA TensorRT, then torch fp16; int8 on the CPU is onnxruntime's; on a CPU
+    with AMX/AVX512-BF16 torch bf16 + channels_last beats onnxruntime fp32 (README, Performance); on other CPUs
+    onnxruntime's optimised fp32 graph beats eager torch."""
     have = available_backends()
     if spec.device.startswith("cuda"):
         order = ["tensorrt", "torch", "onnxruntime"]
+    elif spec.precision == "int8":
+        order = ["onnxruntime"]
     elif spec.precision == "bf16":
         order = ["torch", "onnxruntime"]
     else:

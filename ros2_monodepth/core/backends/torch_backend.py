@@ -47,6 +47,8 @@ class TorchBackend(InferenceBackend):
 
     def __init__(self, spec: ModelSpec, networks: tuple[DepthNet, Optional[PoseNet]] | None = None):
         super().__init__(spec)
+        if spec.precision == "int8":
+            raise BackendError("int8 runs on onnxruntime (CPU) or TensorRT (CUDA), not the torch backend")
         if spec.precision not in PRECISIONS:
             raise BackendError(f"precision must be one of {PRECISIONS}, got '{spec.precision}'")
         if spec.device.startswith("cuda") and not torch.cuda.is_available():

@@ -1,0 +1,193 @@
+"""INT8 graphs for ONNX Runtime on the CPU: static (QDQ) quantisation of the exported depth and pose graphs,
+calibrated on camera frames.
+
+Owns: which operators are quantised and how, the calibration readers, where the int8 graphs live
+(``depth.int8.onnx`` / ``pose.int8.onnx`` beside the fp32 graphs, described in ``export.json``), and the
+int8-vs-fp32 accuracy check.
+
+Choices, measured on a 2-core AVX512-VNNI CPU at 640x192 (README, Performance):
+- Only Conv is quantised (weights int8 per output channel, activations uint8 asymmetric, min-max
+  calibration): every layer of both networks is a convolution. The MatMuls after the networks build the 4x4
+  pose from 6 numbers and must stay fp32 (quantised, the rotation stopped being orthonormal, by 7e-4).
+  Quantising Pad, Resize and Concat as well was no faster (the fp32 Elu between them stays) and made the pose
+  translation 300x less accurate.
+- The graph keeps uint8 camera input and the in-graph resize; only the networks' convolutions change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+
+from .export import DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, atomic_dir, default_cache_dir
+
+LOG = logging.getLogger(__name__)
+DEPTH_INT8_ONNX = "depth.int8.onnx"
+POSE_INT8_ONNX = "pose.int8.onnx"
+QUANTIZED_OPS = ["Conv"]
+
+
+class QuantizationError(RuntimeError):
+    """Quantisation could not run (onnxruntime's quantisation tools missing, no frames, bad graphs)."""
+
+
+def has_int8_graphs(onnx_dir: str | os.PathLike) -> bool:
+    """True when ``onnx_dir`` holds calibrated int8 graphs for every fp32 graph it has."""
+    d = Path(onnx_dir)
+    try:
+        info = ExportInfo.read(d)
+    except (OSError, ValueError, TypeError):
+        return False
+    if not info.int8_calibration or not (d / DEPTH_INT8_ONNX).is_file():
+        return False
+    return not info.has_pose or (d / POSE_INT8_ONNX).is_file()
+
+
+def _reader(kind: str, frames: Sequence[np.ndarray]):
+    """A calibration data reader: each frame for depth, consecutive pairs for pose."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class FrameReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.i = 0
+
+        def get_next(self) -> Optional[Dict[str, np.ndarray]]:
+            if kind == "depth":
+                if self.i >= len(frames):
+                    return None
+                feed = {DEPTH_INPUT: frames[self.i]}
+            else:
+                if self.i + 1 >= len(frames):
+                    return None
+                feed = {POSE_INPUTS[0]: frames[self.i], POSE_INPUTS[1]: frames[self.i + 1]}
+            self.i += 1
+            return feed
+
+    return FrameReader()
+
+
+def quantize_graph(src: Path, dst: Path, kind: str, frames: Sequence[np.ndarray]) -> None:
+    """Write the QDQ int8 version of fp32 graph ``src`` to ``dst``, calibrated on ``frames``
+    (uint8 (H, W, 3) at the graph's camera size)."""
+    try:
+        from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+    except ImportError as exc:
+        raise QuantizationError(f"onnxruntime's quantisation tools are not importable ({exc})") from exc
+    if len(frames) < 2:
+        raise QuantizationError(f"calibration needs at least 2 frames, got {len(frames)}")
+    prepared = dst.with_name(dst.name + ".pre.tmp")
+    try:
+        quant_pre_process(str(src), str(prepared))  # shape inference + graph clean-up, as ORT recommends
+        quantize_static(str(prepared), str(dst), _reader(kind, frames), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod.MinMax)
+    finally:
+        prepared.unlink(missing_ok=True)
+
+
+def quantize_export(onnx_dir: str | os.PathLike, frames: Sequence[np.ndarray], source: str,
+                    out_dir: Optional[str | os.PathLike] = None) -> Path:
+    """Quantise the graphs of export folder ``onnx_dir`` and record the calibration in its export.json.
+
+    ``out_dir`` None writes beside the fp32 graphs; otherwise the folder receives a copy of export.json and the
+    int8 graphs only (the fp32 graphs stay where they are). ``source`` says where the frames came from.
+    """
+    src = Path(onnx_dir)
+    dst = Path(out_dir) if out_dir is not None else src
+    dst.mkdir(parents=True, exist_ok=True)
+    info = ExportInfo.read(src)
+    h, w = info.camera_size
+    frames = [_fit(f, (h, w)) for f in frames]
+    quantize_graph(src / DEPTH_ONNX, dst / DEPTH_INT8_ONNX, "depth", frames)
+    if info.has_pose and (src / POSE_ONNX).is_file():
+        quantize_graph(src / POSE_ONNX, dst / POSE_INT8_ONNX, "pose", frames)
+    info.int8_calibration = f"{source} ({len(frames)} frames)"
+    info.write(dst)
+    return dst
+
+
+def _fit(frame: np.ndarray, size: tuple) -> np.ndarray:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise QuantizationError(f"calibration frames must be uint8 (H, W, 3), got {frame.dtype} {frame.shape}")
+    if frame.shape[:2] == tuple(size):
+        return np.ascontiguousarray(frame)
+    import cv2
+
+    return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
+
+
+def generated_calibration_frames(camera_size: tuple, count: int = 24, seed: int = 7) -> List[np.ndarray]:
+    """Frames of the synthetic street (a seed the benchmark and tests do not use), for when no bag was given."""
+    from .synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
+
+    seq = SyntheticSequence(SceneConfig(seed=seed, moving_object=True), TrajectoryConfig(num_frames=count, fps=10.0),
+                            int(camera_size[1]), int(camera_size[0]))
+    return [seq.frame(i)[1] for i in range(count)]
+
+
+def int8_graphs_for(onnx_dir: Path, info: ExportInfo) -> Path:
+    """Folder with int8 graphs for the export in ``onnx_dir``: the export's own when calibrated, else a cached
+    quantisation calibrated on generated frames (with a warning: calibrate on your camera's frames with
+    ``ros2-monodepth-export --int8 --calibration-bag``)."""
+    if has_int8_graphs(onnx_dir):
+        return onnx_dir
+    key = hashlib.sha256(f"{info.depth_sha256}|{info.pose_sha256}|generated-v2".encode()).hexdigest()[:16]
+    target = default_cache_dir() / "int8" / key
+    if has_int8_graphs(target):
+        LOG.warning("int8 graphs calibrated on generated frames (%s); for your camera run ros2-monodepth-export "
+                    "--int8 --calibration-bag BAG", target)
+        return target
+    LOG.warning("no calibrated int8 graphs in %s: calibrating on generated street frames into %s (for your camera "
+                "run ros2-monodepth-export --int8 --calibration-bag BAG)", onnx_dir, target)
+    tmp = atomic_dir(target)
+    try:
+        quantize_export(onnx_dir, generated_calibration_frames(info.camera_size), "generated street frames", tmp)
+        if target.exists():
+            shutil.rmtree(tmp)  # another process finished first
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def int8_accuracy(fp32_dir: Path, int8_dir: Path, frames: Iterable[np.ndarray]) -> Dict[str, float]:
+    """Mean relative depth difference (abs_rel) and mean pose translation difference of the int8 graphs
+    against the fp32 graphs on ``frames`` (uint8 (H, W, 3) at the camera size)."""
+    import onnxruntime as ort
+
+    info = ExportInfo.read(fp32_dir)
+    fp32_depth = ort.InferenceSession(str(fp32_dir / DEPTH_ONNX), providers=["CPUExecutionProvider"])
+    int8_depth = ort.InferenceSession(str(int8_dir / DEPTH_INT8_ONNX), providers=["CPUExecutionProvider"])
+    pose_pair = None
+    if info.has_pose and (int8_dir / POSE_INT8_ONNX).is_file():
+        pose_pair = (ort.InferenceSession(str(fp32_dir / POSE_ONNX), providers=["CPUExecutionProvider"]),
+                     ort.InferenceSession(str(int8_dir / POSE_INT8_ONNX), providers=["CPUExecutionProvider"]))
+    rel, dt, tnorm = [], [], []
+    previous = None
+    for frame in frames:
+        frame = _fit(frame, info.camera_size)
+        ref = fp32_depth.run(None, {DEPTH_INPUT: frame})[0]
+        got = int8_depth.run(None, {DEPTH_INPUT: frame})[0]
+        rel.append(float(np.mean(np.abs(got - ref) / np.maximum(ref, 1e-6))))
+        if pose_pair is not None and previous is not None:
+            feed = {POSE_INPUTS[0]: previous, POSE_INPUTS[1]: frame}
+            t_ref, t_got = pose_pair[0].run(None, feed)[0][:3, 3], pose_pair[1].run(None, feed)[0][:3, 3]
+            dt.append(float(np.linalg.norm(t_got - t_ref)))
+            tnorm.append(float(np.linalg.norm(t_ref)))
+        previous = frame
+    if not rel:
+        raise QuantizationError("no frames to compare int8 against fp32 on")
+    out = {"frames": float(len(rel)), "depth_abs_rel": float(np.mean(rel))}
+    if dt:
+        out["pose_translation_diff"] = float(np.mean(dt))
+        out["pose_translation_mean"] = float(np.mean(tnorm))
+    return out
