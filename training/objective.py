@@ -138,16 +138,11 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
     b, _, h, w = target.shape
     sources: List[torch.Tensor] = []
     transforms: List[torch.Tensor] = []
-    # Network inputs in the networks' memory format: slices of the (B, 3, C, H, W) batch are NCHW, and a
-    # channels_last network would reorder them inside every first convolution (measured 8-10 % of a CPU step).
-    stem = next(p for p in depth_net.parameters() if p.dim() == 4)
-    memory_format = torch.channels_last if stem.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
-    frames_in = [aug[:, i].contiguous(memory_format=memory_format) for i in range(aug.shape[1])]
     with autocast:
-        disps = depth_net(frames_in[1], cfg.scales)
+        disps = depth_net(aug[:, 1], cfg.scales)
         if cfg.monocular:
             assert pose_net is not None, "monocular training needs the pose network"
-            poses = predict_poses(pose_net, frames_in[0], frames_in[1], frames_in[2])
+            poses = predict_poses(pose_net, aug[:, 0], aug[:, 1], aug[:, 2])
         mask = explain_net(aug.flatten(1, 2)) if explain_net is not None and cfg.monocular else None
     if cfg.monocular:
         sources += [prev, nxt]

@@ -186,7 +186,7 @@ def int8_accuracy(fp32_dir: Path, int8_dir: Path, frames: Iterable[np.ndarray]) 
         previous = frame
     if not rel:
         raise QuantizationError("no frames to compare int8 against fp32 on")
-    out = {"frames": float(len(rel)), "depth_abs_rel": float(np.mean(rel))}
+    out: Dict[str, float] = {"frames": len(rel), "depth_abs_rel": float(np.mean(rel))}
     if dt:
         out["pose_translation_diff"] = float(np.mean(dt))
         out["pose_translation_mean"] = float(np.mean(tnorm))

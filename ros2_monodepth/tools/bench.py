@@ -510,7 +510,7 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
     for name, model, fn in (("naive fp32 eager", naive, lambda: _naive_loss(naive.depth, naive.pose, batch)),
                             ("ros2_monodepth step", fast, lambda: fast(fast_batch).total)):
         model.train()
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5, fused=model is fast)
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 
         def step() -> None:
             loss = fn()
