@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import numpy as np
 import torch
@@ -178,3 +179,19 @@ def atomic_dir(final: Path) -> Path:
     """A temporary sibling folder to build into, then ``os.replace`` onto ``final``."""
     final.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(dir=str(final.parent), prefix=final.name + ".tmp"))
+
+
+def build_cache_dir(target: Path, build: Callable[[Path], object]) -> Path:
+    """Fill cache folder ``target`` with ``build(tmp)`` in a temporary sibling and rename it into place, so
+    that a reader never sees half a folder; when another process finished first, its folder is kept."""
+    tmp = atomic_dir(target)
+    try:
+        build(tmp)
+        if target.exists():
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

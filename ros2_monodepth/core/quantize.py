@@ -19,13 +19,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .export import DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, atomic_dir, default_cache_dir
+from .export import DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, build_cache_dir, default_cache_dir
 
 LOG = logging.getLogger(__name__)
 DEPTH_INT8_ONNX = "depth.int8.onnx"
@@ -146,17 +145,8 @@ def int8_graphs_for(onnx_dir: Path, info: ExportInfo) -> Path:
         return target
     LOG.warning("no calibrated int8 graphs in %s: calibrating on generated street frames into %s (for your camera "
                 "run ros2-monodepth-export --int8 --calibration-bag BAG)", onnx_dir, target)
-    tmp = atomic_dir(target)
-    try:
-        quantize_export(onnx_dir, generated_calibration_frames(info.camera_size), "generated street frames", tmp)
-        if target.exists():
-            shutil.rmtree(tmp)  # another process finished first
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return build_cache_dir(target, lambda tmp: quantize_export(onnx_dir, generated_calibration_frames(info.camera_size),
+                                                               "generated street frames", tmp))
 
 
 def int8_accuracy(fp32_dir: Path, int8_dir: Path, frames: Iterable[np.ndarray]) -> Dict[str, float]:

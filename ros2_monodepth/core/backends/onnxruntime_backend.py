@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import List
 
 import numpy as np
 
-from ..export import (DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, atomic_dir, checkpoint_fingerprint,
-                      default_cache_dir, export_onnx)
+from ..export import (DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, build_cache_dir,
+                      checkpoint_fingerprint, default_cache_dir, export_onnx)
 from ..quantize import DEPTH_INT8_ONNX, POSE_INT8_ONNX, QuantizationError, int8_graphs_for
 from .base import BackendError, ExportedGraphBackend, ModelSpec
 
@@ -42,17 +41,8 @@ def locate_or_export(spec: ModelSpec) -> Path:
     from .torch_backend import build_networks
 
     depth_net, pose_net = build_networks(spec)
-    tmp = atomic_dir(target)
-    try:
-        export_onnx(depth_net, pose_net, tmp, spec.network_size, spec.network_size, spec.min_depth, spec.max_depth)
-        if target.exists():
-            shutil.rmtree(tmp)  # another process finished first
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target
+    return build_cache_dir(target, lambda tmp: export_onnx(depth_net, pose_net, tmp, spec.network_size, spec.network_size,
+                                                           spec.min_depth, spec.max_depth))
 
 
 def _providers(device: str) -> List[str]:
