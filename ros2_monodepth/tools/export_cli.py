@@ -86,17 +86,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _quantize(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple) -> int:
     """Calibrate on every other bag frame, check int8 against fp32 on the frames in between."""
-    from ros2_monodepth_training.bag_frames import BagError, iter_frames
+    import itertools
+
+    from ros2_monodepth_training.bag_frames import BagError, iter_frames, list_topics
 
     from ..core.quantize import QuantizationError, int8_accuracy, quantize_export
 
+    wanted = 2 * args.calibration_frames
     try:
-        frames = [f for _, f in iter_frames(args.calibration_bag, args.calibration_topic, camera_size)]
+        # spread over the whole recording, and never more than `wanted` frames in memory
+        count = list_topics(args.calibration_bag).get(args.calibration_topic, ("", 0))[1]
+        frames = [f for _, f in itertools.islice(iter_frames(args.calibration_bag, args.calibration_topic, camera_size,
+                                                             stride=max(1, count // wanted)), wanted)]
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    step = max(1, len(frames) // (2 * args.calibration_frames))
-    frames = frames[::step][:2 * args.calibration_frames]
     calibration, held_out = frames[0::2], frames[1::2]
     if len(calibration) < 2:
         print(f"error: {len(frames)} frames on {args.calibration_topic} in {args.calibration_bag}: INT8 calibration "
