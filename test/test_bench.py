@@ -24,6 +24,7 @@ def test_stats_ms():
 def test_model_mode_times_each_configuration_against_the_eager_baseline(tmp_path):
     out = tmp_path / "model.json"
     r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "model", "--out", str(out), *SMALL, "--repeats", "3",
+                        "--plot", str(tmp_path / "model.png"),
                         "--configs", "torch:fp32", "torch:bf16", "onnxruntime:fp32", "nosuch:fp32"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -36,13 +37,15 @@ def test_model_mode_times_each_configuration_against_the_eager_baseline(tmp_path
     for name in ("torch:fp32", "torch:bf16", "onnxruntime:fp32"):
         assert rows[name]["per_frame_ms"]["p50"] > 0 and rows[name]["speedup_vs_baseline"] > 0
     assert "x baseline" in r.stdout
+    assert (tmp_path / "model.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.ros
 def test_node_mode_reports_rate_latency_drops_and_process_figures(tmp_path):
     out = tmp_path / "node.json"
     r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "node", "--out", str(out), *SMALL,
-                        "--duration", "4", "--repeats", "2", "--precision", "fp32", "--node-log", str(tmp_path / "node.log")],
+                        "--duration", "4", "--repeats", "2", "--precision", "fp32", "--node-log", str(tmp_path / "node.log"),
+                        "--plot", str(tmp_path / "node.png")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
@@ -59,6 +62,8 @@ def test_node_mode_reports_rate_latency_drops_and_process_figures(tmp_path):
     assert res["ros_overhead_ms"] == pytest.approx(res["odom"]["latency_ms"]["p50"] - res["stage_ms"]["depth_net"]
                                                    - res["stage_ms"]["pose_net"])
     assert "x the plain fp32 eager" in r.stdout
+    assert "onnxruntime" in res["node_backend"] and "fp32" in res["node_backend"]   # auto on the CPU for fp32
+    assert (tmp_path / "node.png").stat().st_size > 1000
 
 
 def test_train_mode_compares_the_step_with_a_plain_fp32_implementation_on_the_same_batch(tmp_path):

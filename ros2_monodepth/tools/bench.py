@@ -251,6 +251,8 @@ def node_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarray
 
     def on_diag(msg) -> None:
         for st in msg.status:
+            if st.hardware_id:
+                result["node_backend"] = st.hardware_id   # the node's backend.describe()
             for kv in st.values:
                 if kv.key.startswith("stage ") and kv.key.endswith(" mean (ms)"):
                     stages[kv.key[6:-10]] = float(kv.value)
@@ -383,6 +385,8 @@ def print_node_table(res: Dict[str, object]) -> str:
         s = r["latency_ms"] or {k: float("nan") for k in ("min", "mean", "p50", "p99", "max")}
         lines.append(f"{kind:<8}{r['rate_hz']:>9.2f}{r['dropped']:>9d}{s['min']:>8.1f}{s['mean']:>8.1f}{s['p50']:>8.1f}"
                      f"{s['p99']:>8.1f}{s['max']:>8.1f}{r['jitter_ms']:>8.1f}")
+    if res.get("node_backend"):
+        lines.append(f"node backend: {res['node_backend']}")
     if "speedup_vs_baseline" in res:
         lines.append(f"whole node {res['odom']['rate_hz']:.2f} Hz = {res['speedup_vs_baseline']:.2f} x the plain fp32 eager "
                      f"depth + pose networks ({res['baseline_eager_fp32_fps']:.2f} Hz, no ROS, timed in this run before "
@@ -536,12 +540,59 @@ def print_train_table(res: Dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+def plot_result(res: Dict[str, object], path: str) -> None:
+    """A picture of a model or node result: time per frame per configuration against the baseline, or the
+    node's latency percentiles per output next to its memory over the run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if res["mode"] == "model":
+        rows = {k: v for k, v in res["rows"].items() if "per_frame_ms" in v}   # type: ignore[union-attr]
+        names = list(rows)[::-1]
+        ms = [rows[n]["per_frame_ms"]["p50"] for n in names]
+        fig, ax = plt.subplots(figsize=(8, 0.45 * len(names) + 1.2))
+        bars = ax.barh(names, ms, color=["#999999" if "baseline" in n else "#3b75af" for n in names])
+        for bar, n in zip(bars, names):
+            ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2,
+                    f" {bar.get_width():.0f} ms  {rows[n].get('speedup_vs_baseline', 1.0):.2f}x", va="center")
+        ax.set_xlabel("depth + pose per frame, p50 (ms)")
+        ax.set_xlim(0, max(ms) * 1.35)
+        ax.set_title(f"model only, network {res['network_size'][1]}x{res['network_size'][0]}, {res['threads']} threads")
+    elif res["mode"] == "node":
+        fig, (ax, ax_mem) = plt.subplots(1, 2, figsize=(11, 3.6))
+        kinds = [k for k in ("depth", "points", "odom") if res.get(k) and res[k]["latency_ms"]]
+        x = np.arange(len(kinds))
+        for offset, stat, colour in ((-0.2, "p50", "#3b75af"), (0.2, "p99", "#e08a3c")):
+            ax.bar(x + offset, [res[k]["latency_ms"][stat] for k in kinds], 0.4, label=stat, color=colour)
+        ax.set_xticks(x, kinds)
+        ax.set_ylabel("stamp -> received (ms)")
+        rate = res["odom"]["rate_hz"] if res.get("odom") else 0.0
+        ax.set_title(f"backend {res['backend']}, precision {res['precision']}: {rate:.2f} Hz, {res['rate_mode']}",
+                     fontsize=9)
+        ax.legend()
+        mem = (res.get("process") or {}).get("rss_mb_every_30s") or []
+        ax_mem.plot(np.arange(len(mem)) * 0.5, mem, marker=".")
+        ax_mem.set_xlabel("minutes")
+        ax_mem.set_ylabel("node RSS (MB)")
+        if mem:
+            ax_mem.set_ylim(0, max(mem) * 1.15)
+        ax_mem.set_title("memory", fontsize=9)
+    else:
+        return
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ros2-monodepth-bench", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("mode", choices=("model", "node", "train"),
                    help="model-only timings, the whole node, or training steps against a plain fp32 implementation")
     p.add_argument("--out", default="bench.json", help="JSON file to write (default: %(default)s)")
+    p.add_argument("--plot", help="also draw the result into this PNG (model and node modes)")
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
     p.add_argument("--bag", help="take camera frames from this bag instead of generating them")
     p.add_argument("--topic", default="/camera/image_raw", help="image topic in --bag (default: %(default)s)")
@@ -598,6 +649,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(table)
     Path(args.out).write_text(json.dumps(res, indent=2))
     print(f"[bench] wrote {args.out}")
+    if args.plot and res["mode"] in ("model", "node"):
+        plot_result(res, args.plot)
+        print(f"[bench] wrote {args.plot}")
     return 0
 
 
