@@ -308,6 +308,7 @@ def test_node_on_onnxruntime_publishes_the_same_depth_as_torch(tmp_path, ros_con
     image = data[2][1]
     d_ort, log, odom = _depth_from_node(tmp_path, ros_context, "/t_ort", {"backend": "onnxruntime"}, image, seq.K, "ort")
     assert "onnxruntime" in log and "CPUExecutionProvider" in log
+    assert f"backend warmed up on a blank {NET_W}x{NET_H} frame" in log   # static graph: warmed before any frame
     assert len(odom) >= 2
     d_torch, _, _ = _depth_from_node(tmp_path, ros_context, "/t_trc", {"backend": "torch"}, image, seq.K, "torch")
     assert d_ort.shape == d_torch.shape == (NET_H, NET_W)

@@ -134,6 +134,7 @@ class MonodepthNode(Node):
             self.create_timer(self.cfg["diagnostics_period"], self._publish_diagnostics)
 
         self._running = True
+        self._warmed = False
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="monodepth-publish")
         self._worker = threading.Thread(target=self._worker_loop, name="monodepth-inference", daemon=True)
         self._worker.start()
@@ -220,9 +221,11 @@ class MonodepthNode(Node):
 
     # ---------------------------------------------------------------- worker
     def _worker_loop(self) -> None:
+        self._warm_up()   # exported graphs know their input size now
         while self._running:
             item = self._slot.take(timeout=0.2)
             if item is None:
+                self._warm_up()   # PyTorch: once camera_info tells the size, if no frame came first
                 continue
             msg, arrival = item
             try:
@@ -236,6 +239,30 @@ class MonodepthNode(Node):
                     return  # shutting down (Ctrl-C, launch stop): publishers are gone, nothing to report
                 self._warn(self.image_topic, "__exception__", f"{self.image_topic}: processing failed: {exc!r}\n"
                                                              f"{traceback.format_exc()}")
+
+    def _warm_up(self) -> None:
+        """Run the backend once on a blank frame of the camera's size on this thread, so that graph tracing,
+        allocation and kernel selection are paid before the first frame instead of delaying (and, latest frame
+        wins, dropping) the first real ones."""
+        if self._warmed or self.processed:   # after a real frame there is nothing left to warm
+            self._warmed = True
+            return
+        size = self.backend.input_size
+        if size is None:
+            with self._camera_info_lock:
+                info = self._camera_info
+            if info is None or (info.width, info.height) == (0, 0):
+                return
+            size = (info.height, info.width)
+        self._warmed = True
+        t0 = time.perf_counter()
+        try:
+            self.backend.warmup(size, runs=1)
+        except Exception as exc:  # a backend that fails on blank frames still gets real ones
+            self.get_logger().warning(f"backend warm-up on a blank {size[1]}x{size[0]} frame failed: {exc!r}")
+            return
+        self.get_logger().info(f"backend warmed up on a blank {size[1]}x{size[0]} frame in "
+                               f"{time.perf_counter() - t0:.2f} s")
 
     def _intrinsics(self, width: int, height: int) -> Intrinsics:
         with self._camera_info_lock:

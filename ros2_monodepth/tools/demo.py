@@ -174,10 +174,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if node_proc.poll() is not None:
                 raise RuntimeError(f"monodepth_node exited early:\n{log_path.read_text()}")
             rclpy.spin_once(node, timeout_sec=0.1)
-        # Discovery is seen from this side first; let the node's readers match too before the first frame.
-        settle = time.time() + 1.0
-        while time.time() < settle:
-            rclpy.spin_once(node, timeout_sec=0.05)
+        # Discovery is seen from this side first; let the node's readers match too before the first frame. As
+        # with a camera driver that is already running, camera_info flows first: the node warms its backend up
+        # at that size (tracing, allocation), so the first frames are neither delayed nor dropped.
+        first = Header(stamp=rclpy.time.Time(nanoseconds=int(stamps[0])).to_msg(), frame_id="camera_optical_frame")
+        settle, warm_deadline = time.time() + 1.0, time.time() + 60
+        while time.time() < settle or ("on a blank " not in log_path.read_text() and time.time() < warm_deadline):
+            pub_info.publish(camera_info_msg(first, K, args.width, args.height))
+            rclpy.spin_once(node, timeout_sec=0.1)
         period = 1.0 / args.rate
         t0 = time.time()
         for i, image in enumerate(tqdm(frames, desc="publishing", unit="frame")):
