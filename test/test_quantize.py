@@ -86,6 +86,9 @@ def test_auto_precision_takes_the_checkpoints_calibrated_int8_graphs(checkpoint,
     shutil.copytree(quantized, ck / "onnx")
     backend, why = create_backend("auto", spec)
     assert backend.name == "onnxruntime" and "int8" in backend.describe() and "test street" in backend.describe()
+    # graphs exported for another network size are not the ones that would run: no int8 from them
+    other, _ = create_backend("auto", ModelSpec(checkpoint_dir=str(ck), network_size=(64, 64), device="cpu", precision="auto"))
+    assert "int8" not in other.describe()
     reference = TorchBackend(ModelSpec(checkpoint_dir=str(ck), network_size=NETWORK, precision="fp32"))
     frames = generated_calibration_frames(CAMERA, count=3, seed=12)
     d8, d32 = backend.depth(frames[1]), reference.depth(frames[1])

@@ -2,7 +2,7 @@
 
 Owns the command line and the loop: data (``dataset.py``), objective (``objective.py``), checkpoints
 (``state.py``), precision (autocast bf16/fp16 + channels_last), the compiled loss (torch.compile of the
-view synthesis and photometric error), DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on
+photometric error), DistributedDataParallel under ``torchrun`` (gloo on CPU, nccl on
 CUDA), TensorBoard and the progress bar.
 
     ros2-monodepth-train BAG [BAG ...] --out runs/street --epochs 20
@@ -85,6 +85,19 @@ class TrainingModel(nn.Module):
         for m in self.modules():
             if hasattr(m, "fc") and isinstance(m.fc, nn.Linear):
                 m.fc.requires_grad_(False)
+
+    def prepare(self, device: torch.device, precision: str = "auto", channels_last: bool = True,
+                compile_loss: str = "auto") -> Tuple[Optional[torch.dtype], Any, bool]:
+        """Move to ``device`` and set how a step runs: memory format, autocast dtype, compiled photometric error.
+        Returns (autocast dtype or None, grad scaler or None, whether the loss is compiled)."""
+        self.to(device)
+        if channels_last:
+            self.to(memory_format=torch.channels_last)
+        dtype, scaler = pick_precision(precision, device)
+        self.autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        compiled = want_compiled_loss(compile_loss, device)
+        self.photometric = CompiledPhotometric() if compiled else None
+        return dtype, scaler, compiled
 
     def forward(self, batch: Dict[str, torch.Tensor]) -> LossOutput:
         return self_supervised_loss(self.depth, self.pose, batch, self.cfg, self.explain, self.autocast, self.photometric)
@@ -291,14 +304,7 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
     else:
         msg = "networks initialised at random (from scratch)"
     channels_last = not a.no_channels_last
-    model.to(device)
-    if channels_last:
-        model.to(memory_format=torch.channels_last)
-    dtype, scaler = pick_precision(a.precision, device)
-    model.autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
-    compiled = want_compiled_loss(a.compile_loss, device)
-    if compiled:
-        model.photometric = CompiledPhotometric()
+    dtype, scaler, compiled = model.prepare(device, a.precision, channels_last, a.compile_loss)
 
     sampler = SampleOrder(len(train_ds), a.seed, rank, world)
     steps_per_epoch = sampler.per_rank() // a.batch_size

@@ -466,7 +466,7 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
 
     from ros2_monodepth_training.dataset import ResizePlan
     from ros2_monodepth_training.objective import LossConfig
-    from ros2_monodepth_training.train import CompiledPhotometric, TrainingModel, pick_precision, want_compiled_loss
+    from ros2_monodepth_training.train import TrainingModel
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -480,20 +480,14 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
     torch.manual_seed(0)
     naive = TrainingModel(18, LossConfig())
     fast = copy.deepcopy(naive)
-    dtype, _ = pick_precision("auto", torch.device("cpu"))
-    fast.to(memory_format=torch.channels_last)
-    fast.autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else fast.autocast
-    compiled = want_compiled_loss(args.compile_loss, torch.device("cpu"))
-    if compiled:
-        fast.photometric = CompiledPhotometric()
-    fast_batch = {k: (v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v) for k, v in batch.items()}
+    dtype, _, compiled = fast.prepare(torch.device("cpu"), "auto", channels_last=True, compile_loss=args.compile_loss)
     results: Dict[str, object] = {"mode": "train", "network_size": list(size), "batch": b, "threads": torch.get_num_threads(),
                                   "precision": str(dtype).replace("torch.", "") if dtype else "fp32",
                                   "compiled_loss": compiled}
     with torch.no_grad():
         naive.eval(), fast.eval()
         l_naive = float(_naive_loss(naive.depth, naive.pose, batch))
-        l_fast = float(fast(fast_batch).total)
+        l_fast = float(fast(batch).total)
     results["loss_naive_fp32"] = l_naive
     results["loss_fast"] = l_fast
     results["loss_relative_difference"] = abs(l_fast - l_naive) / l_naive
@@ -512,7 +506,7 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
 
     warm: List[float] = []
     for name, model, fn in (("naive fp32 eager", naive, lambda: _naive_loss(naive.depth, naive.pose, batch)),
-                            ("ros2_monodepth step", fast, lambda: fast(fast_batch).total)):
+                            ("ros2_monodepth step", fast, lambda: fast(batch).total)):
         model.train()
         opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
 

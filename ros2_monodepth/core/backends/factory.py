@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 from dataclasses import replace
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 from .base import BackendError, InferenceBackend, ModelSpec
 
@@ -33,16 +32,19 @@ def cuda_available() -> bool:
         return False
 
 
-def checkpoint_has_int8(checkpoint_dir: str) -> bool:
-    """True when ``checkpoint_dir/onnx`` holds int8 graphs calibrated by ``ros2-monodepth-export --int8``."""
-    if not checkpoint_dir:
+def checkpoint_has_int8(spec: ModelSpec) -> bool:
+    """True when the checkpoint's own export, the one the onnxruntime backend will run for ``spec`` (same
+    network size), holds int8 graphs calibrated by ``ros2-monodepth-export --int8``."""
+    if importlib.util.find_spec("onnxruntime") is None:
         return False
     from ..quantize import has_int8_graphs
+    from .onnxruntime_backend import checkpoint_export
 
-    return has_int8_graphs(os.path.join(checkpoint_dir, "onnx"))
+    own = checkpoint_export(spec)
+    return own is not None and has_int8_graphs(own)
 
 
-def resolve_device_precision(device: str, precision: str, checkpoint_dir: str = "") -> Tuple[str, str]:
+def resolve_device_precision(device: str, precision: str, spec: Optional[ModelSpec] = None) -> Tuple[str, str]:
     """'auto' device -> cuda when available, else cpu; 'auto' precision -> fp16 (CUDA); on the CPU int8 when the
     checkpoint carries calibrated int8 graphs (the fastest here, README Performance), else bf16 (CPU with
     AMX/AVX512-BF16), else fp32."""
@@ -51,7 +53,7 @@ def resolve_device_precision(device: str, precision: str, checkpoint_dir: str = 
     if precision == "auto":
         if device.startswith("cuda"):
             precision = "fp16"
-        elif checkpoint_has_int8(checkpoint_dir) and importlib.util.find_spec("onnxruntime") is not None:
+        elif spec is not None and checkpoint_has_int8(spec):
             precision = "int8"
         else:
             precision = "bf16" if cpu_has_bf16() else "fp32"
@@ -75,7 +77,7 @@ def available_backends() -> List[str]:
 
 def create_backend(name: str, spec: ModelSpec) -> Tuple[InferenceBackend, str]:
     """Create backend ``name`` ('auto' or one of BACKENDS). Returns (backend, why it was chosen)."""
-    device, precision = resolve_device_precision(spec.device, spec.precision, spec.checkpoint_dir)
+    device, precision = resolve_device_precision(spec.device, spec.precision, spec)
     spec = replace(spec, device=device, precision=precision)
     if name == "auto":
         errors = []

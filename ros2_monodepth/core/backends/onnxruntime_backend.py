@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import numpy as np
 
@@ -23,16 +23,27 @@ from .base import BackendError, ExportedGraphBackend, ModelSpec
 LOG = logging.getLogger(__name__)
 
 
+def checkpoint_export(spec: ModelSpec, warn: bool = False) -> Optional[Path]:
+    """``<checkpoint_dir>/onnx`` when it holds graphs that fit ``spec`` (network size, pose), else None."""
+    if not spec.checkpoint_dir:
+        return None
+    own = Path(spec.checkpoint_dir) / "onnx"
+    if not ((own / DEPTH_ONNX).is_file() and (own / "export.json").is_file()):
+        return None
+    info = ExportInfo.read(own)
+    if tuple(info.network_size) == tuple(spec.network_size) and (info.has_pose or not spec.with_pose):
+        return own
+    if warn:
+        LOG.warning("%s was exported for network size %s (pose: %s); exporting again for %s", own,
+                    info.network_size, info.has_pose, spec.network_size)
+    return None
+
+
 def locate_or_export(spec: ModelSpec) -> Path:
     """Folder holding depth.onnx / pose.onnx / export.json that match ``spec``."""
-    if spec.checkpoint_dir:
-        own = Path(spec.checkpoint_dir) / "onnx"
-        if (own / DEPTH_ONNX).is_file() and (own / "export.json").is_file():
-            info = ExportInfo.read(own)
-            if tuple(info.network_size) == tuple(spec.network_size) and (info.has_pose or not spec.with_pose):
-                return own
-            LOG.warning("%s was exported for network size %s (pose: %s); exporting again for %s", own,
-                        info.network_size, info.has_pose, spec.network_size)
+    own = checkpoint_export(spec, warn=True)
+    if own is not None:
+        return own
     key = checkpoint_fingerprint(spec.checkpoint_dir, spec.network_size, spec.min_depth, spec.max_depth,
                                  spec.num_layers, spec.seed, spec.with_pose)
     target = default_cache_dir() / "onnx" / key
