@@ -145,3 +145,42 @@ def test_arbitrary_pickles_are_refused(tmp_path):
         pickle.dump({"decoder.0.conv.conv.weight": _Evil()}, f)
     with pytest.raises(CheckpointError, match="weights-only"):
         load_checkpoint(tmp_path)
+
+
+def _reflect_conv(x, w, b):
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect"), w, b)
+
+
+def _edge_conv(x, w, b):
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate"), w, b)
+
+
+def test_subpixel_identities_hold_at_every_pixel_and_border():
+    from ros2_monodepth.core.subpixel import shuffled_conv_weights, upsampled_conv_weights
+
+    F = torch.nn.functional
+    g = torch.Generator().manual_seed(3)
+    w, b = torch.randn(3, 5, 3, 3, generator=g), torch.randn(3, generator=g)
+    x = torch.randn(2, 5, 6, 7, generator=g)
+    reference = _reflect_conv(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, b)
+    torch.testing.assert_close(F.pixel_shuffle(_edge_conv(x, *upsampled_conv_weights(w, b)), 2), reference,
+                               atol=1e-5, rtol=1e-5)
+    z = torch.randn(2, 20, 6, 7, generator=g)
+    reference = _reflect_conv(F.pixel_shuffle(z, 2), w, b)
+    torch.testing.assert_close(F.pixel_shuffle(_edge_conv(z, *shuffled_conv_weights(w, b)), 2), reference,
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_subpixel_head_gives_the_reference_depth():
+    from ros2_monodepth.core.inference_model import DepthInference
+
+    torch.manual_seed(0)
+    net = DepthNet(18).eval()
+    with torch.no_grad():
+        for p in net.decoder.parameters():  # weights that make the disparity vary across the image
+            p.normal_(0.0, 0.04)
+        image = torch.randint(0, 256, (64, 96, 3), dtype=torch.uint8)
+        reference = DepthInference(net, (64, 96), 0.1, 100.0)(image)
+        subpixel = DepthInference(net, (64, 96), 0.1, 100.0, subpixel_head=True)(image)
+    assert float(reference.std() / reference.mean()) > 1e-3
+    torch.testing.assert_close(subpixel, reference, rtol=1e-5, atol=1e-5)

@@ -22,8 +22,8 @@ from ros2_monodepth.core.checkpoint import CheckpointMetadata, save_checkpoint  
 from ros2_monodepth.core.export import ExportInfo, export_onnx  # noqa: E402
 from ros2_monodepth.core.networks import DepthNet, PoseNet  # noqa: E402
 from ros2_monodepth.core.quantize import (DEPTH_INT8_ONNX, POSE_INT8_ONNX, QuantizationError,  # noqa: E402
-                                          generated_calibration_frames, has_int8_graphs, int8_accuracy,
-                                          quantize_export)
+                                          expand_elu, generated_calibration_frames, has_int8_graphs,
+                                          int8_accuracy, quantize_before_data_movement, quantize_export)
 
 CAMERA, NETWORK = (64, 128), (64, 128)
 # Stated tolerance: int8 depth within 5 % (mean relative difference) of the fp32 graph on frames of the same
@@ -66,6 +66,70 @@ def test_quantized_graphs_are_int8_and_close_to_fp32(quantized):
     assert acc["frames"] == 6
     assert 0 < acc["depth_abs_rel"] < INT8_DEPTH_ABS_REL   # > 0: the int8 graph really differs from fp32
     assert acc["pose_translation_diff"] < max(0.5 * acc["pose_translation_mean"], 1e-3)
+    # The CPU rewrites ran: no Elu kernel left, and every reflection Pad moves uint8 (its input is quantised).
+    producer = {out: n.op_type for n in model.graph.node for out in n.output}
+    assert "Elu" not in ops
+    pads = [n for n in model.graph.node if n.op_type == "Pad"]
+    assert pads and all(producer[p.input[0]] in ("QuantizeLinear", "Concat") for p in pads)
+
+
+def _run_graph(model, feeds):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+def _graph(nodes, inputs, initializers):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 4, 8, 8])
+                                           for n in inputs],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_quantize_moves_above_pad_and_concat_with_identical_results():
+    from onnx import helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    init = [numpy_helper.from_array(np.array(0.05, np.float32), "s"), numpy_helper.from_array(np.array(128, np.uint8), "z"),
+            numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads"),
+            numpy_helper.from_array(rng.normal(size=(3, 8, 3, 3)).astype(np.float32), "w")]
+    nodes = [helper.make_node("Concat", ["a", "b"], ["cat"], axis=1),
+             helper.make_node("Pad", ["cat", "pads"], ["padded"], mode="reflect"),
+             helper.make_node("QuantizeLinear", ["padded", "s", "z"], ["q"]),
+             helper.make_node("DequantizeLinear", ["q", "s", "z"], ["dq"]),
+             helper.make_node("Conv", ["dq", "w"], ["conv"]),
+             # a Pad whose output is used twice must stay as it is
+             helper.make_node("Pad", ["a", "pads"], ["shared"], mode="reflect"),
+             helper.make_node("QuantizeLinear", ["shared", "s", "z"], ["q2"]),
+             helper.make_node("DequantizeLinear", ["q2", "s", "z"], ["dq2"]),
+             helper.make_node("Add", ["dq2", "shared"], ["sum"]),
+             helper.make_node("ReduceMean", ["sum"], ["m"], keepdims=1),
+             helper.make_node("Add", ["conv", "m"], ["y"])]
+    model = _graph(nodes, ["a", "b"], init)
+    feeds = {"a": rng.normal(size=(1, 4, 8, 8)).astype(np.float32), "b": 3 * rng.normal(size=(1, 4, 8, 8)).astype(np.float32)}
+    before = _run_graph(model, feeds)
+    assert quantize_before_data_movement(model) == 2          # the Pad, then the Concat above it
+    producer = {out: n for n in model.graph.node for out in n.output}
+    cat = producer[next(n for n in model.graph.node if n.op_type == "Pad" and n.input[0] != "a").input[0]]
+    assert cat.op_type == "Concat" and all(producer[i].op_type == "QuantizeLinear" for i in cat.input)
+    assert producer["shared"].op_type == "Pad" and producer["q2"].op_type == "QuantizeLinear"
+    np.testing.assert_array_equal(_run_graph(model, feeds), before)
+    assert quantize_before_data_movement(model) == 0
+
+
+def test_expanded_elu_is_the_same_function():
+    from onnx import helper
+
+    model = _graph([helper.make_node("Elu", ["x"], ["y"])], ["x"], [])
+    x = np.linspace(-30.0, 30.0, 256, dtype=np.float32).reshape(1, 4, 8, 8)
+    before = _run_graph(model, {"x": x})
+    assert expand_elu(model) == 1
+    assert "Elu" not in {n.op_type for n in model.graph.node}
+    after = _run_graph(model, {"x": x})
+    np.testing.assert_allclose(after, np.where(x > 0, x, np.expm1(x.astype(np.float64))), atol=2e-7)
+    np.testing.assert_allclose(after, before, atol=2e-7)
 
 
 def test_quantize_refuses_too_few_or_wrong_frames(quantized, tmp_path):

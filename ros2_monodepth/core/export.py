@@ -93,13 +93,18 @@ def _set_static_output_shapes(path: Path, module: torch.nn.Module, args: tuple) 
     onnx.save(model, str(path))
 
 
-def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: ExportInfo
+# Changes whenever exported graphs change form for the same weights, so cached exports are rebuilt.
+GRAPH_FORM = "subpixel-head-1"
+
+
+def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: ExportInfo, subpixel_head: bool = True
                        ) -> Tuple[DepthInference, Optional[PoseInference]]:
-    """The wrappers an export describes: what is traced, and what its graphs are checked against."""
+    """The wrappers an export describes: what is traced (``subpixel_head`` True, see ``subpixel.py``), and what
+    its graphs are checked against (False: the reference form, so the check covers that rewrite too)."""
     bgr = info.channel_order == "bgr"
     output_size = info.output_size if tuple(info.output_size) != tuple(info.network_size) else None
     depth_model = DepthInference(depth_net.float().eval(), info.network_size, info.min_depth, info.max_depth, bgr,
-                                 output_size).eval()
+                                 output_size, subpixel_head).eval()
     pose_model = None
     if pose_net is not None and info.has_pose:
         pose_model = PoseInference(pose_net.float().eval(), info.network_size, bgr).eval()
@@ -134,7 +139,7 @@ def onnxruntime_parity(depth_net: DepthNet, pose_net: Optional[PoseNet], onnx_di
     import onnxruntime as ort
 
     info = ExportInfo.read(onnx_dir)
-    depth_model, pose_model = deployment_modules(depth_net, pose_net, info)
+    depth_model, pose_model = deployment_modules(depth_net, pose_net, info, subpixel_head=False)
     rng = np.random.default_rng(seed)
     h, w = info.camera_size
     a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -162,8 +167,8 @@ def default_cache_dir() -> Path:
 
 
 def checkpoint_fingerprint(checkpoint_dir: str, *extra: object) -> str:
-    """Short hash of a checkpoint's weight files (or 'untrained') and export settings."""
-    h = hashlib.sha256()
+    """Short hash of a checkpoint's weight files (or 'untrained'), export settings and the graph form."""
+    h = hashlib.sha256(GRAPH_FORM.encode())
     if checkpoint_dir:
         for name in sorted(os.listdir(checkpoint_dir)):
             if name.endswith(".pth"):

@@ -15,6 +15,7 @@ from torch import nn
 
 from .geometry import disp_to_depth, pose_params_to_matrix
 from .networks import DepthNet, PoseNet
+from .subpixel import full_resolution_disparity
 
 
 def image_u8_to_network_input(image: torch.Tensor, network_size: Tuple[int, int], bgr: bool) -> torch.Tensor:
@@ -36,10 +37,13 @@ class DepthInference(nn.Module):
 
     Shapes: (H, W, 3) uint8 -> (h_out, w_out) float32, where (h_out, w_out) is ``output_size`` or the
     network size.
+
+    ``subpixel_head`` runs the decoder's full-resolution stage in the equal half-resolution form of
+    ``subpixel.py`` (exported graphs use it; the PyTorch backend keeps the reference form).
     """
 
     def __init__(self, net: DepthNet, network_size: Tuple[int, int], min_depth: float, max_depth: float,
-                 bgr: bool = False, output_size: Optional[Tuple[int, int]] = None):
+                 bgr: bool = False, output_size: Optional[Tuple[int, int]] = None, subpixel_head: bool = False):
         super().__init__()
         self.net = net
         self.network_size = (int(network_size[0]), int(network_size[1]))
@@ -47,10 +51,18 @@ class DepthInference(nn.Module):
         self.max_depth = float(max_depth)
         self.bgr = bgr
         self.output_size = output_size
+        self.subpixel_head = subpixel_head
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image_u8_to_network_input(image, self.network_size, self.bgr)
-        disp = self.net(x, scales=(0,))[0]
+        if self.subpixel_head:
+            features = self.net.encoder(x)
+            y = features[-1]
+            for i in range(4, 0, -1):
+                y = self.net.decoder.level(y, i, features)
+            disp = full_resolution_disparity(self.net.decoder, y)
+        else:
+            disp = self.net(x, scales=(0,))[0]
         if self.output_size is not None and tuple(self.output_size) != self.network_size:
             # Interpolate disparity, not depth: it is what the network predicts smoothly.
             disp = F.interpolate(disp, size=self.output_size, mode="bilinear", align_corners=False)

@@ -72,15 +72,23 @@ class DepthDecoder(nn.Module):
         wanted = self.scales if scales is None else tuple(scales)
         out: Dict[int, torch.Tensor] = {}
         x = features[-1]
-        for step, i in enumerate(range(4, -1, -1)):
-            x = self.decoder[2 * step](x)
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            if i > 0:
-                x = torch.cat([x, features[i - 1]], 1)
-            x = self.decoder[2 * step + 1](x)
+        for i in range(4, -1, -1):
+            x = self.level(x, i, features)
             if i in wanted:
                 out[i] = torch.sigmoid(self.decoder[10 + i](x))
         return out
+
+    def level(self, x: torch.Tensor, i: int, features: List[torch.Tensor]) -> torch.Tensor:
+        """Level ``i`` (4..0): up-convolution (i, 0), nearest x2 upsampling, skip connection, up-convolution (i, 1).
+
+        Shapes: (B, C, H, W) -> (B, DECODER_CHANNELS[i], 2H, 2W).
+        """
+        step = 4 - i
+        x = self.decoder[2 * step](x)
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        if i > 0:
+            x = torch.cat([x, features[i - 1]], 1)
+        return self.decoder[2 * step + 1](x)
 
 
 class PoseDecoder(nn.Module):
