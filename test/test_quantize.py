@@ -161,6 +161,26 @@ def test_auto_precision_takes_the_checkpoints_calibrated_int8_graphs(checkpoint,
     assert T.shape == (4, 4) and np.allclose(T[:3, :3] @ T[:3, :3].T, np.eye(3), atol=1e-3)
 
 
+def test_graphs_from_an_older_version_run_with_a_warning_to_export_again(checkpoint, quantized, tmp_path, caplog):
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(checkpoint, ck)
+    shutil.copytree(quantized, ck / "onnx")
+    spec = ModelSpec(checkpoint_dir=str(ck), network_size=NETWORK, device="cpu", precision="int8")
+    with caplog.at_level(logging.WARNING):
+        OnnxRuntimeBackend(spec)
+    assert "older ros2_monodepth" not in caplog.text      # this version's export: no warning
+    raw = json.loads((ck / "onnx" / "export.json").read_text())
+    del raw["graph_form"], raw["int8_form"]                # an export.json written before these fields existed
+    (ck / "onnx" / "export.json").write_text(json.dumps(raw))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        backend = OnnxRuntimeBackend(spec)
+    assert "older ros2_monodepth" in caplog.text and "--int8 --calibration-bag" in caplog.text
+    assert backend.depth(generated_calibration_frames(CAMERA, count=2, seed=12)[0]).shape == NETWORK
+
+
 def test_int8_without_calibrated_graphs_calibrates_on_generated_frames_once(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
     spec = ModelSpec(network_size=NETWORK, device="cpu", precision="int8", seed=3)

@@ -29,6 +29,9 @@ DEPTH_ONNX = "depth.onnx"
 POSE_ONNX = "pose.onnx"
 DEPTH_INPUT, DEPTH_OUTPUT = "image", "depth"
 POSE_INPUTS, POSE_OUTPUT = ("earlier", "later"), "T_a_b"
+# Changes whenever exported graphs change form for the same weights: cached exports are rebuilt, and a
+# checkpoint's own export of an older form runs with a warning to export again.
+GRAPH_FORM = "subpixel-head-1"
 
 
 @dataclass
@@ -45,6 +48,8 @@ class ExportInfo:
     depth_sha256: str = ""
     pose_sha256: str = ""
     int8_calibration: str = ""              # where the int8 graphs' calibration frames came from ('' = none)
+    graph_form: str = ""                    # GRAPH_FORM of the code that exported the graphs ('' = before it existed)
+    int8_form: str = ""                     # quantize.INT8_FORM of the code that made the int8 graphs
 
     @classmethod
     def read(cls, directory: str | os.PathLike) -> "ExportInfo":
@@ -93,9 +98,6 @@ def _set_static_output_shapes(path: Path, module: torch.nn.Module, args: tuple) 
     onnx.save(model, str(path))
 
 
-# Changes whenever exported graphs change form for the same weights, so cached exports are rebuilt.
-GRAPH_FORM = "subpixel-head-1"
-
 
 def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: ExportInfo, subpixel_head: bool = True
                        ) -> Tuple[DepthInference, Optional[PoseInference]]:
@@ -121,7 +123,7 @@ def export_onnx(depth_net: DepthNet, pose_net: Optional[PoseNet], out_dir: str |
     network_size = (int(network_size[0]), int(network_size[1]))
     output_size = camera_size if depth_at_camera_resolution else network_size
     info = ExportInfo(camera_size, network_size, output_size, channel_order, float(min_depth), float(max_depth),
-                      depth_net.encoder.num_layers, has_pose=pose_net is not None)
+                      depth_net.encoder.num_layers, has_pose=pose_net is not None, graph_form=GRAPH_FORM)
     depth_model, pose_model = deployment_modules(depth_net, pose_net, info)
     example = torch.zeros(camera_size[0], camera_size[1], 3, dtype=torch.uint8)
     _export(depth_model, (example,), out / DEPTH_ONNX, [DEPTH_INPUT], [DEPTH_OUTPUT])

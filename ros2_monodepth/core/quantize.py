@@ -37,6 +37,8 @@ LOG = logging.getLogger(__name__)
 DEPTH_INT8_ONNX = "depth.int8.onnx"
 POSE_INT8_ONNX = "pose.int8.onnx"
 QUANTIZED_OPS = ["Conv"]
+# Changes whenever the int8 graphs change form (``rewrite_for_cpu``) for the same fp32 graphs.
+INT8_FORM = "cpu-rewrites-1"
 
 
 class QuantizationError(RuntimeError):
@@ -211,6 +213,7 @@ def quantize_export(onnx_dir: str | os.PathLike, frames: Sequence[np.ndarray], s
     if info.has_pose and (src / POSE_ONNX).is_file():
         quantize_graph(src / POSE_ONNX, dst / POSE_INT8_ONNX, "pose", frames)
     info.int8_calibration = f"{source} ({len(frames)} frames)"
+    info.int8_form = INT8_FORM
     info.write(dst)
     return dst
 

@@ -15,9 +15,9 @@ from typing import List, Optional
 
 import numpy as np
 
-from ..export import (DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, build_cache_dir,
+from ..export import (DEPTH_INPUT, DEPTH_ONNX, GRAPH_FORM, POSE_INPUTS, POSE_ONNX, ExportInfo, build_cache_dir,
                       checkpoint_fingerprint, default_cache_dir, export_onnx)
-from ..quantize import DEPTH_INT8_ONNX, POSE_INT8_ONNX, QuantizationError, int8_graphs_for
+from ..quantize import DEPTH_INT8_ONNX, INT8_FORM, POSE_INT8_ONNX, QuantizationError, int8_graphs_for
 from .base import BackendError, ExportedGraphBackend, ModelSpec
 
 LOG = logging.getLogger(__name__)
@@ -90,6 +90,13 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
                 raise BackendError(str(exc)) from exc
             self.info = ExportInfo.read(self.graph_dir)
             depth_file, pose_file = DEPTH_INT8_ONNX, POSE_INT8_ONNX
+        outdated = self.info.graph_form != GRAPH_FORM or (self.int8 and self.info.int8_form != INT8_FORM)
+        if outdated:
+            # a checkpoint's own export from an older version: still correct, only slower (README, Performance)
+            LOG.warning("graphs in %s were exported by an older ros2_monodepth (form %r/%r, now %r/%r); they run, "
+                        "but exporting again gives faster ones: ros2-monodepth-export %s%s", self.graph_dir,
+                        self.info.graph_form, self.info.int8_form, GRAPH_FORM, INT8_FORM, spec.checkpoint_dir,
+                        " --int8 --calibration-bag BAG" if self.int8 else "")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = os.cpu_count() or 1
