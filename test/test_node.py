@@ -316,6 +316,49 @@ def test_node_on_onnxruntime_publishes_the_same_depth_as_torch(tmp_path, ros_con
     assert float(np.median(rel)) < NODE_BACKEND_REL_TOL / 10 and float(rel.max()) < NODE_BACKEND_REL_TOL
 
 
+def test_colorized_depth_and_points_are_built_only_while_someone_subscribes(tmp_path, ros_context, frames):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    seq, data = frames
+    ns = "/t_lazy"
+    proc = NodeProcess(tmp_path, {**BASE_PARAMS, "publish_odometry": False}, {"__ns": ns}, name="lazy")
+    depth_only = Collector(ros_context, {f"{ns}/depth": Image, "/diagnostics": DiagnosticArray})
+    feed = Feeder(ros_context, ns)
+    later = None
+    try:
+        assert proc.wait_for_log("listening on", 90), proc.log()
+        assert feed.wait_for_subscriber(depth_only), proc.log()
+        depth_only.spin_until(lambda: False, 1.0)
+        for i in range(3):
+            assert _send_and_wait(depth_only, feed, ns, data[i][1], seq.K, 50.0 + 0.1 * i), proc.log()
+
+        def stages():
+            for arr in depth_only.messages["/diagnostics"]:
+                for status in arr.status:
+                    values = {kv.key: kv.value for kv in status.values}
+                    if values.get("frames processed") == "3":
+                        return values
+            return None
+
+        assert depth_only.spin_until(lambda: stages() is not None, 10), proc.log()
+        assert "stage publish mean (ms)" in stages() and "stage points mean (ms)" not in stages()
+        # a viewer subscribes: from then on both are built and published
+        later = Collector(ros_context, {f"{ns}/points": PointCloud2, f"{ns}/depth/colorized": Image})
+        later.spin_until(lambda: False, 1.5)
+        t = 60.0
+        for i in range(10):
+            feed.send(data[3][1], seq.K, t + 0.1 * i)
+            if later.spin_until(lambda: later.messages[f"{ns}/points"] and later.messages[f"{ns}/depth/colorized"], 2.0):
+                break
+        assert later.messages[f"{ns}/points"] and later.messages[f"{ns}/depth/colorized"], proc.log()
+    finally:
+        depth_only.close()
+        if later is not None:
+            later.close()
+        feed.close()
+        proc.stop()
+
+
 def test_synthetic_camera_publishes_images_and_camera_info(tmp_path, ros_context):
     import os
     import subprocess

@@ -359,10 +359,12 @@ class MonodepthNode(Node):
         with timer.stage("publish"):
             self.pub_depth.publish(fill_image_msg(Image(header=header), depth, "32FC1"))
             self.pub_depth_info.publish(camera_info_msg(header, K_out, out_w, out_h))
-            if cfg["publish_colorized"]:
+            # Lazy, as image_pipeline's nodes are: the false-colour image and the cloud are built only while
+            # someone subscribes (RViz, a bag recorder); about 1 ms and 2 ms a frame here otherwise.
+            if cfg["publish_colorized"] and self.pub_colorized.get_subscription_count() > 0:
                 self.pub_colorized.publish(fill_image_msg(Image(header=header), colorize_depth(depth), "bgr8"))
 
-        if cfg["publish_points"]:
+        if cfg["publish_points"] and self.pub_points.get_subscription_count() > 0:
             with timer.stage("points"):
                 stride = int(cfg["points_stride"])
                 xyz = self._rays_out.points(depth, K_out, stride)
