@@ -84,8 +84,7 @@ PARAMS: List[ParamSpec] = [
     # outputs
     ParamSpec("depth_resolution", "network", "Resolution of the published depth and points: 'network' or 'camera'.",
               choices=("network", "camera")),
-    ParamSpec("publish_colorized", True, "Publish depth/colorized (bgr8 false colour) for RViz; built only while "
-              "someone subscribes.", dynamic=True),
+    ParamSpec("publish_colorized", True, "Publish depth/colorized (bgr8 false colour) for RViz.", dynamic=True),
     ParamSpec("publish_points", True, "Publish the point cloud on points; built only while someone subscribes.",
               dynamic=True),
     ParamSpec("points_stride", 2, "Keep every n-th pixel in both directions for the point cloud (organised, "
