@@ -98,7 +98,6 @@ def _set_static_output_shapes(path: Path, module: torch.nn.Module, args: tuple) 
     onnx.save(model, str(path))
 
 
-
 def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: ExportInfo, subpixel_head: bool = True
                        ) -> Tuple[DepthInference, Optional[PoseInference]]:
     """The wrappers an export describes: what is traced (``subpixel_head`` True, see ``subpixel.py``), and what

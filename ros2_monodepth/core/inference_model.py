@@ -56,11 +56,7 @@ class DepthInference(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image_u8_to_network_input(image, self.network_size, self.bgr)
         if self.subpixel_head:
-            features = self.net.encoder(x)
-            y = features[-1]
-            for i in range(4, 0, -1):
-                y = self.net.decoder.level(y, i, features)
-            disp = full_resolution_disparity(self.net.decoder, y)
+            disp = full_resolution_disparity(self.net.decoder, self.net.encoder(x))
         else:
             disp = self.net(x, scales=(0,))[0]
         if self.output_size is not None and tuple(self.output_size) != self.network_size:

@@ -14,11 +14,13 @@ the output channels, one per sub-pixel phase, and a pixel shuffle puts the phase
   each tap of the original kernel moves to one (low-resolution offset, input phase) (``_SHUFFLED_TAPS``).
 
 The full-resolution Resize and both full-resolution Pads disappear, and the convolutions become wider at a
-quarter of the pixels, which int8 and fp32 GEMM kernels run faster (README, Performance: 6 % of the int8
-depth graph on the CPU). Training keeps the reference form; only exported graphs use this one.
+quarter of the pixels, which int8 and fp32 GEMM kernels run faster (README, Performance: 7.5 % of the int8
+depth graph on the CPU, with the 16-channel head). Training keeps the reference form; only exported graphs use this one.
 """
 
 from __future__ import annotations
+
+from typing import List
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +32,13 @@ _UPSAMPLED_TAPS = torch.tensor([[[1., 0., 0.], [0., 1., 0.], [0., 1., 0.]],
 # _SHUFFLED_TAPS[a, t, k, p] = 1 where tap t of a 3x3 kernel over pixel_shuffle(z), for output phase a, reads
 # low-resolution offset k - 1 in input phase p.
 _SHUFFLED_TAPS = torch.zeros(2, 3, 3, 2)
+for _a, _row in enumerate(([(0, 1), (1, 0), (1, 1)], [(1, 0), (1, 1), (2, 0)])):
+    for _t, (_k, _p) in enumerate(_row):
+        _SHUFFLED_TAPS[_a, _t, _k, _p] = 1.0
 # The head's 4 phase outputs are computed as 16 channels (12 of them zero weights) and sliced: onnxruntime's
 # int8 convolution runs output channels in blocks of 16 on x86, and at 64x96x320 in the 4-channel head took
 # 4.4 ms where the 16-channel one took 1.5 ms (fp32: 3.1 and 3.0 ms). The slice costs nothing measurable.
 HEAD_OUTPUT_CHANNELS = 16
-for _a, _row in enumerate(([(0, 1), (1, 0), (1, 1)], [(1, 0), (1, 1), (2, 0)])):
-    for _t, (_k, _p) in enumerate(_row):
-        _SHUFFLED_TAPS[_a, _t, _k, _p] = 1.0
 
 
 def upsampled_conv_weights(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,19 +66,23 @@ def _edge_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)
 
 
-def full_resolution_disparity(decoder, x: torch.Tensor) -> torch.Tensor:
-    """Scale-0 disparity of ``decoder`` (a ``networks.DepthDecoder``) from the output of its level 1.
+def full_resolution_disparity(decoder, features: List[torch.Tensor]) -> torch.Tensor:
+    """Scale-0 disparity of ``decoder`` (a ``networks.DepthDecoder``) from the encoder's ``features``: levels
+    4..1 as in the reference form, then level 0 and the scale-0 head in the sub-pixel form.
 
-    Equal to running level 0 and the scale-0 head in the reference form, to float rounding.
-    Shapes: (B, 32, H / 2, W / 2) -> (B, 1, H, W).
+    Equal to ``decoder(features, scales=(0,))[0]`` to float rounding.
+    Shapes: five encoder maps (the first at H / 2, W / 2) -> (B, 1, H, W).
     """
+    x = features[-1]
+    for i in range(4, 0, -1):
+        x = decoder.level(x, i, features)
     block0, block1, head = decoder.decoder[8], decoder.decoder[9], decoder.decoder[10]
     z = block0(x)  # up-convolution (0, 0) runs at half resolution in both forms
     w1, b1 = upsampled_conv_weights(block1.conv.conv.weight, block1.conv.conv.bias)
     z = F.elu(_edge_conv(z, w1, b1))
     w2, b2 = shuffled_conv_weights(head.conv.weight, head.conv.bias)
     # Zero output channels up to HEAD_OUTPUT_CHANNELS, dropped again right after: see its comment.
-    pad = HEAD_OUTPUT_CHANNELS - w2.shape[0]
+    phases, pad = w2.shape[0], HEAD_OUTPUT_CHANNELS - w2.shape[0]
     w2 = torch.cat([w2, w2.new_zeros((pad,) + tuple(w2.shape[1:]))])
     b2 = torch.cat([b2, b2.new_zeros(pad)])
-    return F.pixel_shuffle(torch.sigmoid(_edge_conv(z, w2, b2)[:, :4]), 2)
+    return F.pixel_shuffle(torch.sigmoid(_edge_conv(z, w2, b2)[:, :phases]), 2)

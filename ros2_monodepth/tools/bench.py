@@ -495,7 +495,7 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
     results["loss_fast"] = l_fast
     results["loss_relative_difference"] = abs(l_fast - l_naive) / l_naive
 
-    def make_step(model, fn, opt):
+    def make_step(fn, opt):
         def step() -> None:
             loss = fn()
             opt.zero_grad(set_to_none=True)
@@ -505,10 +505,10 @@ def train_bench(args: argparse.Namespace, frames: List[np.ndarray], K: np.ndarra
 
     naive.train(), fast.train()
     # the plain step: Adam as written per op; the project's: the trainer's optimizer (fused)
-    steps = {"naive fp32 eager": make_step(naive, lambda: _naive_loss(naive.depth, naive.pose, batch),
+    steps = {"naive fp32 eager": make_step(lambda: _naive_loss(naive.depth, naive.pose, batch),
                                            torch.optim.Adam([p for p in naive.parameters() if p.requires_grad],
                                                             lr=1e-5, foreach=False)),
-             "ros2_monodepth step": make_step(fast, lambda: fast(batch).total, fast.optimizer(1e-5))}
+             "ros2_monodepth step": make_step(lambda: fast(batch).total, fast.optimizer(1e-5))}
     warm: Dict[str, float] = {}
     for name, step in steps.items():
         t0 = time.perf_counter()
