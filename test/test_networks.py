@@ -184,3 +184,30 @@ def test_subpixel_head_gives_the_reference_depth():
         subpixel = DepthInference(net, (64, 96), 0.1, 100.0, subpixel_head=True)(image)
     assert float(reference.std() / reference.mean()) > 1e-3
     torch.testing.assert_close(subpixel, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bgr", [False, True])
+def test_pose_inference_stacks_uint8_frames_in_the_order_posenet_does(bgr):
+    """The deployed pose wrapper stacks the two uint8 frames before converting them; the result must be the
+    network's own forward on each frame converted alone (with a resize and a channel swap on the way)."""
+    from ros2_monodepth.core.geometry import pose_params_to_matrix
+    from ros2_monodepth.core.inference_model import PoseInference, image_u8_to_network_input
+
+    torch.manual_seed(0)
+    net = PoseNet(18).eval()
+    earlier = torch.randint(0, 256, (72, 100, 3), dtype=torch.uint8)
+    later = torch.roll(earlier, 3, dims=1)
+    with torch.no_grad():
+        for p in net.decoder.parameters():   # a pose far from the untrained near-zero one
+            p.normal_(0.0, 0.05)
+        a = image_u8_to_network_input(earlier, (64, 96), bgr)
+        b = image_u8_to_network_input(later, (64, 96), bgr)
+        axis_angle, translation = net(a, b)
+        expected = pose_params_to_matrix(axis_angle, translation, invert=True)[0]
+        got = PoseInference(net, (64, 96), bgr)(earlier, later)
+        swapped = PoseInference(net, (64, 96), bgr)(later, earlier)
+    assert float(expected[:3, 3].norm()) > 1e-4
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(swapped, expected, atol=1e-6)   # the order of the frames matters
+    if bgr:   # each frame's channels are swapped, not the six as one block
+        torch.testing.assert_close(a, image_u8_to_network_input(earlier.flip(-1), (64, 96), False), rtol=0, atol=0)

@@ -19,7 +19,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from ros2_monodepth.core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig  # noqa: E402
 from ros2_monodepth.ros.image_conversions import fill_image_msg, image_to_numpy  # noqa: E402
 from ros2_monodepth.ros.messages import camera_info_msg  # noqa: E402
-from ros2_monodepth.ros.pointcloud2 import cloud_to_numpy  # noqa: E402
+from ros2_monodepth.ros.pointcloud2 import cloud_colors, cloud_to_numpy  # noqa: E402
 
 from ros_harness import Collector, NodeProcess, stamp_msg, stamp_of  # noqa: E402
 
@@ -124,6 +124,9 @@ def test_node_publishes_all_outputs(tmp_path, ros_context, frames):
         assert cloud.is_dense
         xyz = cloud_to_numpy(cloud)
         np.testing.assert_allclose(xyz[..., 2], depth[::STRIDE, ::STRIDE], rtol=1e-6)
+        # the torch backend takes the camera frame, so the cloud's colours are the frame area-resized to the depth
+        expected_rgb = cv2.resize(data[-1][1], (NET_W, NET_H), interpolation=cv2.INTER_AREA)[::STRIDE, ::STRIDE]
+        np.testing.assert_array_equal(cloud_colors(cloud), expected_rgb)
         # colourised depth for RViz
         col_msg = m[f"{ns}/depth/colorized"][-1]
         assert col_msg.encoding == "bgr8" and (col_msg.width, col_msg.height) == (NET_W, NET_H)
@@ -288,8 +291,9 @@ def _depth_from_node(tmp_path, ros_context, ns, params, image, K, name):
     try:
         assert _send_and_wait(col, feed, ns, image, K, 7.0), proc.log()
         assert _send_and_wait(col, feed, ns, image, K, 7.1), proc.log()
-        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= 2, 10)
-        return image_to_numpy(col.messages[f"{ns}/depth"][-1]).copy(), proc.log(), col.messages[f"{ns}/odom"]
+        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= 2 and len(col.messages[f"{ns}/points"]) >= 2, 10)
+        return (image_to_numpy(col.messages[f"{ns}/depth"][-1]).copy(), proc.log(), col.messages[f"{ns}/odom"],
+                col.messages[f"{ns}/points"][-1])
     finally:
         col.close()
         feed.close()
@@ -306,11 +310,15 @@ def test_node_on_onnxruntime_publishes_the_same_depth_as_torch(tmp_path, ros_con
     monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
     seq, data = frames
     image = data[2][1]
-    d_ort, log, odom = _depth_from_node(tmp_path, ros_context, "/t_ort", {"backend": "onnxruntime"}, image, seq.K, "ort")
+    d_ort, log, odom, cloud = _depth_from_node(tmp_path, ros_context, "/t_ort", {"backend": "onnxruntime"}, image,
+                                               seq.K, "ort")
     assert "onnxruntime" in log and "CPUExecutionProvider" in log
     assert f"backend warmed up on a blank {NET_W}x{NET_H} frame" in log   # static graph: warmed before any frame
     assert len(odom) >= 2
-    d_torch, _, _ = _depth_from_node(tmp_path, ros_context, "/t_trc", {"backend": "torch"}, image, seq.K, "torch")
+    # the graph takes the frame at network size: the cloud is coloured from that same resized frame
+    network_input = cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(cloud_colors(cloud), network_input[::STRIDE, ::STRIDE])
+    d_torch, _, _, _ = _depth_from_node(tmp_path, ros_context, "/t_trc", {"backend": "torch"}, image, seq.K, "torch")
     assert d_ort.shape == d_torch.shape == (NET_H, NET_W)
     rel = np.abs(d_ort - d_torch) / d_torch
     assert float(np.median(rel)) < NODE_BACKEND_REL_TOL / 10 and float(rel.max()) < NODE_BACKEND_REL_TOL

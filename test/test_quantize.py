@@ -71,6 +71,20 @@ def test_quantized_graphs_are_int8_and_close_to_fp32(quantized):
     assert "Elu" not in ops
     pads = [n for n in model.graph.node if n.op_type == "Pad"]
     assert pads and all(producer[p.input[0]] in ("QuantizeLinear", "Concat") for p in pads)
+    # The encoders' Relu after a convolution went into its output quantisation, and the stem's max-pool sits between
+    # a DequantizeLinear and a QuantizeLinear (onnxruntime runs such a pool on uint8), in both graphs.
+    for graph in (model, onnx.load(str(quantized / POSE_INT8_ONNX))):
+        nodes = graph.graph.node
+        producer = {out: n.op_type for n in nodes for out in n.output}
+        consumers = {}
+        for n in nodes:
+            for name in n.input:
+                consumers.setdefault(name, []).append(n.op_type)
+        # (a Relu after a residual Add stays: onnxruntime fuses the pair into QLinearAdd itself)
+        assert {producer[n.input[0]] for n in nodes if n.op_type == "Relu"} == {"Add"}
+        pools = [n for n in nodes if n.op_type == "MaxPool"]
+        assert len(pools) == 1
+        assert producer[pools[0].input[0]] == "DequantizeLinear" and consumers[pools[0].output[0]] == ["QuantizeLinear"]
 
 
 def _run_graph(model, feeds):

@@ -31,7 +31,7 @@ DEPTH_INPUT, DEPTH_OUTPUT = "image", "depth"
 POSE_INPUTS, POSE_OUTPUT = ("earlier", "later"), "T_a_b"
 # Changes whenever exported graphs change form for the same weights: cached exports are rebuilt, and a
 # checkpoint's own export of an older form runs with a warning to export again.
-GRAPH_FORM = "subpixel-head-1"
+GRAPH_FORM = "subpixel-head-2"
 
 
 @dataclass

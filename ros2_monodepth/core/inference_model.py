@@ -19,14 +19,16 @@ from .subpixel import full_resolution_disparity
 
 
 def image_u8_to_network_input(image: torch.Tensor, network_size: Tuple[int, int], bgr: bool) -> torch.Tensor:
-    """Camera image -> network input.
+    """Camera image(s) -> network input.
 
-    Shapes: (H, W, 3) or (B, H, W, 3) uint8 -> (B, 3, h, w) float in [0, 1], RGB order.
+    Shapes: (H, W, 3k) or (B, H, W, 3k) uint8, k images stacked along channels -> (B, 3k, h, w) float in
+    [0, 1], each image in RGB order.
     """
     x = image if image.dim() == 4 else image.unsqueeze(0)
     x = x.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
     if bgr:
-        x = x.flip(1)
+        b, c, h, w = x.shape
+        x = x.reshape(b, c // 3, 3, h, w).flip(2).reshape(b, c, h, w)
     if tuple(x.shape[-2:]) != tuple(network_size):
         x = F.interpolate(x, size=network_size, mode="bilinear", align_corners=False)
     return x
@@ -79,8 +81,10 @@ class PoseInference(nn.Module):
         self.bgr = bgr
 
     def forward(self, earlier: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
-        a = image_u8_to_network_input(earlier, self.network_size, self.bgr)
-        b = image_u8_to_network_input(later, self.network_size, self.bgr)
-        axis_angle, translation = self.net(a, b)
+        # The frames are stacked while still uint8, the order PoseNet stacks them in: every step after is per
+        # channel, so this is the same function as converting each frame first, and the copy moves a quarter
+        # of the bytes (the float Concat was 0.5 ms of the int8 pose graph).
+        pair = image_u8_to_network_input(torch.cat([earlier, later], dim=-1), self.network_size, self.bgr)
+        axis_angle, translation = self.net.decoder(self.net.encoder(pair))
         # The network predicts T_b_a (a's points into b); the camera motion is its inverse.
         return pose_params_to_matrix(axis_angle.float(), translation.float(), invert=True)[0]

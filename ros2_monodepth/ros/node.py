@@ -326,7 +326,7 @@ class MonodepthNode(Node):
         # Depth, colorized depth and points are built and published on the publisher thread while this thread
         # runs the pose network: on the CPU the ~3 ms of numpy and serialisation leave the odometry's critical
         # path. The backend itself is only ever called from this thread (CUDA contexts are per thread).
-        published = self._publisher.submit(self._publish_depth, rgb, depth_net, intr, header, scale, cfg, timer)
+        published = self._publisher.submit(self._publish_depth, rgb, net_in, depth_net, intr, header, scale, cfg, timer)
         try:
             if cfg["publish_odometry"] and self.backend.has_pose:
                 self._odometry(net_in, stamp, scale, msg.header.stamp, cfg, timer)
@@ -340,9 +340,10 @@ class MonodepthNode(Node):
         self._latency_sum += now - arrival
         timer.add("total", time.perf_counter() - t_start)
 
-    def _publish_depth(self, rgb: np.ndarray, depth_net: np.ndarray, intr: Intrinsics, header: Header, scale: float,
-                       cfg: Dict[str, Any], timer: StageTimer) -> None:
-        """Metric depth, its camera_info, colorized depth and the point cloud of one frame (publisher thread)."""
+    def _publish_depth(self, rgb: np.ndarray, net_in: np.ndarray, depth_net: np.ndarray, intr: Intrinsics,
+                       header: Header, scale: float, cfg: Dict[str, Any], timer: StageTimer) -> None:
+        """Metric depth, its camera_info, colorized depth and the point cloud of one frame (publisher thread).
+        ``net_in`` is the frame as the backend took it (camera or network size)."""
         height, width = rgb.shape[:2]
         net_h, net_w = depth_net.shape
         with timer.stage("postprocess"):
@@ -371,8 +372,12 @@ class MonodepthNode(Node):
                 xyz = self._rays_out.points(depth, K_out, stride)
                 packed = None
                 if cfg["points_rgb"]:
-                    colour = rgb if (out_h, out_w) == (height, width) else cv2.resize(
-                        rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
+                    if (out_h, out_w) == (height, width):
+                        colour = rgb
+                    elif net_in.shape[:2] == (out_h, out_w):   # the resized frame the network saw: no second resize
+                        colour = net_in
+                    else:
+                        colour = cv2.resize(rgb, (out_w, out_h), interpolation=cv2.INTER_AREA)
                     colour = colour[::stride, ::stride]
                     packed = pack_rgb_float(colour[..., ::-1] if self.backend.channel_order == "bgr" else colour)
                 cloud = build_cloud(header, xyz, packed)

@@ -72,7 +72,9 @@ class TorchBackend(InferenceBackend):
             for net in (depth_net, pose_net):
                 if net is not None:
                     net.to(torch.bfloat16)
-                    net.register_forward_pre_hook(_cast_inputs_bf16)
+                    # at the encoder's door: every path into either network starts there (PoseInference calls
+                    # the encoder on the stacked frames, not PoseNet.forward)
+                    net.encoder.register_forward_pre_hook(_cast_inputs_bf16)
         self._traced: Dict[tuple, torch.jit.ScriptModule] = {}
         self._autocast: Callable[[], ContextManager] = contextlib.nullcontext if self._trace else self._make_autocast()
 
