@@ -50,7 +50,7 @@ def test_console_scripts_resolve():
 def test_setup_installs_launch_config_and_marker():
     text = (REPO / "setup.py").read_text()
     assert (REPO / "resource" / "ros2_monodepth").is_file()
-    assert '"launch/*.launch.py"' in text and '"config/*.yaml"' in text and '"config/*.rviz"' in text
+    assert '"launch/*.launch.py"' in text and '"config/*.yaml"' in text and '"config/*.rviz"' in text and '"config/*.xml"' in text
     assert "share/ament_index/resource_index/packages" in text
     cfg = (REPO / "setup.cfg").read_text()
     assert "install_scripts=$base/lib/ros2_monodepth" in cfg  # where `ros2 run` looks
@@ -63,9 +63,12 @@ def test_launch_file_compiles_and_names_what_exists():
     assert 'executable="monodepth_node"' in text and "monodepth_node" in _console_scripts()
     assert '"config", "monodepth.yaml"' in text and (REPO / "config" / "monodepth.yaml").is_file()
     assert '"config", "monodepth.rviz"' in text and (REPO / "config" / "monodepth.rviz").is_file()
-    for arg in ("params_file", "image", "camera_info", "namespace", "use_rviz"):
+    for arg in ("params_file", "image", "camera_info", "namespace", "use_rviz", "dds_profile"):
         assert f'DeclareLaunchArgument("{arg}"' in text, arg
     assert "def generate_launch_description" in text
+    # the started processes get the large-message Fast DDS profile unless the user has one
+    assert 'SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))' in text
+    assert 'EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE"' in text and '"fastdds_large_messages.xml"' in text
 
 
 def _flatten(d, prefix=""):

@@ -146,6 +146,29 @@ def test_expanded_elu_is_the_same_function():
     np.testing.assert_allclose(after, before, atol=2e-7)
 
 
+def test_elu_of_a_dequantised_tensor_is_clamped_in_uint8_with_identical_results():
+    from onnx import TensorProto, helper, numpy_helper
+
+    init = [numpy_helper.from_array(np.array(0.037, np.float32), "s"), numpy_helper.from_array(np.array(131, np.uint8), "z"),
+            numpy_helper.from_array(np.array(0.011, np.float32), "s2"), numpy_helper.from_array(np.array(90, np.uint8), "z2")]
+    nodes = [helper.make_node("DequantizeLinear", ["q", "s", "z"], ["x"]), helper.make_node("Elu", ["x"], ["e"]),
+             helper.make_node("QuantizeLinear", ["e", "s2", "z2"], ["y"])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("q", TensorProto.UINT8, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], init)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    q = np.arange(256, dtype=np.uint8).reshape(1, 4, 8, 8)       # every uint8 value once
+    before = _run_graph(model, {"q": q})
+    assert expand_elu(model) == 1
+    ops = [n.op_type for n in model.graph.node]
+    assert "Elu" not in ops and ops.count("DequantizeLinear") == 2
+    producer = {out: n for n in model.graph.node for out in n.output}
+    clamps = [n for n in model.graph.node if n.op_type in ("Min", "Max")]
+    assert len(clamps) == 2 and all(c.input[0] == "q" for c in clamps)   # on the uint8 values
+    assert producer["y"].op_type == "QuantizeLinear"
+    assert {i.name for i in model.graph.initializer} == {"s", "z", "s2", "z2", "elu_one"}
+    np.testing.assert_array_equal(_run_graph(model, {"q": q}), before)
+
+
 def test_quantize_refuses_too_few_or_wrong_frames(quantized, tmp_path):
     with pytest.raises(QuantizationError, match="at least 2"):
         quantize_export(quantized, generated_calibration_frames(CAMERA, count=1), "one", tmp_path / "a")

@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .ros_session import force_loopback_env, params_file
+from .ros_session import force_loopback_env, params_file, use_large_message_dds_profile
 
 
 def stats_ms(values_s: Sequence[float]) -> Dict[str, float]:
@@ -631,6 +631,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     force_loopback_env()
+    use_large_message_dds_profile()
     if args.bag:
         frames, K = bag_frames(args.bag, args.topic, args.camera_info_topic, args.frames)
     else:

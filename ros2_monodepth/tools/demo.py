@@ -35,7 +35,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .ros_session import force_loopback_env, params_file
+from .ros_session import force_loopback_env, params_file, use_large_message_dds_profile
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -104,6 +104,7 @@ def _evaluate(out: Path, test_bag: Path, checkpoint: str) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     force_loopback_env()
+    use_large_message_dds_profile()
     import cv2
     import rclpy
     from nav_msgs.msg import Odometry

@@ -1,5 +1,5 @@
 """What every command of this package that starts ROS processes shares: loopback-only discovery with a
-ROS_DOMAIN_ID of its own, and the node's parameter file."""
+ROS_DOMAIN_ID of its own, the Fast DDS profile for large messages, and the node's parameter file."""
 
 from __future__ import annotations
 
@@ -15,11 +15,28 @@ def force_loopback_env() -> None:
     os.environ.setdefault("ROS_DOMAIN_ID", str(5 + os.getpid() % 90))
 
 
-def params_file() -> str:
-    """config/monodepth.yaml of this checkout, else the installed package's."""
-    here = Path(__file__).resolve().parents[2] / "config" / "monodepth.yaml"
+FASTDDS_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"   # the name Fast DDS 2.x (Humble, Jazzy) reads
+
+
+def use_large_message_dds_profile() -> str:
+    """Point Fast DDS at config/fastdds_large_messages.xml (a 16 MB shared-memory segment; the default 512 KB
+    is smaller than one frame of the node's output) for this process and its children, unless the user has a
+    profile of their own. Returns the profile in effect."""
+    if not os.environ.get(FASTDDS_PROFILE_ENV):
+        os.environ[FASTDDS_PROFILE_ENV] = config_file("fastdds_large_messages.xml")
+    return os.environ[FASTDDS_PROFILE_ENV]
+
+
+def config_file(name: str) -> str:
+    """config/<name> of this checkout, else the installed package's."""
+    here = Path(__file__).resolve().parents[2] / "config" / name
     if here.is_file():
         return str(here)
     from ament_index_python.packages import get_package_share_directory
 
-    return os.path.join(get_package_share_directory("ros2_monodepth"), "config", "monodepth.yaml")
+    return os.path.join(get_package_share_directory("ros2_monodepth"), "config", name)
+
+
+def params_file() -> str:
+    """The node's parameter file, config/monodepth.yaml."""
+    return config_file("monodepth.yaml")
