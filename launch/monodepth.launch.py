@@ -3,7 +3,8 @@
     ros2 launch ros2_monodepth monodepth.launch.py image:=/camera/image_raw camera_info:=/camera/camera_info
 
 The node runs with config/fastdds_large_messages.xml as its Fast DDS profile (a shared-memory segment big
-enough for a frame of its output) unless FASTRTPS_DEFAULT_PROFILES_FILE is set or dds_profile:= names another.
+enough for a frame of its output; the _localhost twin under ROS_LOCALHOST_ONLY=1) unless
+FASTRTPS_DEFAULT_PROFILES_FILE is set or dds_profile:= names another.
 """
 
 import os
@@ -18,6 +19,9 @@ from launch_ros.actions import Node
 
 def generate_launch_description():
     share = get_package_share_directory("ros2_monodepth")
+    # ROS_LOCALHOST_ONLY=1 (Humble): the profile's UDP transport stays on the loopback interface as well
+    large_message_profile = ("fastdds_large_messages_localhost.xml" if os.environ.get("ROS_LOCALHOST_ONLY") == "1"
+                             else "fastdds_large_messages.xml")
     params_file = LaunchConfiguration("params_file")
     namespace = LaunchConfiguration("namespace")
     return LaunchDescription([
@@ -30,7 +34,7 @@ def generate_launch_description():
         DeclareLaunchArgument("dds_profile", description="Fast DDS XML profile for the started processes (default: "
                               "$FASTRTPS_DEFAULT_PROFILES_FILE when set, else config/fastdds_large_messages.xml)",
                               default_value=EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", default_value=os.path.join(
-                                  share, "config", "fastdds_large_messages.xml"))),
+                                  share, "config", large_message_profile))),
         SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile")),
         Node(
             package="ros2_monodepth",

@@ -14,13 +14,14 @@ import pytest
 from ros2_monodepth.tools.ros_session import FASTDDS_PROFILE_ENV, config_file, use_large_message_dds_profile
 
 PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_messages.xml"
+LOCALHOST_PROFILE = PROFILE.with_name("fastdds_large_messages_localhost.xml")
 NS = "{http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles}"
 # one 640x192 frame of output: depth 32FC1, cloud (stride 1, xyzrgb float32), colorized bgr8
 FRAME_OUTPUT_BYTES = 640 * 192 * (4 + 16 + 3)
 
 
-def _segment_size() -> int:
-    root = ET.parse(PROFILE).getroot()
+def _segment_size(profile: Path = PROFILE) -> int:
+    root = ET.parse(profile).getroot()
     (shm,) = [t for t in root.iter(f"{NS}transport_descriptor") if t.findtext(f"{NS}type") == "SHM"]
     return int(shm.findtext(f"{NS}segment_size"))
 
@@ -34,8 +35,24 @@ def test_profile_segment_holds_several_frames_of_output():
     assert {"monodepth_shared_memory", "monodepth_udp"} == set(used)   # UDP stays for other machines
 
 
+def _udp_whitelist(profile: Path) -> list:
+    root = ET.parse(profile).getroot()
+    (udp,) = [t for t in root.iter(f"{NS}transport_descriptor") if t.findtext(f"{NS}type") == "UDPv4"]
+    return [a.text for a in udp.iter(f"{NS}address")]
+
+
+def test_localhost_twin_differs_only_by_keeping_udp_on_loopback():
+    assert _udp_whitelist(PROFILE) == []                      # other machines (RViz on a laptop) still reach the node
+    assert _udp_whitelist(LOCALHOST_PROFILE) == ["127.0.0.1"]
+    assert _segment_size(LOCALHOST_PROFILE) == _segment_size()
+
+
 def test_commands_use_the_profile_unless_the_user_has_one(monkeypatch):
     monkeypatch.delenv(FASTDDS_PROFILE_ENV, raising=False)
+    monkeypatch.setenv("ROS_LOCALHOST_ONLY", "1")
+    assert use_large_message_dds_profile() == str(LOCALHOST_PROFILE)
+    monkeypatch.delenv(FASTDDS_PROFILE_ENV)
+    monkeypatch.delenv("ROS_LOCALHOST_ONLY")
     assert use_large_message_dds_profile() == config_file("fastdds_large_messages.xml") == str(PROFILE)
     assert os.environ[FASTDDS_PROFILE_ENV] == str(PROFILE)
     monkeypatch.setenv(FASTDDS_PROFILE_ENV, "/etc/my_profile.xml")
@@ -73,3 +90,4 @@ def test_fast_dds_reads_the_profile_and_makes_the_large_segment():
         pytest.skip("Fast DDS made no shared-memory segment here")
     assert default < FRAME_OUTPUT_BYTES                       # why the profile exists: 512 KB by default
     assert largest_new_segment(str(PROFILE)) >= _segment_size()
+    assert largest_new_segment(str(LOCALHOST_PROFILE)) >= _segment_size()   # Fast DDS parses the twin too

@@ -69,6 +69,7 @@ def test_launch_file_compiles_and_names_what_exists():
     # the started processes get the large-message Fast DDS profile unless the user has one
     assert 'SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))' in text
     assert 'EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE"' in text and '"fastdds_large_messages.xml"' in text
+    assert '"fastdds_large_messages_localhost.xml" if os.environ.get("ROS_LOCALHOST_ONLY") == "1"' in text
 
 
 def _flatten(d, prefix=""):

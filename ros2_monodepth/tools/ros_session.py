@@ -18,12 +18,20 @@ def force_loopback_env() -> None:
 FASTDDS_PROFILE_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"   # the name Fast DDS 2.x (Humble, Jazzy) reads
 
 
+def large_message_dds_profile() -> str:
+    """config/fastdds_large_messages.xml, or its loopback-only twin when ROS_LOCALHOST_ONLY=1 (a profile with
+    an unrestricted UDP transport would undo what that variable asks of rmw_fastrtps)."""
+    if os.environ.get("ROS_LOCALHOST_ONLY") == "1":
+        return config_file("fastdds_large_messages_localhost.xml")
+    return config_file("fastdds_large_messages.xml")
+
+
 def use_large_message_dds_profile() -> str:
-    """Point Fast DDS at config/fastdds_large_messages.xml (a 16 MB shared-memory segment; the default 512 KB
-    is smaller than one frame of the node's output) for this process and its children, unless the user has a
-    profile of their own. Returns the profile in effect."""
+    """Point Fast DDS at the large-message profile (a 16 MB shared-memory segment; the default 512 KB is
+    smaller than one frame of the node's output) for this process and its children, unless the user has a
+    profile of their own. Call after ``force_loopback_env``. Returns the profile in effect."""
     if not os.environ.get(FASTDDS_PROFILE_ENV):
-        os.environ[FASTDDS_PROFILE_ENV] = config_file("fastdds_large_messages.xml")
+        os.environ[FASTDDS_PROFILE_ENV] = large_message_dds_profile()
     return os.environ[FASTDDS_PROFILE_ENV]
 
 
