@@ -16,12 +16,11 @@ from launch.conditions import IfCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
+from ros2_monodepth.tools.ros_session import large_message_dds_profile
+
 
 def generate_launch_description():
     share = get_package_share_directory("ros2_monodepth")
-    # ROS_LOCALHOST_ONLY=1 (Humble): the profile's UDP transport stays on the loopback interface as well
-    large_message_profile = ("fastdds_large_messages_localhost.xml" if os.environ.get("ROS_LOCALHOST_ONLY") == "1"
-                             else "fastdds_large_messages.xml")
     params_file = LaunchConfiguration("params_file")
     namespace = LaunchConfiguration("namespace")
     return LaunchDescription([
@@ -33,8 +32,8 @@ def generate_launch_description():
         DeclareLaunchArgument("use_rviz", default_value="false", description="Also start RViz with config/monodepth.rviz"),
         DeclareLaunchArgument("dds_profile", description="Fast DDS XML profile for the started processes (default: "
                               "$FASTRTPS_DEFAULT_PROFILES_FILE when set, else config/fastdds_large_messages.xml)",
-                              default_value=EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", default_value=os.path.join(
-                                  share, "config", large_message_profile))),
+                              default_value=EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE",
+                                                                default_value=large_message_dds_profile())),
         SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile")),
         Node(
             package="ros2_monodepth",

@@ -68,8 +68,10 @@ def test_launch_file_compiles_and_names_what_exists():
     assert "def generate_launch_description" in text
     # the started processes get the large-message Fast DDS profile unless the user has one
     assert 'SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))' in text
-    assert 'EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE"' in text and '"fastdds_large_messages.xml"' in text
-    assert '"fastdds_large_messages_localhost.xml" if os.environ.get("ROS_LOCALHOST_ONLY") == "1"' in text
+    # (its default is ros_session's choice: the loopback-only twin under ROS_LOCALHOST_ONLY=1, tested there)
+    assert 'EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE"' in text
+    assert "default_value=large_message_dds_profile()" in text
+    assert "from ros2_monodepth.tools.ros_session import large_message_dds_profile" in text
 
 
 def _flatten(d, prefix=""):

@@ -32,10 +32,8 @@ def inverse_depth_levels(depth: np.ndarray, low_pct: float = 1.0, high_pct: floa
     lo, hi = np.percentile(sample, [low_pct, high_pct])
     levels = np.subtract(inv, np.float32(lo))
     levels *= np.float32(255.0 / max(hi - lo, 1e-9))
-    np.clip(levels, 0.0, 255.0, out=levels)
-    levels = levels.astype(np.uint8)
-    levels[~valid] = 0
-    return levels, valid
+    np.clip(levels, 0.0, 255.0, out=levels)   # invalid pixels (inv 0, below lo > 0) clip to level 0
+    return levels.astype(np.uint8), valid
 
 
 def colorize_depth(depth: np.ndarray, colormap: int = cv2.COLORMAP_MAGMA, low_pct: float = 1.0,
@@ -46,8 +44,6 @@ def colorize_depth(depth: np.ndarray, colormap: int = cv2.COLORMAP_MAGMA, low_pc
     near outliers do not wash out the picture.
     """
     levels, valid = inverse_depth_levels(depth, low_pct, high_pct)
-    if not valid.any():
-        return np.zeros(levels.shape + (3,), np.uint8)
     out = cv2.applyColorMap(levels, colormap)
     if not valid.all():
         out[~valid] = 0

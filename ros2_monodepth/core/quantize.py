@@ -127,6 +127,16 @@ def _moves_uint8_exactly(node) -> bool:
     return node.op_type == "Concat"
 
 
+def _producers_and_uses(graph) -> tuple:
+    """(tensor name -> node that writes it, tensor name -> how many node inputs read it)."""
+    producer = {out: n for n in graph.node for out in n.output}
+    uses: Dict[str, int] = {}
+    for n in graph.node:
+        for name in n.input:
+            uses[name] = uses.get(name, 0) + 1
+    return producer, uses
+
+
 def quantize_before_data_movement(model) -> int:
     """Move every QuantizeLinear that is the only consumer of a reflection/edge Pad or a Concat above that op
     (one QuantizeLinear per data input, same scale and zero point), so the op moves uint8. Repeats until nothing
@@ -137,11 +147,7 @@ def quantize_before_data_movement(model) -> int:
     graph_outputs = {o.name for o in graph.output}
     moved = 0
     while True:
-        producer = {out: n for n in graph.node for out in n.output}
-        uses: Dict[str, int] = {}
-        for n in graph.node:
-            for name in n.input:
-                uses[name] = uses.get(name, 0) + 1
+        producer, uses = _producers_and_uses(graph)
         candidate = None
         for q in graph.node:
             if q.op_type != "QuantizeLinear":
@@ -188,11 +194,7 @@ def expand_elu(model) -> int:
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    producer = {out: n for n in graph.node for out in n.output}
-    uses: Dict[str, int] = {}
-    for n in graph.node:
-        for name in n.input:
-            uses[name] = uses.get(name, 0) + 1
+    producer, uses = _producers_and_uses(graph)
     scalars = _scalar_initializers(model)
     graph_outputs = {o.name for o in graph.output}
     nodes, replaced, dropped = [], 0, set()
