@@ -16,7 +16,7 @@ from launch.conditions import IfCondition
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration
 from launch_ros.actions import Node
 
-from ros2_monodepth.tools.ros_session import large_message_dds_profile
+from ros2_monodepth.ros.dds import large_message_dds_profile
 
 
 def generate_launch_description():

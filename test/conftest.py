@@ -1,13 +1,10 @@
-"""Test set-up: DDS discovery on loopback only and a ROS domain per test session, enforced here (before any
-test imports rclpy) rather than left to whoever runs pytest."""
+"""Test set-up: DDS discovery on loopback only and a ROS domain per test session, applied here (before any test
+imports rclpy) by the project's one rule (``ros2_monodepth.tools.ros_session.loopback_env``) rather than left to
+whoever runs pytest."""
 
-import os
+from ros2_monodepth.tools.ros_session import loopback_env
 
-os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-if os.environ.get("ROS_DISTRO") == "humble":
-    os.environ["ROS_LOCALHOST_ONLY"] = "1"  # Humble's spelling; Jazzy warns that it is deprecated
-if not os.environ.get("ROS_DOMAIN_ID"):
-    os.environ["ROS_DOMAIN_ID"] = str(5 + os.getpid() % 90)
+loopback_env()
 
 import pytest  # noqa: E402
 

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -14,54 +10,15 @@ import numpy as np
 import rclpy
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+from ros2_monodepth.tools.node_process import NodeProcess
+
 REPO = Path(__file__).resolve().parents[1]
-PARAMS_FILE = REPO / "config" / "monodepth.yaml"
 
 
-class NodeProcess:
-    """``monodepth_node --ros-args --params-file config/monodepth.yaml -p ...`` with its log in a file."""
-
-    def __init__(self, tmp_path: Path, params: Dict[str, Any], remaps: Optional[Dict[str, str]] = None, name: str = "node"):
-        self.log_path = tmp_path / f"{name}.log"
-        cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", str(PARAMS_FILE)]
-        for k, v in params.items():
-            if isinstance(v, bool):
-                v = "true" if v else "false"
-            elif isinstance(v, str) and v == "":
-                v = "''"
-            cmd += ["-p", f"{k}:={v}"]
-        for k, v in (remaps or {}).items():
-            cmd += ["-r", f"{k}:={v}"]
-        env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_LOGGING_BUFFERED_STREAM="0")
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=str(REPO))
-
-    def log(self) -> str:
-        return self.log_path.read_text()
-
-    def wait_for_log(self, text: str, timeout: float = 60.0) -> bool:
-        end = time.time() + timeout
-        while time.time() < end:
-            if text in self.log():
-                return True
-            if self.proc.poll() is not None:
-                return text in self.log()
-            time.sleep(0.1)
-        return False
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-        return self.proc.returncode
+def start_node(tmp_path: Path, params: Dict[str, Any], namespace: str = "", name: str = "node",
+               remaps: Optional[Dict[str, str]] = None) -> NodeProcess:
+    """The node with config/monodepth.yaml and ``params``, its log in ``tmp_path/<name>.log``."""
+    return NodeProcess(tmp_path / f"{name}.log", params, namespace=namespace, remaps=remaps, cwd=str(REPO))
 
 
 class Collector:

@@ -11,8 +11,8 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
 from ros2_monodepth.core.pointcloud import RayGrid, pack_rgb_float, write_ply  # noqa: E402
-from ros2_monodepth.ros.image_conversions import (ImageFormatError, decode_compressed, fill_image_msg,  # noqa: E402
-                                                  image_to_numpy, to_rgb8)
+from ros2_monodepth.core.image_codec import ImageFormatError, decode_compressed, image_to_numpy, to_rgb8  # noqa: E402
+from ros2_monodepth.ros.image_messages import fill_image_msg  # noqa: E402
 from ros2_monodepth.ros.pointcloud2 import build_cloud, cloud_colors, cloud_to_numpy  # noqa: E402
 
 RNG = np.random.default_rng(0)

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ros2_monodepth.tools.ros_session import FASTDDS_PROFILE_ENV, config_file, use_large_message_dds_profile
+from ros2_monodepth.ros.dds import FASTDDS_PROFILE_ENV, config_file
+from ros2_monodepth.tools.ros_session import loopback_env, use_large_message_dds_profile
 
 PROFILE = Path(__file__).resolve().parents[1] / "config" / "fastdds_large_messages.xml"
 LOCALHOST_PROFILE = PROFILE.with_name("fastdds_large_messages_localhost.xml")
@@ -77,8 +78,8 @@ def test_fast_dds_reads_the_profile_and_makes_the_large_segment():
     pytest.importorskip("rclpy")
 
     def largest_new_segment(profile: str | None) -> int:
-        env = {k: v for k, v in os.environ.items() if k != FASTDDS_PROFILE_ENV}
-        env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", RMW_IMPLEMENTATION="rmw_fastrtps_cpp")
+        env = loopback_env({k: v for k, v in os.environ.items() if k != FASTDDS_PROFILE_ENV})
+        env["RMW_IMPLEMENTATION"] = "rmw_fastrtps_cpp"
         if profile:
             env[FASTDDS_PROFILE_ENV] = profile
         out = subprocess.run([sys.executable, "-c", SEGMENT_PROBE], env=env, capture_output=True, text=True, timeout=60)

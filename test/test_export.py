@@ -13,9 +13,7 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from ros2_monodepth.core.backends.base import ModelSpec  # noqa: E402
-from ros2_monodepth.core.backends.factory import create_backend  # noqa: E402
-from ros2_monodepth.core.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from ros2_monodepth.core.backends.torch_backend import TorchBackend  # noqa: E402
+from ros2_monodepth.core.artifacts import create_backend, graph_set  # noqa: E402
 from ros2_monodepth.core.checkpoint import CheckpointMetadata, save_checkpoint  # noqa: E402
 from ros2_monodepth.core.export import ExportInfo, export_onnx, onnxruntime_parity  # noqa: E402
 from ros2_monodepth.core.networks import DepthNet, PoseNet  # noqa: E402
@@ -61,9 +59,9 @@ def test_backend_uses_the_checkpoint_export_and_matches_torch_backend(tmp_path, 
     save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128))
     export_onnx(*nets, tmp_path / "ck" / "onnx", (120, 160), (64, 128), 0.1, 100.0)
     spec = ModelSpec(checkpoint_dir=str(tmp_path / "ck"), network_size=(64, 128))
-    ort_backend = OnnxRuntimeBackend(spec)
+    ort_backend, _ = create_backend("onnxruntime", spec)
     assert ort_backend.input_size == (120, 160)
-    torch_backend = TorchBackend(spec)
+    torch_backend, _ = create_backend("torch", spec)
     rng = np.random.default_rng(1)
     a = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
     b = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
@@ -77,14 +75,13 @@ def test_backend_uses_the_checkpoint_export_and_matches_torch_backend(tmp_path, 
 def test_backend_exports_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
     spec = ModelSpec(network_size=(64, 128), seed=3)
-    first = OnnxRuntimeBackend(spec)
-    graph = first.onnx_dir / "depth.onnx"
-    stamp = graph.stat().st_mtime_ns
-    second = OnnxRuntimeBackend(spec)
-    assert second.onnx_dir == first.onnx_dir and graph.stat().st_mtime_ns == stamp
-    assert first.input_size == (64, 128)
-    other = OnnxRuntimeBackend(ModelSpec(network_size=(64, 128), seed=4))
-    assert other.onnx_dir != first.onnx_dir
+    first = graph_set(spec)
+    stamp = first.depth.stat().st_mtime_ns
+    second = graph_set(spec)
+    assert second.depth == first.depth and first.depth.stat().st_mtime_ns == stamp
+    assert first.camera_size == (64, 128) and first.depth.parent.parent == tmp_path / "cache" / "onnx"
+    other = graph_set(ModelSpec(network_size=(64, 128), seed=4))
+    assert other.depth != first.depth
 
 
 def test_auto_backend_choice_is_explained(tmp_path, monkeypatch):

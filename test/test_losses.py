@@ -94,7 +94,7 @@ def test_warping_with_true_depth_and_pose_reconstructs_the_target():
 def test_batched_objective_equals_the_plain_per_scale_loss_in_fp32():
     """The training objective batches scales and sources into one warp and one SSIM; in fp32 it must give the
     loss of the plain implementation (one warp / SSIM per source and scale) on the same batch and weights."""
-    from ros2_monodepth.tools.bench import _naive_loss, _plain_photometric_error
+    from ros2_monodepth.tools.bench.train import _plain_loss, _plain_photometric_error
     from ros2_monodepth_training.losses import photometric_error
     from ros2_monodepth_training.objective import LossConfig
     from ros2_monodepth_training.train import TrainingModel
@@ -108,7 +108,7 @@ def test_batched_objective_equals_the_plain_per_scale_loss_in_fp32():
     batch = {"images": images, "aug": images, "K": K}
     with torch.no_grad():
         ours = float(model(batch).total)
-        plain = float(_naive_loss(model.depth, model.pose, batch))
+        plain = float(_plain_loss(model.depth, model.pose, batch))
     assert abs(ours - plain) / plain < 1e-5
 
 

@@ -17,11 +17,12 @@ from std_msgs.msg import Header  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from ros2_monodepth.core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig  # noqa: E402
-from ros2_monodepth.ros.image_conversions import fill_image_msg, image_to_numpy  # noqa: E402
+from ros2_monodepth.core.image_codec import image_to_numpy  # noqa: E402
+from ros2_monodepth.ros.image_messages import fill_image_msg  # noqa: E402
 from ros2_monodepth.ros.messages import camera_info_msg  # noqa: E402
 from ros2_monodepth.ros.pointcloud2 import cloud_colors, cloud_to_numpy  # noqa: E402
 
-from ros_harness import Collector, NodeProcess, stamp_msg, stamp_of  # noqa: E402
+from ros_harness import Collector, start_node, stamp_msg, stamp_of  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -72,7 +73,7 @@ def _topics(ns: str):
 
 
 def _start(tmp_path, ros_context, ns, params, compressed=False, name="node"):
-    proc = NodeProcess(tmp_path, {**BASE_PARAMS, **params}, {"__ns": ns}, name=name)
+    proc = start_node(tmp_path, {**BASE_PARAMS, **params}, ns, name=name)
     collector = Collector(ros_context, _topics(ns), transient=("/tf_static",))
     feeder = Feeder(ros_context, ns, compressed)
     assert proc.wait_for_log("listening on", 90), proc.log()
@@ -111,22 +112,18 @@ def test_node_publishes_all_outputs(tmp_path, ros_context, frames):
         depth = image_to_numpy(depth_msg)
         assert np.isfinite(depth).all() and (depth > 0).all()
         assert {round(stamp_of(x), 6) for x in m[f"{ns}/depth"]} == {round(s, 6) for s in stamps}
-        # depth/camera_info matches the depth image size, K scaled from the camera's
+        # depth/camera_info matches the depth image (the K scaling itself: test_pipeline)
         info = [x for x in m[f"{ns}/depth/camera_info"] if abs(stamp_of(x) - stamps[-1]) < 1e-6][0]
         assert (info.width, info.height) == (NET_W, NET_H)
         assert info.header.frame_id == "test_cam_optical"
         assert info.k[0] == pytest.approx(seq.K[0, 0] * NET_W / CAM_W, rel=1e-6)
-        assert info.k[4] == pytest.approx(seq.K[1, 1] * NET_H / CAM_H, rel=1e-6)
-        # points: organised, strided, finite xyz with z equal to the depth, packed rgb present
+        # points: organised, strided, z equal to the published depth, packed rgb present (colours: test_pipeline)
         cloud = [x for x in m[f"{ns}/points"] if abs(stamp_of(x) - stamps[-1]) < 1e-6][0]
         assert (cloud.height, cloud.width) == (math.ceil(NET_H / STRIDE), math.ceil(NET_W / STRIDE))
         assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"]
         assert cloud.is_dense
-        xyz = cloud_to_numpy(cloud)
-        np.testing.assert_allclose(xyz[..., 2], depth[::STRIDE, ::STRIDE], rtol=1e-6)
-        # the torch backend takes the camera frame, so the cloud's colours are the frame area-resized to the depth
-        expected_rgb = cv2.resize(data[-1][1], (NET_W, NET_H), interpolation=cv2.INTER_AREA)[::STRIDE, ::STRIDE]
-        np.testing.assert_array_equal(cloud_colors(cloud), expected_rgb)
+        np.testing.assert_allclose(cloud_to_numpy(cloud)[..., 2], depth[::STRIDE, ::STRIDE], rtol=1e-6)
+        assert cloud_colors(cloud).std() > 5
         # colourised depth for RViz
         col_msg = m[f"{ns}/depth/colorized"][-1]
         assert col_msg.encoding == "bgr8" and (col_msg.width, col_msg.height) == (NET_W, NET_H)
@@ -239,7 +236,7 @@ def test_parameters_validated_on_set_and_at_start(tmp_path, ros_context):
     from rcl_interfaces.srv import DescribeParameters, SetParameters
 
     ns = "/t_par"
-    proc = NodeProcess(tmp_path, {**BASE_PARAMS}, {"__ns": ns}, name="params")
+    proc = start_node(tmp_path, {**BASE_PARAMS}, ns, name="params")
     try:
         assert proc.wait_for_log("listening on", 90), proc.log()
         client = ros_context.create_client(SetParameters, f"{ns}/monodepth/set_parameters")
@@ -277,7 +274,7 @@ def test_parameters_validated_on_set_and_at_start(tmp_path, ros_context):
     finally:
         proc.stop()
     # a bad value from the command line stops the node with a message naming the parameter
-    bad = NodeProcess(tmp_path, {**BASE_PARAMS, "network_width": 100}, {"__ns": "/t_par2"}, name="badparam")
+    bad = start_node(tmp_path, {**BASE_PARAMS, "network_width": 100}, "/t_par2", name="badparam")
     try:
         bad.proc.wait(90)
         assert bad.proc.returncode != 0
@@ -329,7 +326,7 @@ def test_points_are_built_only_while_someone_subscribes(tmp_path, ros_context, f
 
     seq, data = frames
     ns = "/t_lazy"
-    proc = NodeProcess(tmp_path, {**BASE_PARAMS, "publish_odometry": False}, {"__ns": ns}, name="lazy")
+    proc = start_node(tmp_path, {**BASE_PARAMS, "publish_odometry": False}, ns, name="lazy")
     depth_only = Collector(ros_context, {f"{ns}/depth": Image, "/diagnostics": DiagnosticArray})
     feed = Feeder(ros_context, ns)
     later = None

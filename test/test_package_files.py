@@ -71,7 +71,7 @@ def test_launch_file_compiles_and_names_what_exists():
     # (its default is ros_session's choice: the loopback-only twin under ROS_LOCALHOST_ONLY=1, tested there)
     assert 'EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE"' in text
     assert "default_value=large_message_dds_profile()" in text
-    assert "from ros2_monodepth.tools.ros_session import large_message_dds_profile" in text
+    assert "from ros2_monodepth.ros.dds import large_message_dds_profile" in text and "ros2_monodepth.tools" not in text
 
 
 def _flatten(d, prefix=""):

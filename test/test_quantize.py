@@ -15,15 +15,15 @@ import torch
 pytest.importorskip("onnxruntime")
 
 from ros2_monodepth.core.backends.base import BackendError, ModelSpec  # noqa: E402
-from ros2_monodepth.core.backends.factory import create_backend  # noqa: E402
+from ros2_monodepth.core.artifacts import create_backend  # noqa: E402
 from ros2_monodepth.core.backends.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
-from ros2_monodepth.core.backends.torch_backend import TorchBackend  # noqa: E402
 from ros2_monodepth.core.checkpoint import CheckpointMetadata, save_checkpoint  # noqa: E402
 from ros2_monodepth.core.export import ExportInfo, export_onnx  # noqa: E402
 from ros2_monodepth.core.networks import DepthNet, PoseNet  # noqa: E402
 from ros2_monodepth.core.quantize import (DEPTH_INT8_ONNX, POSE_INT8_ONNX, QuantizationError,  # noqa: E402
-                                          expand_elu, generated_calibration_frames, has_int8_graphs,
-                                          int8_accuracy, quantize_before_data_movement, quantize_export)
+                                          expand_elu, has_int8_graphs, int8_accuracy, quantize_before_data_movement,
+                                          quantize_export)
+from ros2_monodepth.core.artifacts import build_networks, generated_calibration_frames, graph_set  # noqa: E402
 
 CAMERA, NETWORK = (64, 128), (64, 128)
 # Stated tolerance: int8 depth within 5 % (mean relative difference) of the fp32 graph on frames of the same
@@ -41,8 +41,6 @@ def checkpoint(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def quantized(checkpoint, tmp_path_factory):
-    from ros2_monodepth.core.backends.torch_backend import build_networks
-
     out = tmp_path_factory.mktemp("onnx")
     export_onnx(*build_networks(ModelSpec(checkpoint_dir=str(checkpoint))), out, CAMERA, NETWORK, 0.1, 100.0)
     assert not has_int8_graphs(out)
@@ -190,7 +188,7 @@ def test_auto_precision_takes_the_checkpoints_calibrated_int8_graphs(checkpoint,
     # graphs exported for another network size are not the ones that would run: no int8 from them
     other, _ = create_backend("auto", ModelSpec(checkpoint_dir=str(ck), network_size=(64, 64), device="cpu", precision="auto"))
     assert "int8" not in other.describe()
-    reference = TorchBackend(ModelSpec(checkpoint_dir=str(ck), network_size=NETWORK, precision="fp32"))
+    reference, _ = create_backend("torch", ModelSpec(checkpoint_dir=str(ck), network_size=NETWORK, device="cpu", precision="fp32"))
     frames = generated_calibration_frames(CAMERA, count=3, seed=12)
     d8, d32 = backend.depth(frames[1]), reference.depth(frames[1])
     assert d8.shape == d32.shape and float(np.mean(np.abs(d8 - d32) / d32)) < INT8_DEPTH_ABS_REL
@@ -206,14 +204,14 @@ def test_graphs_from_an_older_version_run_with_a_warning_to_export_again(checkpo
     shutil.copytree(quantized, ck / "onnx")
     spec = ModelSpec(checkpoint_dir=str(ck), network_size=NETWORK, device="cpu", precision="int8")
     with caplog.at_level(logging.WARNING):
-        OnnxRuntimeBackend(spec)
+        create_backend("onnxruntime", spec)
     assert "older ros2_monodepth" not in caplog.text      # this version's export: no warning
     raw = json.loads((ck / "onnx" / "export.json").read_text())
     del raw["graph_form"], raw["int8_form"]                # an export.json written before these fields existed
     (ck / "onnx" / "export.json").write_text(json.dumps(raw))
     caplog.clear()
     with caplog.at_level(logging.WARNING):
-        backend = OnnxRuntimeBackend(spec)
+        backend, _ = create_backend("onnxruntime", spec)
     assert "older ros2_monodepth" in caplog.text and "--int8 --calibration-bag" in caplog.text
     assert backend.depth(generated_calibration_frames(CAMERA, count=2, seed=12)[0]).shape == NETWORK
 
@@ -222,20 +220,23 @@ def test_int8_without_calibrated_graphs_calibrates_on_generated_frames_once(tmp_
     monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
     spec = ModelSpec(network_size=NETWORK, device="cpu", precision="int8", seed=3)
     with caplog.at_level(logging.WARNING):
-        first = OnnxRuntimeBackend(spec)
+        first = graph_set(spec)
     assert "generated street frames" in caplog.text and "--calibration-bag" in caplog.text
-    assert first.graph_dir != first.onnx_dir and has_int8_graphs(first.graph_dir)
-    stamp = (first.graph_dir / DEPTH_INT8_ONNX).stat().st_mtime_ns
-    second = OnnxRuntimeBackend(spec)
-    assert second.graph_dir == first.graph_dir and (second.graph_dir / DEPTH_INT8_ONNX).stat().st_mtime_ns == stamp
-    assert (second.graph_dir / POSE_INT8_ONNX).is_file()
+    int8_dir = first.depth.parent
+    assert first.precision == "int8" and "int8" in str(tmp_path / "cache" / "int8") and has_int8_graphs(int8_dir)
+    assert int8_dir.parent.name == "int8"
+    stamp = (int8_dir / DEPTH_INT8_ONNX).stat().st_mtime_ns
+    second = graph_set(spec)
+    assert second.depth.parent == int8_dir and (int8_dir / DEPTH_INT8_ONNX).stat().st_mtime_ns == stamp
+    assert second.pose == int8_dir / POSE_INT8_ONNX and second.pose.is_file()
 
 
 def test_int8_is_refused_where_it_does_not_run():
     with pytest.raises(BackendError, match="onnxruntime"):
-        TorchBackend(ModelSpec(network_size=NETWORK, precision="int8"))
+        create_backend("torch", ModelSpec(network_size=NETWORK, precision="int8", device="cpu"))
     with pytest.raises(BackendError, match="CPU"):
-        OnnxRuntimeBackend(ModelSpec(network_size=NETWORK, precision="int8", device="cuda"))
+        OnnxRuntimeBackend(ModelSpec(network_size=NETWORK, precision="int8", device="cuda"),
+                           graph_set(ModelSpec(network_size=NETWORK, precision="int8", device="cpu")))
 
 
 def test_export_command_int8_calibrates_on_a_bag(checkpoint, tmp_path):

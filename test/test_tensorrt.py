@@ -72,7 +72,7 @@ def test_backend_refuses_cleanly_without_tensorrt():
     if _have_tensorrt():
         pytest.skip("tensorrt is importable here")
     from ros2_monodepth.core.backends.base import BackendError, ModelSpec
-    from ros2_monodepth.core.backends.factory import create_backend
+    from ros2_monodepth.core.artifacts import create_backend
 
     with pytest.raises(BackendError, match="tensorrt"):
         create_backend("tensorrt", ModelSpec(network_size=(64, 128)))

@@ -14,14 +14,15 @@ import pytest
 import torch
 
 from ros2_monodepth.core.checkpoint import load_checkpoint
-from ros2_monodepth_training.bag_frames import BagError, list_topics
+from ros2_monodepth.core.bags import BagError, list_topics
 from ros2_monodepth_training.dataset import (IndexOptions, ResizePlan, SampleOrder, TripletDataset, index_frames, make_triplets,
                                              split_by_time)
 from ros2_monodepth_training.evaluate import chain_trajectory, depth_errors, evaluate_odometry, read_ground_truth
 from ros2_monodepth_training.objective import LossConfig
 from ros2_monodepth_training.synth_bag import (DEPTH_TOPIC, IMAGE_TOPIC, MASK_TOPIC, POSE_TOPIC, SynthConfig,
                                                write_synthetic_bag)
-from ros2_monodepth_training.train import TrainingModel, parse_args, train
+from ros2_monodepth_training.config import parse_train_args as parse_args
+from ros2_monodepth_training.train import TrainingModel, train
 
 TINY = ["--height", "64", "--width", "64", "--batch-size", "2", "--workers", "0", "--no-progress", "--precision", "fp32",
         "--num-layers", "18", "--log-every", "1", "--image-every", "2"]

@@ -1,5 +1,5 @@
-"""mypy over the core, with the TensorRT backend checked against tensorrt-stubs (TensorRT itself cannot be
-installed here), as CI runs it."""
+"""mypy over every package (core, ros, tools, training), with the TensorRT backend checked against tensorrt-stubs
+(TensorRT itself cannot be installed here), as CI runs it."""
 
 import subprocess
 import sys
@@ -25,7 +25,13 @@ def test_tensorrt_stubs_are_what_mypy_sees(tmp_path):
     assert "stream_handle: int" in run.stdout, run.stdout
 
 
-def test_mypy_core_and_tensorrt_backend_are_clean():
+def test_mypy_checks_every_package_and_they_are_clean():
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(CONFIG)
+    checked = {f.strip() for f in config["mypy"]["files"].split(",")}
+    assert checked == {"ros2_monodepth", "training"}, checked   # core, ros and tools are below ros2_monodepth
     run = _mypy()
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Success" in run.stdout

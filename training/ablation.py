@@ -16,12 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 
-
-def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Dict[str, Dict[str, object]], frame: int) -> None:
+def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Dict[str, Dict[str, Any]], frame: int) -> None:
     import cv2
     import matplotlib
 
@@ -36,6 +36,8 @@ def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Di
 
     frames, K = read_ground_truth([test_bag], "/camera/image_raw", "/ground_truth/depth", None, "/ground_truth/moving_mask")
     f = frames[frame]
+    assert f.depth is not None and f.mask is not None, f"{test_bag}: frame {frame} has no depth or mask"
+    mask = f.mask
     panels = [("camera image (red box moves with the camera)", f.rgb), ("ground-truth depth", colorize_depth(f.depth)[..., ::-1])]
     for name, ckpt in checkpoints.items():
         d, _, meta = load_checkpoint(ckpt, load_pose=False)
@@ -47,7 +49,7 @@ def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Di
     fig, ax = plt.subplots(len(panels), 1, figsize=(8, 2.1 * len(panels)))
     for a, (title, img) in zip(ax, panels):
         a.imshow(img)
-        a.contour(f.mask.astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
+        a.contour(mask.astype(float), levels=[0.5], colors="cyan", linewidths=0.8)
         a.set_title(title, fontsize=9)
         a.axis("off")
     fig.tight_layout()
@@ -63,8 +65,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--frames", type=int, default=400, help="frames in the training bag")
     p.add_argument("--threads", type=int, default=0, help="torch threads per run (0: default)")
     a = p.parse_args(argv)
+    from .config import EvalConfig, TrainConfig
     from .evaluate import evaluate
-    from .evaluate import parse_args as eval_args
     from .synth_bag import SynthConfig, write_synthetic_bag
     from .train import train_or_reuse
 
@@ -76,14 +78,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not (test_bag / "metadata.yaml").is_file():
         write_synthetic_bag(SynthConfig(test_bag, frames=100, seed=1, moving_object=True), progress=False)
     runs = {"auto-masking on": out / "automask_on", "auto-masking off": out / "automask_off"}
-    options = ["--height", "64", "--width", "192", "--lr", "2e-4", "--epochs", "1000", "--workers", "1",
-               "--checkpoint-every", "100", "--no-progress", "--threads", str(a.threads)]
-    train_or_reuse(bag, runs["auto-masking on"], a.steps, options)
-    train_or_reuse(bag, runs["auto-masking off"], a.steps, options + ["--no-automask"])
-    metrics: Dict[str, Dict[str, object]] = {}
+    base = TrainConfig(bags=[str(bag)], out="", height=64, width=192, lr=2e-4, epochs=1000, workers=1,
+                       checkpoint_every=100, progress=False, threads=a.threads)
+    train_or_reuse(replace(base, out=str(runs["auto-masking on"])), a.steps)
+    train_or_reuse(replace(base, out=str(runs["auto-masking off"]), automask=False), a.steps)
+    metrics: Dict[str, Dict[str, Any]] = {}
     for name, run in runs.items():
-        metrics[name] = evaluate(str(run / "checkpoint"), [str(test_bag)],
-                                 eval_args([str(test_bag), "--mask-topic", "/ground_truth/moving_mask", "--pose-topic", ""]))
+        metrics[name] = evaluate(str(run / "checkpoint"), EvalConfig(bags=[str(test_bag)], mask_topic="/ground_truth/moving_mask",
+                                                                    pose_topic=""))
     _figure(out / "ablation.png", test_bag, {k: str(v / "checkpoint") for k, v in runs.items()}, metrics, frame=50)
     (out / "ablation.json").write_text(json.dumps(metrics, indent=2))
     keys = ("abs_rel", "a1", "moving_object_abs_rel", "moving_object_depth_ratio")

@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, FrameStats, decode_rgb, require_topic, skip_reason, stamp_ns
 from ros2_monodepth.core.geometry import scale_intrinsics
-from ros2_monodepth.ros.image_conversions import ImageFormatError
-
-from .bag_frames import IMAGE_TYPES, BagError, FrameStats, decode_rgb, require_topic, skip_reason, stamp_ns
+from ros2_monodepth.core.image_codec import ImageFormatError
 
 THUMB_WIDTH = 64
 
@@ -182,10 +181,12 @@ def index_frames(paths: Sequence[str | Path], opts: IndexOptions, progress: bool
         index.stats.reasons["stamps not increasing (new segment)"] = int(np.sum(dt <= 0))
     if opts.intrinsics is not None:
         fx, fy, cx, cy = opts.intrinsics
-        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
-    elif info_size != index.size and info_size[0] > 0:
-        K = scale_intrinsics(K, index.size[1] / info_size[1], index.size[0] / info_size[0])
-    index.K = K
+        index.K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+    else:
+        assert K is not None   # checked when camera_info was read
+        if info_size != index.size and info_size[0] > 0:
+            K = scale_intrinsics(K, index.size[1] / info_size[1], index.size[0] / info_size[0])
+        index.K = K
     return index
 
 

@@ -15,23 +15,23 @@ Writes ``metrics.json``, ``trajectory.png`` and ``depth_examples.png`` to ``--ou
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 
+from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, decode_rgb, require_topic, stamp_ns
 from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 from ros2_monodepth.core.geometry import disp_to_depth, se3_inverse
+from ros2_monodepth.core.image_codec import image_to_numpy
 from ros2_monodepth.core.networks import DepthNet, PoseNet
-from ros2_monodepth.ros.image_conversions import image_to_numpy
 
-from .bag_frames import IMAGE_TYPES, BagError, decode_rgb, require_topic, stamp_ns
+from .config import EvalConfig, parse_eval_args
 from .dataset import ResizePlan
 
 DEPTH_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
@@ -87,20 +87,21 @@ def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Opti
         if info_topic:
             info_conns = require_topic(reader, info_topic, ("sensor_msgs/msg/CameraInfo",), bag_paths)
             conn, _, raw = next(iter(reader.messages(connections=info_conns)))
-            K = np.asarray(reader.deserialize(raw, conn.msgtype).k, np.float64).reshape(3, 3)
+            info: Any = reader.deserialize(raw, conn.msgtype)
+            K = np.asarray(info.k, np.float64).reshape(3, 3)
         frames: Dict[int, GroundTruthFrame] = {}
-        extra: Dict[str, Dict[int, object]] = {"depth": {}, "pose": {}, "mask": {}}
+        extra: Dict[str, Dict[int, np.ndarray]] = {"depth": {}, "pose": {}, "mask": {}}
         for conn, _, raw in reader.messages(connections=image_conns + gt_conns):
-            msg = reader.deserialize(raw, conn.msgtype)
+            msg: Any = reader.deserialize(raw, conn.msgtype)
             stamp = stamp_ns(msg)
             if conn.topic == topic:
                 frames[stamp] = GroundTruthFrame(stamp, decode_rgb(msg, conn.msgtype))
             elif conn.topic == depth_topic:
-                extra["depth"][stamp] = image_to_numpy(msg, {"32FC1", "16UC1"}).astype(np.float32) * (1e-3 if msg.encoding == "16UC1" else 1.0)
+                extra["depth"][stamp] = image_to_numpy(msg, ("32FC1", "16UC1")).astype(np.float32) * (1e-3 if msg.encoding == "16UC1" else 1.0)
             elif conn.topic == pose_topic:
                 extra["pose"][stamp] = _pose_matrix(msg)
             elif conn.topic == mask_topic:
-                extra["mask"][stamp] = image_to_numpy(msg, {"mono8"}) > 0
+                extra["mask"][stamp] = image_to_numpy(msg, ("mono8",)) > 0
     out = []
     for i, s in enumerate(sorted(frames)):
         if i % stride:
@@ -249,70 +250,46 @@ def print_table(results: Dict[str, Dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
-def evaluate(checkpoint: Optional[str], bags: Sequence[str], a: argparse.Namespace, out: Optional[Path] = None) -> Dict[str, object]:
-    """All metrics for one checkpoint (None: untrained networks from ``a.seed``)."""
+def evaluate(checkpoint: Optional[str], cfg: EvalConfig, out: Optional[Path] = None) -> Dict[str, Any]:
+    """All metrics for one checkpoint on ``cfg.bags`` (None: untrained networks from ``cfg.seed``)."""
     if checkpoint:
         depth_net, pose_net, meta = load_checkpoint(checkpoint)
     else:
-        torch.manual_seed(a.seed)
-        meta = CheckpointMetadata(height=a.height or 96, width=a.width or 320, source="untrained")
+        torch.manual_seed(cfg.seed)
+        meta = CheckpointMetadata(height=cfg.height or 96, width=cfg.width or 320, source="untrained")
         depth_net, pose_net = DepthNet(meta.num_layers).eval(), PoseNet(meta.num_layers).eval()
-    frames, K = read_ground_truth(bags, a.topic, a.depth_topic, a.pose_topic, a.mask_topic, a.stride, a.camera_info_topic)
-    size = (a.height or meta.height, a.width or meta.width)
-    plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, a.crop)
+    frames, K = read_ground_truth(cfg.bags, cfg.topic, cfg.depth_topic, cfg.pose_topic, cfg.mask_topic, cfg.stride,
+                                  cfg.camera_info_topic)
+    size = (cfg.height or meta.height, cfg.width or meta.width)
+    plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, cfg.crop)
     depths, rel = predict(depth_net, pose_net, frames, plan, meta)
-    result: Dict[str, object] = {"checkpoint": checkpoint or "untrained", "size": list(size)}
-    result.update(evaluate_depth(frames, depths, plan, a.min_depth, a.max_depth, a.fixed_scale))
-    if pose_net is not None and a.pose_topic:
+    result: Dict[str, Any] = {"checkpoint": checkpoint or "untrained", "size": list(size)}
+    result.update(evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth, cfg.fixed_scale))
+    if pose_net is not None and cfg.pose_topic:
         result.update(evaluate_odometry(frames, chain_trajectory(rel), out / "trajectory.png" if out else None))
     if out is not None:
-        picks = np.linspace(0, len(frames) - 1, 4).round().astype(int)
+        picks = [int(i) for i in np.linspace(0, len(frames) - 1, 4).round()]
         depth_figure(out / "depth_examples.png", frames, depths, plan, picks)
     return result
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="ros2-monodepth-eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                description="Depth metrics (Monodepth2's) and odometry ATE/RPE (evo) of a checkpoint "
-                                            "against the ground-truth topics of a bag; table on stdout, metrics.json and "
-                                            "plots in --out.")
-    p.add_argument("bags", nargs="+", help="bag folders with the camera and ground-truth topics")
-    p.add_argument("--checkpoint", action="append", default=[],
-                   help="checkpoint folder; repeat to compare; 'untrained' for random networks (--seed)")
-    p.add_argument("--out", help="folder for metrics.json and the PNGs (one subfolder per checkpoint when several)")
-    p.add_argument("--topic", default="/camera/image_raw")
-    p.add_argument("--camera-info-topic", default="/camera/camera_info", help="CameraInfo of --topic (for the crop's intrinsics)")
-    p.add_argument("--depth-topic", default="/ground_truth/depth", help="32FC1 metres or 16UC1 millimetres")
-    p.add_argument("--pose-topic", default="/ground_truth/pose", help="geometry_msgs/PoseStamped T_world_camera ('' to skip)")
-    p.add_argument("--mask-topic", default="", help="mono8 moving-object mask for the per-object metrics")
-    p.add_argument("--height", type=int, default=0, help="network input height (0: the checkpoint's)")
-    p.add_argument("--width", type=int, default=0, help="network input width (0: the checkpoint's)")
-    p.add_argument("--crop", choices=("center", "bottom", "top", "none"), default="center")
-    p.add_argument("--min-depth", type=float, default=0.1, help="ground truth and prediction capped below")
-    p.add_argument("--max-depth", type=float, default=80.0, help="ground truth and prediction capped above")
-    p.add_argument("--fixed-scale", type=float, help="one scale for every image instead of per-image median scaling")
-    p.add_argument("--stride", type=int, default=1, help="use every N-th frame")
-    p.add_argument("--seed", type=int, default=0, help="seed of the untrained networks")
-    return p.parse_args(argv)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    a = parse_args(argv)
-    names = a.checkpoint or ["untrained"]
-    results: Dict[str, Dict[str, object]] = {}
+    cfg = parse_eval_args(argv)
+    names = cfg.checkpoints or ["untrained"]
+    results: Dict[str, Dict[str, Any]] = {}
     try:
         for name in names:
             out = None
-            if a.out:
-                out = Path(a.out) / (Path(name).name if len(names) > 1 else "")
+            if cfg.out:
+                out = Path(cfg.out) / (Path(name).name if len(names) > 1 else "")
                 out.mkdir(parents=True, exist_ok=True)
-            results[name] = evaluate(None if name == "untrained" else name, a.bags, a, out)
+            results[name] = evaluate(None if name == "untrained" else name, cfg, out)
     except (BagError, CheckpointError) as exc:
         print(f"ros2-monodepth-eval: error: {exc}", file=sys.stderr)
         return 2
     print(print_table(results))
-    if a.out:
-        (Path(a.out) / "metrics.json").write_text(json.dumps(results, indent=2))
+    if cfg.out:
+        (Path(cfg.out) / "metrics.json").write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -54,11 +54,11 @@ class ShiftedBoxMean(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         return _sum_3x3(x) * (1.0 / 9.0)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         return _sum_3x3(F.pad(grad, (2, 2, 2, 2))) * (1.0 / 9.0)
 
 

@@ -57,9 +57,11 @@ class ExplainabilityNet(nn.Module):
             return nn.Sequential(nn.Conv2d(i, o, 3, 2, 1), nn.ReLU(inplace=True))
 
         self.down = nn.Sequential(down(3 * frames, c), down(c, 2 * c), down(2 * c, 4 * c))
-        self.up = nn.Sequential(nn.Conv2d(4 * c, 2 * c, 3, 1, 1), nn.ReLU(inplace=True), nn.Conv2d(2 * c, frames - 1, 3, 1, 1))
-        nn.init.zeros_(self.up[-1].weight)
-        nn.init.constant_(self.up[-1].bias, 3.0)   # start near "everything explainable" (sigmoid(3) = 0.95)
+        head = nn.Conv2d(2 * c, frames - 1, 3, 1, 1)
+        nn.init.zeros_(head.weight)
+        assert head.bias is not None
+        nn.init.constant_(head.bias, 3.0)   # start near "everything explainable" (sigmoid(3) = 0.95)
+        self.up = nn.Sequential(nn.Conv2d(4 * c, 2 * c, 3, 1, 1), nn.ReLU(inplace=True), head)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         logits = self.up(self.down(frames))

@@ -23,7 +23,7 @@ from torch import nn
 
 from ros2_monodepth.core.checkpoint import (CheckpointError, CheckpointMetadata, load_checkpoint, read_state_file,
                                             save_checkpoint)
-from ros2_monodepth.core.export import atomic_dir
+from ros2_monodepth.core.fileio import atomic_torch_save, publish_dir, temporary_dir
 from ros2_monodepth.core.networks import DepthNet, PoseNet
 
 STATE_FILE = "training_state.pt"
@@ -40,7 +40,7 @@ def save_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Opt
                              optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Optional[Any], progress: Progress,
                              explain_net: Optional[nn.Module] = None, config: Optional[Dict[str, Any]] = None) -> Path:
     directory = Path(directory)
-    tmp = atomic_dir(directory)
+    tmp = temporary_dir(directory)
     try:
         save_checkpoint(tmp, depth_net, pose_net, meta)
         state: Dict[str, Any] = {
@@ -51,13 +51,13 @@ def save_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Opt
             "explain_net": explain_net.state_dict() if explain_net is not None else {},
             "config": config or {},
         }
-        torch.save(state, tmp / STATE_FILE)
+        atomic_torch_save(state, tmp / STATE_FILE)
         old = directory.with_name(directory.name + ".old")
         if directory.exists():
             if old.exists():
                 shutil.rmtree(old)
             os.replace(directory, old)
-        os.replace(tmp, directory)
+        publish_dir(tmp, directory)
         if old.exists():
             shutil.rmtree(old)
     except BaseException:

@@ -11,7 +11,6 @@ CUDA), TensorBoard and the progress bar.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import json
@@ -20,6 +19,7 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -28,10 +28,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from ros2_monodepth.core.bags import BagError
 from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata
+from ros2_monodepth.core.hardware import cpu_has_bf16
 from ros2_monodepth.core.networks import DepthNet, PoseNet
 
-from .bag_frames import BagError
+from .config import TrainConfig, parse_train_args
 from .dataset import Augmentation, IndexOptions, SampleOrder, TripletDataset, index_frames, make_triplets, split_by_time
 from .losses import photometric_error
 from .objective import ExplainabilityNet, LossConfig, LossOutput, self_supervised_loss
@@ -96,7 +98,7 @@ class TrainingModel(nn.Module):
         Returns (autocast dtype or None, grad scaler or None, whether the loss is compiled)."""
         self.to(device)
         if channels_last:
-            self.to(memory_format=torch.channels_last)
+            self.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # documented; not in the stub
         dtype, scaler = pick_precision(precision, device)
         self.autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
         compiled = want_compiled_loss(compile_loss, device)
@@ -112,90 +114,6 @@ class TrainingModel(nn.Module):
         return self_supervised_loss(self.depth, self.pose, batch, self.cfg, self.explain, self.autocast, self.photometric)
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="ros2-monodepth-train", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("bags", nargs="+", help="ROS 2 bag folders (.db3 or .mcap)")
-    p.add_argument("--out", required=True, help="run folder: checkpoint/, tensorboard/, config.json")
-    d = p.add_argument_group("data")
-    d.add_argument("--topic", default="/camera/image_raw", help="Image or CompressedImage topic")
-    d.add_argument("--camera-info-topic", default="/camera/camera_info", help="CameraInfo topic for the intrinsics")
-    d.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
-                   help="intrinsics at the bag's image size (instead of camera_info)")
-    d.add_argument("--right-topic", help="stereo: right camera topic (rectified, same size)")
-    d.add_argument("--right-camera-info-topic", help="stereo: right CameraInfo (baseline from P[3] = -fx * baseline)")
-    d.add_argument("--height", type=int, default=96, help="training height (multiple of 32)")
-    d.add_argument("--width", type=int, default=320, help="training width (multiple of 32)")
-    d.add_argument("--crop", choices=("center", "bottom", "top", "none"), default="center",
-                   help="crop to the training aspect ratio before resizing (none: squash)")
-    d.add_argument("--stride", type=int, default=1, help="use every N-th frame")
-    d.add_argument("--fps", type=float, default=0.0, help="use at most this many frames per second (0: all)")
-    d.add_argument("--static-threshold", type=float, default=0.3,
-                   help="skip frames whose thumbnail differs from the last kept one by less (grey levels; 0: keep all)")
-    d.add_argument("--val-fraction", type=float, default=0.1, help="last fraction of the recording's time used for validation")
-    d.add_argument("--val-range", type=float, nargs=2, metavar=("START", "END"),
-                   help="validation time range in seconds from the first frame (instead of --val-fraction)")
-    d.add_argument("--workers", type=int, default=2, help="DataLoader worker processes decoding frames")
-    d.add_argument("--no-augment", action="store_true", help="no colour jitter or flip")
-    t = p.add_argument_group("optimisation")
-    t.add_argument("--num-layers", type=int, choices=(18, 34, 50), default=18, help="ResNet depth of both encoders")
-    t.add_argument("--batch-size", type=int, default=8, help="per process")
-    t.add_argument("--epochs", type=int, default=20)
-    t.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
-    t.add_argument("--max-minutes", type=float, default=0.0, help="stop (with a checkpoint) after this much time (0: no limit)")
-    t.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
-    t.add_argument("--lr-schedule", choices=("step", "cosine", "constant"), default="step",
-                   help="step: x gamma every --lr-step epochs (the paper: 0.1 after 15 of 20); cosine: to 0 over the run")
-    t.add_argument("--lr-step", type=int, default=15)
-    t.add_argument("--lr-gamma", type=float, default=0.1)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--init-resnet", help="torchvision-format ResNet .pth to initialise both encoders")
-    t.add_argument("--init-checkpoint", help="checkpoint folder (this project's or Monodepth2's) to start from")
-    t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
-    t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="autocast dtype for the networks (auto: bf16 on AMX/AVX512-bf16 CPUs and CUDA, else fp32)")
-    t.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory format")
-    t.add_argument("--compile-loss", choices=("auto", "on", "off"), default="auto",
-                   help="torch.compile the photometric error, SSIM + L1 (auto: on the CPU when a C++ compiler "
-                        "is found; about 20-40 s of compilation at the first step, then a faster step)")
-    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
-    t.add_argument("--threads", type=int, default=0, help="torch intra-op threads per process (0: torch's default)")
-    lo = p.add_argument_group("loss (Monodepth2 contributions can be switched off for ablations)")
-    lo.add_argument("--scales", type=int, nargs="+", default=[0, 1, 2, 3])
-    lo.add_argument("--no-min-reprojection", action="store_true", help="average over sources instead of the per-pixel minimum")
-    lo.add_argument("--no-automask", action="store_true", help="no identity-reprojection auto-masking")
-    lo.add_argument("--no-full-res", action="store_true", help="compute each scale's loss at its own resolution")
-    lo.add_argument("--smoothness", type=float, default=1e-3, help="edge-aware smoothness weight (divided by 2**scale)")
-    lo.add_argument("--explainability", type=float, default=0.0, help="SfMLearner explainability mask regulariser weight (0: off)")
-    lo.add_argument("--stereo", action="store_true", help="use the right camera as a source (needs --right-topic)")
-    lo.add_argument("--no-monocular", action="store_true", help="stereo only: no temporal sources, no pose network")
-    lo.add_argument("--min-depth", type=float, default=0.1)
-    lo.add_argument("--max-depth", type=float, default=100.0)
-    o = p.add_argument_group("output")
-    o.add_argument("--checkpoint-every", type=int, default=200, help="steps between checkpoints (a kill loses at most this many)")
-    o.add_argument("--log-every", type=int, default=20, help="steps between TensorBoard scalars")
-    o.add_argument("--image-every", type=int, default=200, help="steps between TensorBoard depth images")
-    o.add_argument("--no-progress", action="store_true", help="no tqdm bar (one log line per epoch)")
-    a = p.parse_args(argv)
-    if a.height % 32 or a.width % 32:
-        p.error(f"--height and --width must be multiples of 32 (the encoder downsamples 32x), got {a.height}x{a.width}")
-    if a.stereo and not (a.right_topic and a.right_camera_info_topic):
-        p.error("--stereo needs --right-topic and --right-camera-info-topic")
-    if a.no_monocular and not a.stereo:
-        p.error("--no-monocular needs --stereo")
-    if a.init_resnet and a.init_checkpoint:
-        p.error("give --init-resnet or --init-checkpoint, not both")
-    if a.batch_size < 1 or a.epochs < 1:
-        p.error("--batch-size and --epochs must be >= 1")
-    return a
-
-
-def loss_config(a: argparse.Namespace) -> LossConfig:
-    return LossConfig(scales=tuple(a.scales), min_reprojection=not a.no_min_reprojection, automask=not a.no_automask,
-                      full_res_multiscale=not a.no_full_res, smoothness=a.smoothness, explainability=a.explainability,
-                      min_depth=a.min_depth, max_depth=a.max_depth, monocular=not a.no_monocular, stereo=a.stereo)
-
-
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() else torch.device("cpu")
@@ -204,8 +122,6 @@ def pick_device(name: str) -> torch.device:
 
 def pick_precision(name: str, device: torch.device) -> Tuple[Optional[torch.dtype], Any]:
     """(autocast dtype or None for fp32, GradScaler or None)."""
-    from ros2_monodepth.core.backends.factory import cpu_has_bf16
-
     if name == "auto":
         if device.type == "cuda":
             name = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
@@ -220,32 +136,32 @@ def pick_precision(name: str, device: torch.device) -> Tuple[Optional[torch.dtyp
     return torch.bfloat16, None
 
 
-def make_scheduler(opt: torch.optim.Optimizer, a: argparse.Namespace, steps_per_epoch: int):
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
     """Stepped once per optimiser step; the schedule is expressed in epochs."""
-    total = max(1, a.epochs * steps_per_epoch)
-    if a.lr_schedule == "step":
-        step_len = max(1, a.lr_step * steps_per_epoch)
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: a.lr_gamma ** (s // step_len))
-    if a.lr_schedule == "cosine":
+    total = max(1, cfg.epochs * steps_per_epoch)
+    if cfg.lr_schedule == "step":
+        step_len = max(1, cfg.lr_step * steps_per_epoch)
+        gamma = cfg.lr_gamma
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: gamma ** (s // step_len))
+    if cfg.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
 
 
-def build_datasets(a: argparse.Namespace, progress: bool) -> Tuple[TripletDataset, TripletDataset, Dict[str, Any]]:
-    opts = IndexOptions(topic=a.topic, camera_info_topic=a.camera_info_topic,
-                        intrinsics=tuple(a.intrinsics) if a.intrinsics else None,
-                        right_topic=a.right_topic if a.stereo else None,
-                        right_camera_info_topic=a.right_camera_info_topic if a.stereo else None,
-                        stride=a.stride, fps=a.fps, static_threshold=a.static_threshold)
-    index = index_frames(a.bags, opts, progress=progress)
+def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, TripletDataset, Dict[str, Any]]:
+    opts = IndexOptions(topic=cfg.topic, camera_info_topic=cfg.camera_info_topic, intrinsics=cfg.intrinsics,
+                        right_topic=cfg.right_topic if cfg.stereo else None,
+                        right_camera_info_topic=cfg.right_camera_info_topic if cfg.stereo else None,
+                        stride=cfg.stride, fps=cfg.fps, static_threshold=cfg.static_threshold)
+    index = index_frames(cfg.bags, opts, progress=progress)
     centres = make_triplets(index)
-    train_c, val_c = split_by_time(index, centres, a.val_fraction, tuple(a.val_range) if a.val_range else None)
+    train_c, val_c = split_by_time(index, centres, cfg.val_fraction, cfg.val_range)
     if len(train_c) == 0:
         raise BagError(f"no training triplets: {len(index.raw)} frames kept in {int(index.segments.max()) + 1} segments, "
                        f"{len(val_c)} triplets in the validation range")
-    size = (a.height, a.width)
-    train = TripletDataset(index, train_c, size, a.crop, Augmentation(enabled=not a.no_augment))
-    val = TripletDataset(index, val_c, size, a.crop)
+    size = (cfg.height, cfg.width)
+    train = TripletDataset(index, train_c, size, cfg.crop, Augmentation(enabled=cfg.augment))
+    val = TripletDataset(index, val_c, size, cfg.crop)
     info = {"frames_considered": index.considered, "frames_kept": len(index.raw), "static_skipped": index.static_skipped,
             "unreadable": index.stats.skipped, "unreadable_reasons": index.stats.reasons,
             "segments": int(index.segments.max()) + 1, "train_triplets": len(train_c), "val_triplets": len(val_c),
@@ -284,7 +200,7 @@ def _log_images(writer, out: LossOutput, batch: Dict[str, torch.Tensor], step: i
         writer.add_image("automask", out.automask[0:1].float().cpu().numpy(), step)
 
 
-def train(a: argparse.Namespace) -> Dict[str, Any]:
+def train(a: TrainConfig) -> Dict[str, Any]:
     """Run the loop described by the parsed options; returns a summary (also written to <out>/summary.json)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
@@ -300,11 +216,11 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
     main_proc = rank == 0
     out_dir = Path(a.out)
     ckpt_dir = out_dir / CHECKPOINT_DIR
-    show_progress = main_proc and not a.no_progress
+    show_progress = main_proc and a.progress
 
     torch.manual_seed(a.seed)
     train_ds, val_ds, data_info = build_datasets(a, show_progress)
-    cfg = loss_config(a)
+    cfg = a.loss_config()
     model = TrainingModel(a.num_layers, cfg)
     if a.init_resnet:
         msg = init_from_resnet_file(Path(a.init_resnet), model.depth, model.pose)
@@ -312,7 +228,7 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
         msg = init_from_checkpoint(Path(a.init_checkpoint), model.depth, model.pose)
     else:
         msg = "networks initialised at random (from scratch)"
-    channels_last = not a.no_channels_last
+    channels_last = a.channels_last
     dtype, scaler, compiled = model.prepare(device, a.precision, channels_last, a.compile_loss)
 
     sampler = SampleOrder(len(train_ds), a.seed, rank, world)
@@ -335,7 +251,7 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
     meta = CheckpointMetadata(num_layers=a.num_layers, height=a.height, width=a.width, use_stereo=a.stereo,
                               min_depth=a.min_depth, max_depth=a.max_depth, stereo_scale=1.0, has_pose=model.pose is not None,
                               source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
-    config = dict(vars(a))
+    config = a.to_json()
     writer = None
     if main_proc:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -441,22 +357,23 @@ def train(a: argparse.Namespace) -> Dict[str, Any]:
     return summary
 
 
-def train_or_reuse(bag: Path, run: Path, steps: int, options: Sequence[str]) -> Path:
-    """Train ``steps`` steps on ``bag`` into ``run`` unless a finished run of that length is there; an
+def train_or_reuse(cfg: TrainConfig, steps: int) -> Path:
+    """Train ``cfg`` for ``steps`` steps into ``cfg.out`` unless a finished run of that length is there; an
     interrupted one is resumed. Returns the checkpoint folder. (The demo and the ablation cache runs so.)"""
+    run = Path(cfg.out)
     summary = run / "summary.json"
     if summary.is_file() and json.loads(summary.read_text()).get("steps") == steps:
         print(f"[train] reusing the finished run {run}", flush=True)
         return run / CHECKPOINT_DIR
-    resume = ["--resume"] if (run / CHECKPOINT_DIR / "training_state.pt").is_file() else []
-    train(parse_args([str(bag), "--out", str(run), "--max-steps", str(steps), *options, *resume]))
+    resume = (run / CHECKPOINT_DIR / "training_state.pt").is_file()
+    train(replace(cfg, max_steps=steps, resume=resume))
     return run / CHECKPOINT_DIR
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    a = parse_args(argv)
+    cfg = parse_train_args(argv)
     try:
-        train(a)
+        train(cfg)
     except (BagError, CheckpointError) as exc:
         print(f"ros2-monodepth-train: error: {exc}", file=sys.stderr)
         return 2

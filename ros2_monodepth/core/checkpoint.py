@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
@@ -23,6 +22,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import torch
 from torch import nn
 
+from .fileio import atomic_torch_save, atomic_write_text
 from .networks import DepthNet, PoseNet
 
 ENCODER_FILE = "encoder.pth"
@@ -54,25 +54,6 @@ class CheckpointMetadata:
     has_pose: bool = True
     source: str = "ros2_monodepth"
     extra: Dict[str, Any] = field(default_factory=dict)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def read_state_file(path: Path) -> Dict[str, Any]:
@@ -127,13 +108,13 @@ def save_checkpoint(directory: str | os.PathLike, depth_net: DepthNet, pose_net:
     out.mkdir(parents=True, exist_ok=True)
     encoder_state: Dict[str, Any] = {k: v.detach().cpu() for k, v in depth_net.encoder.state_dict().items()}
     encoder_state.update(height=int(meta.height), width=int(meta.width), use_stereo=bool(meta.use_stereo))
-    _atomic_torch_save(encoder_state, out / ENCODER_FILE)
-    _atomic_torch_save({k: v.detach().cpu() for k, v in depth_net.decoder.state_dict().items()}, out / DEPTH_FILE)
+    atomic_torch_save(encoder_state, out / ENCODER_FILE)
+    atomic_torch_save({k: v.detach().cpu() for k, v in depth_net.decoder.state_dict().items()}, out / DEPTH_FILE)
     if pose_net is not None:
-        _atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.encoder.state_dict().items()}, out / POSE_ENCODER_FILE)
-        _atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.decoder.state_dict().items()}, out / POSE_FILE)
+        atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.encoder.state_dict().items()}, out / POSE_ENCODER_FILE)
+        atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.decoder.state_dict().items()}, out / POSE_FILE)
     meta = CheckpointMetadata(**{**asdict(meta), "num_layers": depth_net.encoder.num_layers, "has_pose": pose_net is not None})
-    _atomic_write_text(json.dumps(asdict(meta), indent=2), out / METADATA_FILE)
+    atomic_write_text(json.dumps(asdict(meta), indent=2), out / METADATA_FILE)
     return out
 
 

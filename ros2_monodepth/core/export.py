@@ -7,19 +7,19 @@ ONNX Runtime). ``export.json`` beside the graphs records what they expect.
 
 from __future__ import annotations
 
-import hashlib
+import io
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
+from .backends.base import DEPTH_INPUT, DEPTH_OUTPUT, POSE_INPUTS, POSE_OUTPUT
+from .fileio import atomic_write_bytes, atomic_write_text, file_sha256
 from .inference_model import DepthInference, PoseInference
 from .networks import DepthNet, PoseNet
 
@@ -27,8 +27,6 @@ OPSET = 17
 EXPORT_INFO = "export.json"
 DEPTH_ONNX = "depth.onnx"
 POSE_ONNX = "pose.onnx"
-DEPTH_INPUT, DEPTH_OUTPUT = "image", "depth"
-POSE_INPUTS, POSE_OUTPUT = ("earlier", "later"), "T_a_b"
 # Changes whenever exported graphs change form for the same weights: cached exports are rebuilt, and a
 # checkpoint's own export of an older form runs with a warning to export again.
 GRAPH_FORM = "subpixel-head-2"
@@ -59,43 +57,35 @@ class ExportInfo:
         return cls(**raw)
 
     def write(self, directory: str | os.PathLike) -> None:
-        (Path(directory) / EXPORT_INFO).write_text(json.dumps(asdict(self), indent=2))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        atomic_write_text(json.dumps(asdict(self), indent=2), Path(directory) / EXPORT_INFO)
 
 
 def _export(module: torch.nn.Module, args: tuple, path: Path, input_names, output_names) -> None:
-    tmp = path.with_suffix(".onnx.tmp")
+    import onnx
+
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about the static shapes we want
         # The TorchScript-based exporter: no onnxscript dependency, plain static graphs for TensorRT.
-        torch.onnx.export(module, args, str(tmp), input_names=list(input_names), output_names=list(output_names),
+        torch.onnx.export(module, args, buffer,  # type: ignore[arg-type]  # file objects are documented; the stub says paths
+                          input_names=list(input_names), output_names=list(output_names),
                           opset_version=OPSET, do_constant_folding=True, dynamo=False)
-    _set_static_output_shapes(tmp, module, args)
-    os.replace(tmp, path)
+    model = onnx.load_from_string(buffer.getvalue())
+    _set_static_output_shapes(model, module, args)
+    atomic_write_bytes(model.SerializeToString(), path)
 
 
-def _set_static_output_shapes(path: Path, module: torch.nn.Module, args: tuple) -> None:
+def _set_static_output_shapes(model, module: torch.nn.Module, args: tuple) -> None:
     """Write the outputs' concrete shapes into the graph (the tracer leaves them symbolic), so that
     TensorRT and readers of the model see fully static shapes."""
-    import onnx
-
     with torch.no_grad():
         outs = module(*args)
     outs = outs if isinstance(outs, (tuple, list)) else (outs,)
-    model = onnx.load(str(path))
     for value, out in zip(model.graph.output, outs):
         dims = value.type.tensor_type.shape.dim
         del dims[:]
         for n in out.shape:
             dims.add().dim_value = int(n)
-    onnx.save(model, str(path))
 
 
 def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: ExportInfo, subpixel_head: bool = True
@@ -159,45 +149,3 @@ def onnxruntime_parity(depth_net: DepthNet, pose_net: Optional[PoseNet], onnx_di
             ref = pose_model(torch.from_numpy(a), torch.from_numpy(b)).numpy()
         result["pose_max_abs_error"] = float(np.abs(got - ref).max())
     return result
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("ROS2_MONODEPTH_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or
-                                                                  os.path.expanduser("~/.cache"), "ros2_monodepth")
-    return Path(base)
-
-
-def checkpoint_fingerprint(checkpoint_dir: str, *extra: object) -> str:
-    """Short hash of a checkpoint's weight files (or 'untrained'), export settings and the graph form."""
-    h = hashlib.sha256(GRAPH_FORM.encode())
-    if checkpoint_dir:
-        for name in sorted(os.listdir(checkpoint_dir)):
-            if name.endswith(".pth"):
-                h.update(name.encode())
-                h.update(file_sha256(os.path.join(checkpoint_dir, name)).encode())
-    else:
-        h.update(b"untrained")
-    h.update(repr(extra).encode())
-    return h.hexdigest()[:16]
-
-
-def atomic_dir(final: Path) -> Path:
-    """A temporary sibling folder to build into, then ``os.replace`` onto ``final``."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=str(final.parent), prefix=final.name + ".tmp"))
-
-
-def build_cache_dir(target: Path, build: Callable[[Path], object]) -> Path:
-    """Fill cache folder ``target`` with ``build(tmp)`` in a temporary sibling and rename it into place, so
-    that a reader never sees half a folder; when another process finished first, its folder is kept."""
-    tmp = atomic_dir(target)
-    try:
-        build(tmp)
-        if target.exists():
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return target

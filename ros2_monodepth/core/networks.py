@@ -48,7 +48,8 @@ class DepthDecoder(nn.Module):
     """U-Net style decoder with sigmoid disparity heads at scales 0..3.
 
     ``decoder`` holds the ten up-convolutions in the order (4,0), (4,1), (3,0), ..., (0,1), then the
-    disparity heads for scales 0..3 (indices 10..13).
+    disparity heads for scales 0..3 (indices 10..13): the published state_dict keys. Code reaches them by
+    name, as Monodepth2's ``("upconv", i, j)`` and ``("dispconv", s)`` keys do: ``upconv(i, j)``, ``dispconv(s)``.
 
     Shapes: five encoder maps -> {scale s: (B, 1, H / 2**s, W / 2**s)} for s in ``scales``.
     """
@@ -75,20 +76,35 @@ class DepthDecoder(nn.Module):
         for i in range(4, -1, -1):
             x = self.level(x, i, features)
             if i in wanted:
-                out[i] = torch.sigmoid(self.decoder[10 + i](x))
+                out[i] = torch.sigmoid(self.dispconv(i)(x))
         return out
+
+    def upconv(self, i: int, j: int) -> ConvBlock:
+        """Up-convolution (i, j): level ``i`` in 4..0; ``j`` 0 runs before the x2 upsampling, 1 after the skip join."""
+        if i not in range(5) or j not in (0, 1):
+            raise IndexError(f"upconv ({i}, {j}) does not exist: i in 0..4, j in 0..1")
+        block = self.decoder[2 * (4 - i) + j]
+        assert isinstance(block, ConvBlock)
+        return block
+
+    def dispconv(self, scale: int) -> Conv3x3:
+        """The disparity head of ``scale`` (0..3): a 3x3 convolution to one channel, sigmoid applied by the caller."""
+        if scale not in range(4):
+            raise IndexError(f"dispconv {scale} does not exist: scales 0..3")
+        head = self.decoder[10 + scale]
+        assert isinstance(head, Conv3x3)
+        return head
 
     def level(self, x: torch.Tensor, i: int, features: List[torch.Tensor]) -> torch.Tensor:
         """Level ``i`` (4..0): up-convolution (i, 0), nearest x2 upsampling, skip connection, up-convolution (i, 1).
 
         Shapes: (B, C, H, W) -> (B, DECODER_CHANNELS[i], 2H, 2W).
         """
-        step = 4 - i
-        x = self.decoder[2 * step](x)
+        x = self.upconv(i, 0)(x)
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         if i > 0:
             x = torch.cat([x, features[i - 1]], 1)
-        return self.decoder[2 * step + 1](x)
+        return self.upconv(i, 1)(x)
 
 
 class PoseDecoder(nn.Module):

@@ -29,15 +29,16 @@ Choices, measured on a 2-core AVX512-VNNI CPU at 640x192 (README, Performance):
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, Optional, Sequence
 
 import numpy as np
 
-from .export import DEPTH_INPUT, DEPTH_ONNX, POSE_INPUTS, POSE_ONNX, ExportInfo, build_cache_dir, default_cache_dir
+from .backends.base import DEPTH_INPUT, POSE_INPUTS
+from .export import DEPTH_ONNX, POSE_ONNX, ExportInfo
+from .fileio import atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
 DEPTH_INT8_ONNX = "depth.int8.onnx"
@@ -97,18 +98,20 @@ def quantize_graph(src: Path, dst: Path, kind: str, frames: Sequence[np.ndarray]
     if len(frames) < 2:
         raise QuantizationError(f"calibration needs at least 2 frames, got {len(frames)}")
     prepared = dst.with_name(dst.name + ".pre.tmp")
+    quantized = dst.with_name(dst.name + ".qdq.tmp")
     try:
         quant_pre_process(str(src), str(prepared))  # shape inference + graph clean-up, as ORT recommends
-        quantize_static(str(prepared), str(dst), _reader(kind, frames), quant_format=QuantFormat.QDQ,
+        quantize_static(str(prepared), str(quantized), _reader(kind, frames), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod.MinMax)
+        import onnx
+
+        model = onnx.load(str(quantized))
+        rewrite_for_cpu(model)
+        atomic_write_bytes(model.SerializeToString(), dst)
     finally:
         prepared.unlink(missing_ok=True)
-    import onnx
-
-    model = onnx.load(str(dst))
-    rewrite_for_cpu(model)
-    onnx.save(model, str(dst))
+        quantized.unlink(missing_ok=True)
 
 
 def _attribute(node, name: str, default):
@@ -267,33 +270,6 @@ def _fit(frame: np.ndarray, size: tuple) -> np.ndarray:
     import cv2
 
     return cv2.resize(frame, (size[1], size[0]), interpolation=cv2.INTER_AREA)
-
-
-def generated_calibration_frames(camera_size: tuple, count: int = 24, seed: int = 7) -> List[np.ndarray]:
-    """Frames of the synthetic street (a seed the benchmark and tests do not use), for when no bag was given."""
-    from .synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
-
-    seq = SyntheticSequence(SceneConfig(seed=seed, moving_object=True), TrajectoryConfig(num_frames=count, fps=10.0),
-                            int(camera_size[1]), int(camera_size[0]))
-    return [seq.frame(i)[1] for i in range(count)]
-
-
-def int8_graphs_for(onnx_dir: Path, info: ExportInfo) -> Path:
-    """Folder with int8 graphs for the export in ``onnx_dir``: the export's own when calibrated, else a cached
-    quantisation calibrated on generated frames (with a warning: calibrate on your camera's frames with
-    ``ros2-monodepth-export --int8 --calibration-bag``)."""
-    if has_int8_graphs(onnx_dir):
-        return onnx_dir
-    key = hashlib.sha256(f"{info.depth_sha256}|{info.pose_sha256}|generated-v5".encode()).hexdigest()[:16]
-    target = default_cache_dir() / "int8" / key
-    if has_int8_graphs(target):
-        LOG.warning("int8 graphs calibrated on generated frames (%s); for your camera run ros2-monodepth-export "
-                    "--int8 --calibration-bag BAG", target)
-        return target
-    LOG.warning("no calibrated int8 graphs in %s: calibrating on generated street frames into %s (for your camera "
-                "run ros2-monodepth-export --int8 --calibration-bag BAG)", onnx_dir, target)
-    return build_cache_dir(target, lambda tmp: quantize_export(onnx_dir, generated_calibration_frames(info.camera_size),
-                                                               "generated street frames", tmp))
 
 
 def int8_accuracy(fp32_dir: Path, int8_dir: Path, frames: Iterable[np.ndarray]) -> Dict[str, float]:

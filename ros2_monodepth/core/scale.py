@@ -101,7 +101,6 @@ class ScaleEstimator:
         self.min_inlier_ratio = min_inlier_ratio
         self._rng = np.random.default_rng(seed)
         self._log_scale: Optional[float] = None
-        self.last_fit: Optional[PlaneFit] = None
 
     @property
     def scale(self) -> float:
@@ -125,7 +124,6 @@ class ScaleEstimator:
         h = points_unscaled.shape[0]
         lower = points_unscaled[int(h * (1.0 - self.ground_region)):].reshape(-1, 3)
         fit = fit_ground_plane(lower, self.expected_up, self._rng)
-        self.last_fit = fit
         if fit is None or fit.inlier_ratio < self.min_inlier_ratio:
             return self.scale
         log_s = math.log(self.camera_height / fit.d)

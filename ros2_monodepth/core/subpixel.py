@@ -20,10 +20,13 @@ depth graph on the CPU, with the 16-channel head). Training keeps the reference 
 
 from __future__ import annotations
 
-from typing import List
+from typing import TYPE_CHECKING, List
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from .networks import DepthDecoder
 
 # _UPSAMPLED_TAPS[a, t, k] = 1 where tap t (-1, 0, +1) of a 3x3 kernel over upsample2(x), for output phase a,
 # reads low-resolution offset k - 1.
@@ -66,7 +69,7 @@ def _edge_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)
 
 
-def full_resolution_disparity(decoder, features: List[torch.Tensor]) -> torch.Tensor:
+def full_resolution_disparity(decoder: "DepthDecoder", features: List[torch.Tensor]) -> torch.Tensor:
     """Scale-0 disparity of ``decoder`` (a ``networks.DepthDecoder``) from the encoder's ``features``: levels
     4..1 as in the reference form, then level 0 and the scale-0 head in the sub-pixel form.
 
@@ -76,11 +79,12 @@ def full_resolution_disparity(decoder, features: List[torch.Tensor]) -> torch.Te
     x = features[-1]
     for i in range(4, 0, -1):
         x = decoder.level(x, i, features)
-    block0, block1, head = decoder.decoder[8], decoder.decoder[9], decoder.decoder[10]
-    z = block0(x)  # up-convolution (0, 0) runs at half resolution in both forms
-    w1, b1 = upsampled_conv_weights(block1.conv.conv.weight, block1.conv.conv.bias)
+    conv1, head = decoder.upconv(0, 1).conv.conv, decoder.dispconv(0).conv
+    assert conv1.bias is not None and head.bias is not None
+    z = decoder.upconv(0, 0)(x)  # runs at half resolution in both forms
+    w1, b1 = upsampled_conv_weights(conv1.weight, conv1.bias)
     z = F.elu(_edge_conv(z, w1, b1))
-    w2, b2 = shuffled_conv_weights(head.conv.weight, head.conv.bias)
+    w2, b2 = shuffled_conv_weights(head.weight, head.bias)
     # Zero output channels up to HEAD_OUTPUT_CHANNELS, dropped again right after: see its comment.
     phases, pad = w2.shape[0], HEAD_OUTPUT_CHANNELS - w2.shape[0]
     w2 = torch.cat([w2, w2.new_zeros((pad,) + tuple(w2.shape[1:]))])

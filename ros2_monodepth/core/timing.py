@@ -31,7 +31,3 @@ class StageTimer:
     def means(self) -> Dict[str, float]:
         with self._lock:
             return {k: self._sum[k] / self._count[k] for k in self._sum}
-
-    def totals(self) -> Dict[str, float]:
-        with self._lock:
-            return dict(self._sum)

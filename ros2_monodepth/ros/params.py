@@ -1,19 +1,44 @@
 """The node's parameters: one table with type, default, description, range or choices, and whether it can
-change at run time. Declared with descriptors (so ``ros2 param describe`` shows them) and validated when
-set, with the reason given back to the caller.
+change at run time; and ``NodeConfig``, the typed configuration built from it.
+
+Declared with descriptors (so ``ros2 param describe`` shows them) and validated when set, with the reason
+given back to the caller. A parameter named ``a.b`` is the field ``a_b``: of ``PipelineConfig`` (the per-frame
+work, ``core.pipeline``, whose defaults the table takes) or of ``NodeConfig`` (the ROS side).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 
+from ..core.pipeline import PipelineConfig
 from ..core.scale import SCALE_MODES
 
 Checker = Callable[[Any], Optional[str]]
+
+
+@dataclass
+class NodeConfig:
+    """Everything the node is configured with: ``pipeline`` for the per-frame work, the rest for ROS wiring."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    image_transport: str = "raw"
+    input_qos: str = "sensor_data"
+    output_queue_size: int = 5
+    publish_colorized: bool = True
+    publish_points: bool = True
+    publish_tf: bool = True
+    publish_camera_mount: bool = True
+    odom_frame: str = "odom"
+    base_frame: str = "base_link"
+    camera_frame: str = ""
+    pose_covariance_diagonal: Tuple[float, ...] = (0.01,) * 6
+    twist_covariance_diagonal: Tuple[float, ...] = (0.05,) * 6
+    diagnostics_period: float = 1.0
+    warn_throttle: float = 5.0
 
 
 @dataclass
@@ -27,7 +52,10 @@ class ParamSpec:
     step: Optional[float] = None
     dynamic: bool = False
     check: Optional[Checker] = None
-    constraints: str = ""
+
+    @property
+    def field_name(self) -> str:
+        return self.name.replace(".", "_")
 
 
 def _multiple_of_32(v: Any) -> Optional[str]:
@@ -52,81 +80,96 @@ def _non_negative_list(v: Any) -> Optional[str]:
     return None
 
 
+_N = NodeConfig()
+_P = _N.pipeline
+
 PARAMS: List[ParamSpec] = [
     # input
-    ParamSpec("image_transport", "raw", "Input transport: 'raw' subscribes to image (sensor_msgs/Image), "
+    ParamSpec("image_transport", _N.image_transport, "Input transport: 'raw' subscribes to image (sensor_msgs/Image), "
               "'compressed' to image/compressed (sensor_msgs/CompressedImage, jpeg/png).", choices=("raw", "compressed")),
-    ParamSpec("input_qos", "sensor_data", "QoS of the image and camera_info subscriptions: 'sensor_data' "
+    ParamSpec("input_qos", _N.input_qos, "QoS of the image and camera_info subscriptions: 'sensor_data' "
               "(best effort, depth 5) matches camera drivers; 'reliable' for bag playback that must not drop.",
               choices=("sensor_data", "reliable")),
-    ParamSpec("output_queue_size", 5, "History depth of the output publishers (reliable).", low=1, high=100, step=1),
-    ParamSpec("intrinsics.fx", 0.0, "Fallback focal length fx in pixels, used only while no camera_info arrives "
-              "(0 = wait for camera_info).", low=0.0, high=1e6),
-    ParamSpec("intrinsics.fy", 0.0, "Fallback focal length fy in pixels (0 = use fx).", low=0.0, high=1e6),
-    ParamSpec("intrinsics.cx", -1.0, "Fallback principal point cx in pixels (-1 = image centre).", low=-1.0, high=1e6),
-    ParamSpec("intrinsics.cy", -1.0, "Fallback principal point cy in pixels (-1 = image centre).", low=-1.0, high=1e6),
+    ParamSpec("output_queue_size", _N.output_queue_size, "History depth of the output publishers (reliable).",
+              low=1, high=100, step=1),
+    ParamSpec("intrinsics.fx", _P.intrinsics_fx, "Fallback focal length fx in pixels, used only while no camera_info "
+              "arrives (0 = wait for camera_info).", low=0.0, high=1e6),
+    ParamSpec("intrinsics.fy", _P.intrinsics_fy, "Fallback focal length fy in pixels (0 = use fx).", low=0.0, high=1e6),
+    ParamSpec("intrinsics.cx", _P.intrinsics_cx, "Fallback principal point cx in pixels (-1 = image centre).",
+              low=-1.0, high=1e6),
+    ParamSpec("intrinsics.cy", _P.intrinsics_cy, "Fallback principal point cy in pixels (-1 = image centre).",
+              low=-1.0, high=1e6),
     # model
-    ParamSpec("checkpoint_dir", "", "Folder with encoder.pth, depth.pth, pose_encoder.pth, pose.pth (Monodepth2 "
-              "layout) or exported ONNX/engines. Empty: untrained weights (for trying the plumbing only)."),
-    ParamSpec("backend", "auto", "Inference backend. 'auto' picks the fastest available (TensorRT, then ONNX "
+    ParamSpec("checkpoint_dir", _P.checkpoint_dir, "Folder with encoder.pth, depth.pth, pose_encoder.pth, pose.pth "
+              "(Monodepth2 layout) or exported ONNX/engines. Empty: untrained weights (for trying the plumbing only)."),
+    ParamSpec("backend", _P.backend, "Inference backend. 'auto' picks the fastest available (TensorRT, then ONNX "
               "Runtime, then PyTorch) and logs why.", choices=("auto", "tensorrt", "onnxruntime", "torch")),
-    ParamSpec("device", "auto", "'auto' (CUDA when available), 'cpu' or 'cuda'.", choices=("auto", "cpu", "cuda")),
-    ParamSpec("precision", "auto", "'auto' (fp16 on CUDA; on the CPU int8 when the checkpoint has calibrated int8 "
-              "graphs from ros2-monodepth-export --int8, else bf16 on CPUs with AMX/AVX512-BF16, else fp32), 'fp32', "
-              "'bf16', 'fp16' or 'int8' (onnxruntime on the CPU, TensorRT on CUDA).",
+    ParamSpec("device", _P.device, "'auto' (CUDA when available), 'cpu' or 'cuda'.", choices=("auto", "cpu", "cuda")),
+    ParamSpec("precision", _P.precision, "'auto' (fp16 on CUDA; on the CPU int8 when the checkpoint has calibrated "
+              "int8 graphs from ros2-monodepth-export --int8, else bf16 on CPUs with AMX/AVX512-BF16, else fp32), "
+              "'fp32', 'bf16', 'fp16' or 'int8' (onnxruntime on the CPU, TensorRT on CUDA).",
               choices=("auto", "fp32", "bf16", "fp16", "int8")),
-    ParamSpec("encoder_layers", 18, "ResNet depth of untrained networks (a checkpoint's own depth wins).",
-              choices=(), low=18, high=50, step=None, check=lambda v: None if v in (18, 34, 50) else "must be 18, 34 or 50"),
-    ParamSpec("network_width", 640, "Network input width in pixels (multiple of 32).", low=64, high=4096, check=_multiple_of_32),
-    ParamSpec("network_height", 192, "Network input height in pixels (multiple of 32).", low=64, high=4096, check=_multiple_of_32),
-    ParamSpec("min_depth", 0.1, "Depth the disparity 1.0 maps to, in network units (Monodepth2: 0.1).", low=1e-3, high=1e3),
-    ParamSpec("max_depth", 100.0, "Depth the disparity 0.0 maps to, in network units (Monodepth2: 100).", low=1e-2, high=1e5),
+    ParamSpec("encoder_layers", _P.encoder_layers, "ResNet depth of untrained networks (a checkpoint's own depth wins).",
+              low=18, high=50, check=lambda v: None if v in (18, 34, 50) else "must be 18, 34 or 50"),
+    ParamSpec("network_width", _P.network_width, "Network input width in pixels (multiple of 32).", low=64, high=4096,
+              check=_multiple_of_32),
+    ParamSpec("network_height", _P.network_height, "Network input height in pixels (multiple of 32).", low=64,
+              high=4096, check=_multiple_of_32),
+    ParamSpec("min_depth", _P.min_depth, "Depth the disparity 1.0 maps to, in network units (Monodepth2: 0.1).",
+              low=1e-3, high=1e3),
+    ParamSpec("max_depth", _P.max_depth, "Depth the disparity 0.0 maps to, in network units (Monodepth2: 100).",
+              low=1e-2, high=1e5),
     # outputs
-    ParamSpec("depth_resolution", "network", "Resolution of the published depth and points: 'network' or 'camera'.",
-              choices=("network", "camera")),
-    ParamSpec("publish_colorized", True, "Publish depth/colorized (bgr8 false colour) for RViz.", dynamic=True),
-    ParamSpec("publish_points", True, "Publish the point cloud on points; built only while someone subscribes.",
+    ParamSpec("depth_resolution", _P.depth_resolution, "Resolution of the published depth and points: 'network' or "
+              "'camera'.", choices=("network", "camera")),
+    ParamSpec("publish_colorized", _N.publish_colorized, "Publish depth/colorized (bgr8 false colour) for RViz.",
               dynamic=True),
-    ParamSpec("points_stride", 2, "Keep every n-th pixel in both directions for the point cloud (organised, "
-              "ceil(H/n) x ceil(W/n)).", low=1, high=64, step=1, dynamic=True),
-    ParamSpec("points_rgb", True, "Add packed rgb colour to the point cloud.", dynamic=True),
-    ParamSpec("publish_odometry", True, "Run the pose network and publish odom (needs pose weights).", dynamic=True),
-    ParamSpec("publish_tf", True, "Broadcast odom_frame -> base_frame on /tf.", dynamic=True),
-    ParamSpec("publish_camera_mount", True, "Broadcast base_frame -> camera frame (camera_mount.*) on /tf_static. "
-              "Turn off when a robot_state_publisher already does."),
-    ParamSpec("odom_frame", "odom", "Odometry frame (REP 105)."),
-    ParamSpec("base_frame", "base_link", "Robot base frame (REP 105), child of odom."),
-    ParamSpec("camera_frame", "", "Optical frame of the camera (z forward, x right, y down). Empty: the "
+    ParamSpec("publish_points", _N.publish_points, "Publish the point cloud on points; built only while someone "
+              "subscribes.", dynamic=True),
+    ParamSpec("points_stride", _P.points_stride, "Keep every n-th pixel in both directions for the point cloud "
+              "(organised, ceil(H/n) x ceil(W/n)).", low=1, high=64, step=1, dynamic=True),
+    ParamSpec("points_rgb", _P.points_rgb, "Add packed rgb colour to the point cloud.", dynamic=True),
+    ParamSpec("publish_odometry", _P.publish_odometry, "Run the pose network and publish odom (needs pose weights).",
+              dynamic=True),
+    ParamSpec("publish_tf", _N.publish_tf, "Broadcast odom_frame -> base_frame on /tf.", dynamic=True),
+    ParamSpec("publish_camera_mount", _N.publish_camera_mount, "Broadcast base_frame -> camera frame (camera_mount.*) "
+              "on /tf_static. Turn off when a robot_state_publisher already does."),
+    ParamSpec("odom_frame", _N.odom_frame, "Odometry frame (REP 105)."),
+    ParamSpec("base_frame", _N.base_frame, "Robot base frame (REP 105), child of odom."),
+    ParamSpec("camera_frame", _N.camera_frame, "Optical frame of the camera (z forward, x right, y down). Empty: the "
               "image's header.frame_id, or 'camera_optical_frame' when that is empty too."),
-    ParamSpec("camera_mount.xyz", [0.0, 0.0, 1.5], "Position of the camera optical frame in base_frame, metres.",
-              check=_length(3)),
-    ParamSpec("camera_mount.rpy", [-math.pi / 2, 0.0, -math.pi / 2], "Orientation (roll, pitch, yaw, rad) of the "
-              "optical frame in base_frame. The default is a camera looking along base x.", check=_length(3)),
-    ParamSpec("max_frame_gap", 1.0, "A gap between processed frames longer than this (s) restarts the odometry chain.",
-              low=0.01, high=3600.0, dynamic=True),
-    ParamSpec("pose_covariance_diagonal", [0.01, 0.01, 0.01, 0.01, 0.01, 0.01], "Odometry pose variances "
+    ParamSpec("camera_mount.xyz", list(_P.camera_mount_xyz), "Position of the camera optical frame in base_frame, "
+              "metres.", check=_length(3)),
+    ParamSpec("camera_mount.rpy", list(_P.camera_mount_rpy), "Orientation (roll, pitch, yaw, rad) of the optical frame "
+              "in base_frame. The default is a camera looking along base x.", check=_length(3)),
+    ParamSpec("max_frame_gap", _P.max_frame_gap, "A gap between processed frames longer than this (s) restarts the "
+              "odometry chain.", low=0.01, high=3600.0, dynamic=True),
+    ParamSpec("pose_covariance_diagonal", list(_N.pose_covariance_diagonal), "Odometry pose variances "
               "(x, y, z, roll, pitch, yaw).", check=_non_negative_list, dynamic=True),
-    ParamSpec("twist_covariance_diagonal", [0.05, 0.05, 0.05, 0.05, 0.05, 0.05], "Odometry twist variances "
+    ParamSpec("twist_covariance_diagonal", list(_N.twist_covariance_diagonal), "Odometry twist variances "
               "(vx, vy, vz, wx, wy, wz).", check=_non_negative_list, dynamic=True),
     # scale
-    ParamSpec("scale_mode", "relative", "Metric scale: 'relative' (as the network gives), 'fixed' (scale_factor), "
+    ParamSpec("scale_mode", _P.scale_mode, "Metric scale: 'relative' (as the network gives), 'fixed' (scale_factor), "
               "'stereo' (stereo-trained weights: stereo_scale * scale_factor), 'camera_height' (ground plane + "
               "camera_mount height).", choices=SCALE_MODES, dynamic=True),
-    ParamSpec("scale_factor", 1.0, "Multiplier for 'fixed' and 'stereo' scale modes.", low=1e-6, high=1e6, dynamic=True),
-    ParamSpec("stereo_scale", 5.4, "Baseline factor of stereo-trained weights (5.4 for KITTI Monodepth2 stereo "
-              "models); a checkpoint's metadata overrides it.", low=1e-6, high=1e6, dynamic=True),
-    ParamSpec("camera_height", 0.0, "Camera height above the ground in metres for 'camera_height' mode "
-              "(0 = camera_mount.xyz z).", low=0.0, high=100.0, dynamic=True),
-    ParamSpec("scale_smoothing", 0.9, "Exponential smoothing of the camera_height scale (0 = none, 0.99 = slow).",
-              low=0.0, high=0.999, dynamic=True),
-    ParamSpec("ground_region", 0.4, "Lower fraction of the image searched for the ground plane.", low=0.05, high=1.0,
+    ParamSpec("scale_factor", _P.scale_factor, "Multiplier for 'fixed' and 'stereo' scale modes.", low=1e-6, high=1e6,
               dynamic=True),
+    ParamSpec("stereo_scale", _P.stereo_scale, "Baseline factor of stereo-trained weights (5.4 for KITTI Monodepth2 "
+              "stereo models); a checkpoint's metadata overrides it.", low=1e-6, high=1e6, dynamic=True),
+    ParamSpec("camera_height", _P.camera_height, "Camera height above the ground in metres for 'camera_height' mode "
+              "(0 = camera_mount.xyz z).", low=0.0, high=100.0, dynamic=True),
+    ParamSpec("scale_smoothing", _P.scale_smoothing, "Exponential smoothing of the camera_height scale (0 = none, "
+              "0.99 = slow).", low=0.0, high=0.999, dynamic=True),
+    ParamSpec("ground_region", _P.ground_region, "Lower fraction of the image searched for the ground plane.",
+              low=0.05, high=1.0, dynamic=True),
     # housekeeping
-    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages (0 = off).", low=0.0, high=60.0),
-    ParamSpec("warn_throttle", 5.0, "Seconds between repeated warnings about the same bad input field.",
+    ParamSpec("diagnostics_period", _N.diagnostics_period, "Seconds between /diagnostics messages (0 = off).",
+              low=0.0, high=60.0),
+    ParamSpec("warn_throttle", _N.warn_throttle, "Seconds between repeated warnings about the same bad input field.",
               low=0.0, high=3600.0, dynamic=True),
 ]
 SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+PIPELINE_FIELDS = frozenset(f.name for f in fields(PipelineConfig))
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -175,8 +218,28 @@ def check_value(name: str, value: Any) -> Optional[str]:
     return None
 
 
-def declare_parameters(node: Any) -> Dict[str, Any]:
-    """Declare every parameter with its descriptor and return {name: value}.
+def _normalise(spec: ParamSpec, value: Any) -> Any:
+    """A declared value in the type of its default (ROS gives 1 for 1.0; arrays as lists of floats)."""
+    if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(spec.default, list) and value is not None:
+        return [float(x) for x in value]
+    return value
+
+
+def with_values(cfg: NodeConfig, values: Dict[str, Any]) -> NodeConfig:
+    """A copy of ``cfg`` with parameters ``{name: value}`` (already validated) applied."""
+    node_updates: Dict[str, Any] = {}
+    pipeline_updates: Dict[str, Any] = {}
+    for name, value in values.items():
+        spec = SPECS[name]
+        value = tuple(value) if isinstance(spec.default, list) else value
+        (pipeline_updates if spec.field_name in PIPELINE_FIELDS else node_updates)[spec.field_name] = value
+    return replace(cfg, pipeline=replace(cfg.pipeline, **pipeline_updates), **node_updates)
+
+
+def declare_parameters(node: Any) -> NodeConfig:
+    """Declare every parameter with its descriptor and return the configuration they give.
 
     Values from a params file or the command line are validated too; a bad one raises ValueError with
     the parameter's name and the reason (the node then refuses to start, which is clearer than running
@@ -185,16 +248,12 @@ def declare_parameters(node: Any) -> Dict[str, Any]:
     values: Dict[str, Any] = {}
     for spec in PARAMS:
         param = node.declare_parameter(spec.name, spec.default, _descriptor(spec))
-        value = param.value
-        if isinstance(spec.default, float) and isinstance(value, int):
-            value = float(value)
-        if isinstance(spec.default, list):
-            value = [float(x) for x in value]
+        value = _normalise(spec, param.value)
         problem = check_value(spec.name, value)
         if problem:
             raise ValueError(f"parameter '{spec.name}': {problem}")
         values[spec.name] = value
-    return values
+    return with_values(NodeConfig(), values)
 
 
 def on_set_parameters(params: Sequence[Any], apply: Callable[[Dict[str, Any]], None]) -> SetParametersResult:
@@ -204,9 +263,7 @@ def on_set_parameters(params: Sequence[Any], apply: Callable[[Dict[str, Any]], N
         spec = SPECS.get(p.name)
         if spec is None:
             continue
-        value = p.value
-        if isinstance(spec.default, list) and value is not None:
-            value = [float(x) for x in value]
+        value = _normalise(spec, p.value)
         problem = check_value(p.name, value)
         if problem:
             return SetParametersResult(successful=False, reason=f"{p.name}: {problem}")

@@ -12,7 +12,7 @@ import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 
 from ..core.pointcloud import unpack_rgb_float
-from .image_conversions import bytes_to_uint8_array
+from .image_messages import bytes_to_uint8_array
 
 
 def build_cloud(header: Any, xyz: np.ndarray, rgb_packed: Optional[np.ndarray] = None) -> PointCloud2:

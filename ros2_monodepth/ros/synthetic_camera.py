@@ -22,7 +22,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from ..core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
-from .image_conversions import fill_image_msg
+from .image_messages import fill_image_msg
 from .messages import camera_info_msg
 
 

@@ -26,15 +26,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from .node_process import NodeProcess
 from .ros_session import force_loopback_env, params_file, use_large_message_dds_profile
 
 
@@ -62,40 +62,45 @@ def _trained_checkpoint(args: argparse.Namespace) -> str:
     """Generate the training bag and train on it, or reuse both from the cache. Returns the checkpoint folder."""
     import hashlib
     import json
+    from dataclasses import asdict
 
+    from ros2_monodepth_training.config import TrainConfig
     from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
     from ros2_monodepth_training.train import train_or_reuse
 
-    from ..core.export import default_cache_dir
+    from ..core.fileio import default_cache_dir
 
     cache = Path(args.cache) if args.cache else default_cache_dir() / "demo"
-    bag_cfg = dict(frames=args.train_frames, width=args.width, height=args.height, seed=args.seed, moving_object=True,
-                   still=((args.train_frames // 3, args.train_frames // 3 + 20),))
-    train_opts = ["--height", "64", "--width", "192", "--lr", "2e-4", "--batch-size", "8", "--epochs", "1000",
-                  "--workers", "1", "--checkpoint-every", "100", "--seed", str(args.seed)]
-    key = hashlib.sha256(json.dumps([bag_cfg, train_opts, args.train_steps, 1]).encode()).hexdigest()[:12]
+    synth = SynthConfig(Path(), frames=args.train_frames, width=args.width, height=args.height, seed=args.seed,
+                        moving_object=True, still=((args.train_frames // 3, args.train_frames // 3 + 20),))
+    run_cfg = TrainConfig(bags=[], out="", height=64, width=192, lr=2e-4, batch_size=8, epochs=1000, workers=1,
+                          checkpoint_every=100, seed=args.seed)
+    described = [{k: v for k, v in asdict(c).items() if k not in ("bags", "out")} for c in (synth, run_cfg)]
+    key = hashlib.sha256(json.dumps([described, args.train_steps, 2], default=str).encode()).hexdigest()[:12]
     bag = cache / f"train_bag_{key}"
     if not (bag / "metadata.yaml").is_file():
         print(f"[demo] writing the training bag {bag}")
-        write_synthetic_bag(SynthConfig(bag, **bag_cfg), progress=True)
+        write_synthetic_bag(replace(synth, out=bag), progress=True)
     print(f"[demo] training {args.train_steps} steps from scratch on {bag} (cached in {cache})")
-    return str(train_or_reuse(bag, cache / f"run_{key}", args.train_steps, train_opts))
+    run = replace(run_cfg, bags=[str(bag)], out=str(cache / f"run_{key}"))
+    return str(train_or_reuse(run, args.train_steps))
 
 
 def _evaluate(out: Path, test_bag: Path, checkpoint: str) -> None:
-    from ros2_monodepth_training.evaluate import evaluate, print_table
-    from ros2_monodepth_training.evaluate import parse_args as eval_args
-
     import json
+
+    from ros2_monodepth_training.config import EvalConfig
+    from ros2_monodepth_training.evaluate import evaluate, print_table
 
     results = {}
     for name in ([checkpoint] if checkpoint else []) + ["untrained"]:
         label = "trained" if name != "untrained" else "untrained"
-        a = eval_args([str(test_bag), "--mask-topic", "/ground_truth/moving_mask"]
-                      + ([] if name != "untrained" else ["--height", "64", "--width", "192"]))
+        cfg = EvalConfig(bags=[str(test_bag)], mask_topic="/ground_truth/moving_mask")
+        if name == "untrained":
+            cfg = replace(cfg, height=64, width=192)
         sub = out / "evaluation" / label
         sub.mkdir(parents=True, exist_ok=True)
-        results[label] = evaluate(None if name == "untrained" else name, [str(test_bag)], a, sub)
+        results[label] = evaluate(None if name == "untrained" else name, cfg, sub)
     (out / "evaluation" / "metrics.json").write_text(json.dumps(results, indent=2))
     print("[demo] evaluation on the test bag (depth: per-image median scaling, capped 0.1-80 m; ATE: Sim(3)-aligned):")
     print(print_table(results))
@@ -116,7 +121,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from ..core.geometry import matrix_to_quaternion, se3_inverse
     from ..core.pointcloud import write_ply
-    from ..ros.image_conversions import fill_image_msg, image_to_numpy
+    from ..core.image_codec import image_to_numpy
+    from ..ros.image_messages import fill_image_msg
     from ..ros.messages import camera_info_msg
     from ..ros.pointcloud2 import cloud_colors, cloud_to_numpy
 
@@ -135,24 +141,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     stamps = np.array([f.stamp_ns for f in gt_frames], np.int64)
     poses = [f.pose for f in gt_frames]
 
-    cmd = [sys.executable, "-m", "ros2_monodepth.ros.node", "--ros-args", "--params-file", params_file(),
-           "-r", f"__ns:={ns}", "-p", f"backend:={args.backend}", "-p", "input_qos:=reliable"]
+    params: Dict[str, object] = {"backend": args.backend, "input_qos": "reliable"}
     if checkpoint:
         from ..core.checkpoint import read_metadata
-
-        meta = read_metadata(checkpoint)
         from ..core.synthetic import TrajectoryConfig
 
+        meta = read_metadata(checkpoint)
         # Trained depth has an arbitrary scale: the ground plane and the known camera height make it metric
         # (a --param given by the user comes later and wins).
-        cmd += ["-p", f"checkpoint_dir:={checkpoint}", "-p", f"network_width:={meta.width}", "-p", f"network_height:={meta.height}",
-                "-p", "scale_mode:=camera_height", "-p", f"camera_height:={TrajectoryConfig().camera_height}"]
-    for p in args.param:
-        cmd += ["-p", p]
+        params.update(checkpoint_dir=checkpoint, network_width=meta.width, network_height=meta.height,
+                      scale_mode="camera_height", camera_height=TrajectoryConfig().camera_height)
     log_path = out / "node.log"
-    log = open(log_path, "w")
     print(f"[demo] starting monodepth_node (log: {log_path}), ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, discovery on localhost")
-    node_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    node_proc = NodeProcess(log_path, params, namespace=ns, extra_params=list(args.param))
 
     rclpy.init()
     node = rclpy.create_node("monodepth_demo")
@@ -160,11 +161,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     topics = {f"{ns}/depth": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
               f"{ns}/odom": Odometry, f"{ns}/depth/colorized": Image}
     raw: Dict[str, List[tuple]] = {t: [] for t in topics}
-    for topic in topics:
-        node.create_subscription(topics[topic], topic, lambda m, t=topic: raw[t].append((time.time_ns(), m)), qos, raw=True)
+
+    def keep(topic: str) -> Callable[[bytes], None]:
+        return lambda data: raw[topic].append((time.time_ns(), data))
+
+    for topic, msg_type in topics.items():
+        node.create_subscription(msg_type, topic, keep(topic), qos, raw=True)
     pub_img = node.create_publisher(Image, f"{ns}/image", qos)
     pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
-    code = 0
     try:
         deadline = time.time() + 120
         def matched() -> bool:
@@ -172,8 +176,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     and all(node.count_publishers(t) > 0 for t in topics))
 
         while not matched() and time.time() < deadline:
-            if node_proc.poll() is not None:
-                raise RuntimeError(f"monodepth_node exited early:\n{log_path.read_text()}")
+            if not node_proc.alive():
+                raise RuntimeError(f"monodepth_node exited early:\n{node_proc.log()}")
             rclpy.spin_once(node, timeout_sec=0.1)
         # Discovery is seen from this side first; let the node's readers match too before the first frame. As
         # with a camera driver that is already running, camera_info flows first: the node warms its backend up
@@ -195,12 +199,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         while time.time() < end and len(raw[f"{ns}/odom"]) < len(frames):
             rclpy.spin_once(node, timeout_sec=0.05)
     finally:
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            node_proc.wait(10)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
-        log.close()
+        node_proc.stop()
 
     n_depth = len(raw[f"{ns}/depth"])
     print(f"[demo] received {n_depth} depth images, {len(raw[f'{ns}/points'])} clouds, {len(raw[f'{ns}/odom'])} odometry messages "
@@ -261,7 +260,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rclpy.try_shutdown()
     _evaluate(out, test_bag, checkpoint)
     print(f"[demo] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
-    return code
+    return 0
 
 
 def _camera_mount(overrides: Sequence[str]) -> np.ndarray:

@@ -88,7 +88,7 @@ def _quantize(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple) -> i
     """Calibrate on every other bag frame, check int8 against fp32 on the frames in between."""
     import itertools
 
-    from ros2_monodepth_training.bag_frames import BagError, iter_frames, list_topics
+    from ..core.bags import BagError, iter_frames, list_topics
 
     from ..core.quantize import QuantizationError, int8_accuracy, quantize_export
 
@@ -136,7 +136,7 @@ def _build_engines(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     frames = None
     if args.tensorrt == "int8":
-        from ros2_monodepth_training.bag_frames import iter_frames
+        from ..core.bags import iter_frames
 
         frames = itertools.islice((f for _, f in iter_frames(args.calibration_bag, args.calibration_topic, camera_size)),
                                   args.calibration_frames)

@@ -1,16 +1,25 @@
-"""The runtime interface every inference backend implements (PyTorch, ONNX Runtime, TensorRT).
+"""The runtime interface every inference backend implements (PyTorch, ONNX Runtime, TensorRT), and what a
+backend is given to run.
 
-A backend takes camera images as uint8 HxWx3 arrays and returns numpy results; it owns its device
-memory, precision and threads. The node and the benchmarks only see this interface.
+A backend takes camera images as uint8 HxWx3 arrays and returns numpy results; it owns its device memory,
+precision and threads. It is handed what it runs, already prepared by ``core.artifacts``: networks for
+PyTorch, a ``GraphSet`` of exported graphs for ONNX Runtime and TensorRT. No backend imports another. The
+node, the pipeline and the benchmarks only see this interface.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from pathlib import Path
+from typing import Optional, Tuple
 
 import numpy as np
+
+
+# Tensor names of the exported graphs (``core.export`` writes them, the graph backends feed them).
+DEPTH_INPUT, DEPTH_OUTPUT = "image", "depth"
+POSE_INPUTS, POSE_OUTPUT = ("earlier", "later"), "T_a_b"
 
 
 class BackendError(RuntimeError):
@@ -38,6 +47,22 @@ class ModelSpec:
     precision: str = "fp32"
     seed: int = 0
     trace: bool = True            # torch on CPU: TorchScript-trace and freeze (False: eager, for debugging)
+
+
+@dataclass(frozen=True)
+class GraphSet:
+    """Exported graphs ready to run: files already checked by ``core.artifacts``.
+
+    ``camera_size`` (H, W) and ``channel_order`` are what the graphs take (static shapes); ``precision`` is
+    'fp32' or 'int8'; ``source`` says where they came from (folder, calibration), for logs and diagnostics.
+    """
+
+    depth: Path
+    pose: Optional[Path]
+    camera_size: Tuple[int, int]
+    channel_order: str
+    precision: str
+    source: str
 
 
 class InferenceBackend(abc.ABC):
@@ -86,15 +111,25 @@ class InferenceBackend(abc.ABC):
 
 
 class ExportedGraphBackend(InferenceBackend):
-    """A backend that runs the exported graphs: input size and channel order are the export's
-    (``self.info``, an ``export.ExportInfo``), not the caller's."""
+    """A backend that runs exported graphs: input size and channel order are the graphs' (``self.graphs``), not
+    the caller's."""
 
-    info: Any
+    def __init__(self, spec: ModelSpec, graphs: GraphSet):
+        super().__init__(spec)
+        self.graphs = graphs
 
     @property
     def input_size(self) -> Optional[Tuple[int, int]]:
-        return (int(self.info.camera_size[0]), int(self.info.camera_size[1]))
+        return (int(self.graphs.camera_size[0]), int(self.graphs.camera_size[1]))
 
     @property
     def channel_order(self) -> str:
-        return str(self.info.channel_order)
+        return self.graphs.channel_order
+
+    def check_image(self, image: np.ndarray) -> np.ndarray:
+        """The image as the graphs take it (contiguous uint8 at the camera size), or BackendError naming the
+        difference."""
+        h, w = self.graphs.camera_size
+        if image.dtype != np.uint8 or image.shape != (h, w, 3):
+            raise BackendError(f"expected uint8 ({h}, {w}, 3), got {image.dtype} {image.shape}")
+        return np.ascontiguousarray(image)

@@ -58,9 +58,6 @@ class Stream:
     def __init__(self) -> None:
         self.handle = check(cudart.cudaStreamCreate())
 
-    def synchronize(self) -> None:
-        check(cudart.cudaStreamSynchronize(self.handle))
-
     def destroy(self) -> None:
         if self.handle is not None:
             check(cudart.cudaStreamDestroy(self.handle))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, TypeVar
+
+from ..fileio import atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,11 +52,7 @@ def load_or_build(path: Path, deserialize: Callable[[bytes], Optional[T]], build
         warn(f"engine cache {path} is unusable ({reason}): rebuilding")
         path.unlink(missing_ok=True)
     blob = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(blob)
-    os.replace(tmp, path)
+    atomic_write_bytes(blob, path)
     engine = deserialize(blob)
     if engine is None:
         raise RuntimeError(f"a freshly built engine for {path.name} could not be deserialised")

@@ -17,8 +17,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..export import DEPTH_INPUT, DEPTH_ONNX, DEPTH_OUTPUT, POSE_INPUTS, POSE_ONNX, POSE_OUTPUT, ExportInfo, default_cache_dir, file_sha256
-from .base import BackendError, ExportedGraphBackend, ModelSpec
+from ..fileio import default_cache_dir, file_sha256
+from .base import DEPTH_INPUT, DEPTH_OUTPUT, POSE_INPUTS, POSE_OUTPUT, BackendError, ExportedGraphBackend, GraphSet, ModelSpec
 from .engine_cache import EngineKey, load_or_build
 
 LOG = logging.getLogger(__name__)
@@ -38,6 +38,11 @@ except ImportError as _exc:  # pragma: no cover - the normal case outside NVIDIA
 
 def tensorrt_available() -> bool:
     return trt is not None
+
+
+def import_error() -> Optional[BaseException]:
+    """Why ``import tensorrt`` failed (None when it worked)."""
+    return _IMPORT_ERROR
 
 
 def dims_to_tuple(dims: "trt.Dims") -> Tuple[int, ...]:
@@ -190,25 +195,22 @@ class _EngineRunner:
 class TensorRTBackend(ExportedGraphBackend):
     name = "tensorrt"
 
-    def __init__(self, spec: ModelSpec, workspace: int = DEFAULT_WORKSPACE,
+    def __init__(self, spec: ModelSpec, graphs: GraphSet, workspace: int = DEFAULT_WORKSPACE,
                  calibration_frames: Optional[Iterator[np.ndarray]] = None):
-        super().__init__(spec)
+        super().__init__(spec, graphs)
         if trt is None:
             raise BackendError(f"tensorrt is not importable ({_IMPORT_ERROR})")
         from .cuda_buffers import Stream, device_name_and_capability
-        from .onnxruntime_backend import locate_or_export
 
         precision = spec.precision if spec.precision in ("fp16", "int8", "fp32") else "fp16"
-        self.onnx_dir = locate_or_export(spec)
-        self.info = ExportInfo.read(self.onnx_dir)
         gpu, capability = device_name_and_capability()
         self.runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.stream = Stream()
         runners = {}
-        graphs = [("depth", DEPTH_ONNX)] + ([("pose", POSE_ONNX)] if spec.with_pose and self.info.has_pose else [])
-        for stem, onnx_name in graphs:
-            engine = prepare_engine(self.runtime, self.onnx_dir / onnx_name, stem, precision, workspace,
-                                    (gpu, capability), calibration_frames)
+        onnx_graphs = [("depth", graphs.depth)] + ([("pose", graphs.pose)] if spec.with_pose and graphs.pose else [])
+        for stem, onnx_path in onnx_graphs:
+            engine = prepare_engine(self.runtime, onnx_path, stem, precision, workspace, (gpu, capability),
+                                    calibration_frames)
             runners[stem] = _EngineRunner(engine, self.stream.handle)
         self.depth_runner = runners["depth"]
         self.pose_runner = runners.get("pose")

@@ -1,5 +1,7 @@
 """PyTorch backend: CPU fp32, CPU bf16 (AMX where the CPU has it) with channels_last, CUDA fp32/fp16.
 
+Given the networks to run (``core.artifacts.build_networks`` loads them from a checkpoint).
+
 On the CPU the deployment wrappers are traced and frozen once per input shape (TorchScript): one C++ call per
 frame instead of a Python call per layer, which also keeps the node's executor thread from stalling the
 inference thread on the GIL, and lets conv/batch-norm fold. In bf16 the networks' weights are bf16 (inputs
@@ -16,24 +18,12 @@ from typing import Callable, ContextManager, Dict, Optional
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint
 from ..inference_model import DepthInference, PoseInference
 from ..networks import DepthNet, PoseNet
 from .base import BackendError, InferenceBackend, ModelSpec
 
 LOG = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-def build_networks(spec: ModelSpec) -> tuple[DepthNet, Optional[PoseNet]]:
-    """Networks from the checkpoint folder, or seeded untrained ones when ``checkpoint_dir`` is empty."""
-    if spec.checkpoint_dir:
-        depth_net, pose_net, _ = load_checkpoint(spec.checkpoint_dir, load_pose=spec.with_pose)
-        if spec.with_pose and pose_net is None:
-            raise BackendError(f"{spec.checkpoint_dir}: no pose_encoder.pth / pose.pth, but odometry was asked for")
-        return depth_net, pose_net
-    torch.manual_seed(spec.seed)
-    return DepthNet(spec.num_layers).eval(), (PoseNet(spec.num_layers).eval() if spec.with_pose else None)
 
 
 def _cast_inputs_bf16(module: torch.nn.Module, args: tuple) -> tuple:
@@ -45,7 +35,7 @@ class TorchBackend(InferenceBackend):
 
     name = "torch"
 
-    def __init__(self, spec: ModelSpec, networks: tuple[DepthNet, Optional[PoseNet]] | None = None):
+    def __init__(self, spec: ModelSpec, networks: tuple[DepthNet, Optional[PoseNet]]):
         super().__init__(spec)
         if spec.precision == "int8":
             raise BackendError("int8 runs on onnxruntime (CPU) or TensorRT (CUDA), not the torch backend")
@@ -56,7 +46,7 @@ class TorchBackend(InferenceBackend):
         if spec.device == "cpu" and spec.precision == "fp16":
             raise BackendError("fp16 is for CUDA; on the CPU use bf16 (AMX) or fp32")
         self.device = torch.device(spec.device)
-        depth_net, pose_net = networks if networks is not None else build_networks(spec)
+        depth_net, pose_net = networks
         bgr = spec.channel_order == "bgr"
         self.depth_model = DepthInference(depth_net, spec.network_size, spec.min_depth, spec.max_depth, bgr, spec.output_size)
         self.pose_model = PoseInference(pose_net, spec.network_size, bgr) if pose_net is not None else None

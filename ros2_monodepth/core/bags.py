@@ -2,19 +2,20 @@
 
 Owns: finding the image topic, decoding sensor_msgs/Image and CompressedImage to RGB uint8, resizing,
 and clear errors for a missing topic (listing what the bag has) or an empty bag. Unreadable frames are
-skipped and counted.
+skipped and counted. Used by training, evaluation, int8 calibration (``ros2-monodepth-export``) and the
+benchmark; ``rosbags`` is imported inside the functions, so importing this module costs nothing.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 
-from ros2_monodepth.ros.image_conversions import CAMERA_ENCODINGS, ImageFormatError, decode_compressed, image_to_numpy, to_rgb8
+from .image_codec import CAMERA_ENCODINGS, ImageFormatError, decode_compressed, image_to_numpy, to_rgb8
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
@@ -106,6 +107,3 @@ def skip_reason(exc: Exception) -> str:
     """How an unreadable frame is counted in FrameStats: the error type, and the field when known."""
     return type(exc).__name__ + (f" ({exc.field})" if isinstance(exc, ImageFormatError) else "")
 
-
-def image_topics(paths: Sequence[str | Path]) -> List[str]:
-    return [t for t, (kind, _) in list_topics(paths).items() if kind in IMAGE_TYPES]

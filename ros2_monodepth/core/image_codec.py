@@ -1,14 +1,20 @@
-"""sensor_msgs/Image and CompressedImage <-> numpy, matching cv_bridge's behaviour for the encodings used here.
+"""sensor_msgs/Image and CompressedImage fields -> numpy, matching cv_bridge's behaviour for the encodings used
+here.
 
-cv_bridge is not installable outside a ROS install, so this module does what the node needs of it:
-validation of width/height/step/data length, row padding (``step`` > width * channels), big-endian
-multi-byte data, and zero-copy views where the layout allows. Only numpy and OpenCV; no rclpy import
-at module level so the functions work on any object with the message's fields.
+cv_bridge is not installable outside a ROS install, so this module does what the node, training and the tools
+need of it: validation of width/height/step/data length, row padding (``step`` > width * channels), big-endian
+multi-byte data, and zero-copy views where the layout allows. Only numpy and OpenCV: the functions work on any
+object with the message's fields (rclpy messages, rosbags messages). Filling messages is the ROS adapter's
+(``ros/image_messages.py``).
+
+    >>> from types import SimpleNamespace
+    >>> msg = SimpleNamespace(encoding="mono8", height=2, width=3, step=3, is_bigendian=0, data=bytes(range(6)))
+    >>> image_to_numpy(msg).tolist()
+    [[0, 1, 2], [3, 4, 5]]
 """
 
 from __future__ import annotations
 
-import array
 from typing import Any, Dict, Tuple
 
 import cv2
@@ -78,31 +84,6 @@ def to_rgb8(image: np.ndarray, encoding: str, want: str = "rgb") -> np.ndarray:
     if src_bgr != (want == "bgr"):
         return np.ascontiguousarray(image[:, :, ::-1])
     return np.ascontiguousarray(image)
-
-
-def fill_image_msg(msg: Any, image: np.ndarray, encoding: str) -> Any:
-    """Fill an Image message's size, encoding, step and data from an array (no per-element Python)."""
-    if encoding not in ENCODINGS:
-        raise ImageFormatError("encoding", encoding, "unsupported for output")
-    dtype, channels = ENCODINGS[encoding]
-    arr = np.ascontiguousarray(image, dtype=dtype.newbyteorder("<") if dtype.itemsize > 1 else dtype)
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.shape[2] != channels:
-        raise ImageFormatError("channels", arr.shape[2], f"{encoding} has {channels}")
-    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = int(arr.shape[1] * channels * dtype.itemsize)
-    msg.data = bytes_to_uint8_array(arr)
-    return msg
-
-
-def bytes_to_uint8_array(arr: np.ndarray) -> array.array:
-    """Contiguous numpy buffer -> array.array('B'): the fast path for rclpy's uint8[] fields."""
-    out = array.array("B")
-    out.frombytes(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
-    return out
 
 
 def decode_compressed(msg: Any, want: str = "rgb") -> np.ndarray:

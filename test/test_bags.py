@@ -10,7 +10,7 @@ pytest.importorskip("rosbags")
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_typestore  # noqa: E402
 
-from ros2_monodepth_training.bag_frames import BagError, FrameStats, iter_frames, list_topics  # noqa: E402
+from ros2_monodepth.core.bags import BagError, FrameStats, iter_frames, list_topics  # noqa: E402
 
 STORE = get_typestore(Stores.ROS2_JAZZY)
 

@@ -1,0 +1,339 @@
+"""The per-frame work of the node without ROS: decoded camera frame + intrinsics + stamp in; metric depth, cloud
+values, the odometry increment and the scale state out.
+
+Owns, in order of use: the intrinsics a frame is processed with (camera_info, or the fallback parameters), the
+resize to the backend's input size, the depth network, the metric scale, the depth image at output resolution
+with its intrinsics, the point cloud's points and colours, and the odometry chain. The ROS adapter
+(``ros/node.py``) only converts messages, holds parameters, publishers and threads.
+
+Two stages, so that a caller can overlap them (the node publishes depth on one thread while the pose network
+runs on another): ``depth(frame)`` and ``odometry(frame)``; ``process(frame)`` runs both.
+
+    >>> from ros2_monodepth.core.backends.base import ModelSpec
+    >>> cfg = PipelineConfig(network_width=128, network_height=64, backend="torch", precision="fp32")
+    >>> pipeline, why = FramePipeline.create(cfg)
+    >>> K = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
+    >>> frame = pipeline.prepare(np.zeros((120, 160, 3), np.uint8), CameraIntrinsics(K, 160, 120), 0.0)
+    >>> pipeline.depth(frame).depth.shape
+    (64, 128)
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from .backends.base import InferenceBackend, ModelSpec
+from .colorize import colorize_depth
+from .geometry import rpy_to_matrix, scale_intrinsics
+from .odometry import OdometryIntegrator, OdometryStep
+from .pointcloud import RayGrid, pack_rgb_float
+from .scale import ScaleEstimator
+from .timing import StageTimer
+
+
+@dataclass
+class PipelineConfig:
+    """Settings of the per-frame work; each field is the node parameter of the same name (dots as underscores)."""
+
+    # model
+    checkpoint_dir: str = ""
+    backend: str = "auto"
+    device: str = "auto"
+    precision: str = "auto"
+    encoder_layers: int = 18
+    network_width: int = 640
+    network_height: int = 192
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    # intrinsics used while no camera_info arrives (fx 0: wait for camera_info)
+    intrinsics_fx: float = 0.0
+    intrinsics_fy: float = 0.0
+    intrinsics_cx: float = -1.0
+    intrinsics_cy: float = -1.0
+    # outputs
+    depth_resolution: str = "network"
+    points_stride: int = 2
+    points_rgb: bool = True
+    publish_odometry: bool = True
+    # camera pose on the robot (base_frame -> optical frame) and the odometry chain
+    camera_mount_xyz: Tuple[float, float, float] = (0.0, 0.0, 1.5)
+    camera_mount_rpy: Tuple[float, float, float] = (-math.pi / 2, 0.0, -math.pi / 2)
+    max_frame_gap: float = 1.0
+    # metric scale
+    scale_mode: str = "relative"
+    scale_factor: float = 1.0
+    stereo_scale: float = 5.4
+    camera_height: float = 0.0
+    scale_smoothing: float = 0.9
+    ground_region: float = 0.4
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(checkpoint_dir=self.checkpoint_dir, num_layers=self.encoder_layers,
+                         network_size=(self.network_height, self.network_width), min_depth=self.min_depth,
+                         max_depth=self.max_depth, channel_order="rgb", with_pose=self.publish_odometry,
+                         device=self.device, precision=self.precision)
+
+    def camera_mount(self) -> np.ndarray:
+        """T_base_cam (4, 4) from ``camera_mount_xyz`` / ``camera_mount_rpy``."""
+        mount = np.eye(4)
+        mount[:3, :3] = rpy_to_matrix(*self.camera_mount_rpy)
+        mount[:3, 3] = self.camera_mount_xyz
+        return mount
+
+
+class FrameError(ValueError):
+    """A frame that cannot be processed; ``field`` and ``value`` name what is wrong (the caller adds the topic)."""
+
+    def __init__(self, field: str, value: object, reason: str):
+        super().__init__(f"{field}={value!r}: {reason}")
+        self.field, self.value, self.reason = field, value, reason
+
+
+@dataclass(frozen=True)
+class CameraIntrinsics:
+    """K (3, 3) for images of ``width`` x ``height`` (0 x 0: any size); ``source`` says where it came from."""
+
+    K: np.ndarray
+    width: int
+    height: int
+    source: str = "camera_info"
+
+
+def camera_intrinsics(k: Sequence[float], width: int, height: int, source: str = "camera_info") -> CameraIntrinsics:
+    """A CameraInfo's ``k`` (9 values, row-major) and size -> CameraIntrinsics, or FrameError naming the field.
+
+    >>> camera_intrinsics([100, 0, 79.5, 0, 100, 59.5, 0, 0, 1], 160, 120).K[0, 0]
+    100.0
+    """
+    K = np.asarray(k, np.float64).reshape(3, 3)
+    fx, fy = float(K[0, 0]), float(K[1, 1])
+    for name, v in (("k[0] (fx)", fx), ("k[4] (fy)", fy)):
+        if not math.isfinite(v) or v <= 0:
+            raise FrameError(name, v, "focal length must be finite and > 0")
+    if not np.isfinite(K).all():
+        raise FrameError("k", "non-finite values", "every entry must be finite")
+    return CameraIntrinsics(K, int(width), int(height), source)
+
+
+@dataclass
+class Frame:
+    """One decoded camera frame as the pipeline processes it.
+
+    ``image`` (H, W, 3) uint8 in the backend's channel order; ``net_input`` the same resized to the backend's input
+    size (or ``image`` itself); ``K`` at the image's size; ``stamp`` seconds.
+    """
+
+    image: np.ndarray
+    net_input: np.ndarray
+    K: np.ndarray
+    stamp: float
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+@dataclass
+class DepthResult:
+    """Metric depth of a frame at output resolution (NaN where invalid), its intrinsics and the scale applied.
+
+    ``points`` and ``colorized`` are computed on demand (a caller builds them only while someone wants them).
+    """
+
+    depth: np.ndarray
+    K: np.ndarray
+    scale: float
+    scale_mode: str
+    frame: Frame
+    _rays: RayGrid
+    _bgr: bool
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        return int(self.depth.shape[0]), int(self.depth.shape[1])
+
+    def colorized(self) -> np.ndarray:
+        """(h, w, 3) uint8 BGR false colour, near = bright (``core.colorize``)."""
+        return colorize_depth(self.depth)
+
+    def points(self, stride: int, with_rgb: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Every ``stride``-th pixel as a point in the optical frame: ((ceil(h/s), ceil(w/s), 3) float32 with NaN
+        for invalid depth, packed rgb float32 (PCL layout) or None)."""
+        xyz = self._rays.points(self.depth, self.K, stride)
+        if not with_rgb:
+            return xyz, None
+        out_h, out_w = self.size
+        frame = self.frame
+        if frame.size == (out_h, out_w):
+            colour = frame.image
+        elif frame.net_input.shape[:2] == (out_h, out_w):   # the resized frame the network saw: no second resize
+            colour = frame.net_input
+        else:
+            colour = cv2.resize(frame.image, (out_w, out_h), interpolation=cv2.INTER_AREA)
+        colour = colour[::stride, ::stride]
+        return xyz, pack_rgb_float(colour[..., ::-1] if self._bgr else colour)
+
+
+@dataclass
+class OdometryResult:
+    """The odometry after a frame: the chain's step, and why the chain restarted ('' when it did not; 'first frame'
+    at the start)."""
+
+    step: OdometryStep
+    restarted: str = ""
+    warnings: List[str] = field(default_factory=list)
+
+
+class FramePipeline:
+    """The per-frame work on one backend. Thread use: ``prepare``, ``depth`` and ``odometry`` on one thread (the
+    backend's); ``DepthResult.points`` / ``colorized`` may run on another while ``odometry`` runs."""
+
+    def __init__(self, backend: InferenceBackend, cfg: PipelineConfig):
+        self.backend = backend
+        self.cfg = cfg
+        self.timer = StageTimer()
+        self._lock = threading.Lock()
+        self._rays_out = RayGrid()
+        self._rays_scale = RayGrid()
+        self._prev_input: Optional[np.ndarray] = None
+        self.odometry_chain = OdometryIntegrator(cfg.camera_mount(), cfg.max_frame_gap)
+        self.scale = self._make_scale(cfg)
+
+    @classmethod
+    def create(cls, cfg: PipelineConfig) -> Tuple["FramePipeline", str]:
+        """The pipeline on the backend ``cfg`` asks for (``core.artifacts.create_backend``); returns it and why that
+        backend was chosen."""
+        from .artifacts import create_backend
+
+        backend, why = create_backend(cfg.backend, cfg.model_spec())
+        return cls(backend, cfg), why
+
+    # ---------------------------------------------------------------------------------------------- settings
+    @staticmethod
+    def _make_scale(cfg: PipelineConfig) -> ScaleEstimator:
+        R_base_cam = rpy_to_matrix(*cfg.camera_mount_rpy)
+        up_in_cam = R_base_cam.T @ np.array([0.0, 0.0, 1.0])
+        height = cfg.camera_height or float(cfg.camera_mount_xyz[2])
+        return ScaleEstimator(cfg.scale_mode, cfg.scale_factor, cfg.stereo_scale, height,
+                              (float(up_in_cam[0]), float(up_in_cam[1]), float(up_in_cam[2])),
+                              cfg.scale_smoothing, cfg.ground_region)
+
+    @property
+    def camera_height_usable(self) -> bool:
+        """False when ``scale_mode`` is camera_height but no height is known (camera_height and mount z both 0)."""
+        return (self.cfg.camera_height or float(self.cfg.camera_mount_xyz[2])) > 0
+
+    def reconfigure(self, cfg: PipelineConfig) -> None:
+        """Apply changed settings (parameters set at run time) between frames."""
+        with self._lock:
+            old, self.cfg = self.cfg, cfg
+            scale_fields = ("scale_mode", "scale_factor", "stereo_scale", "camera_height", "scale_smoothing",
+                            "ground_region", "camera_mount_rpy", "camera_mount_xyz")
+            if any(getattr(old, f) != getattr(cfg, f) for f in scale_fields):
+                self.scale = self._make_scale(cfg)
+            self.odometry_chain.max_gap_s = cfg.max_frame_gap
+
+    @property
+    def channel_order(self) -> str:
+        return self.backend.channel_order
+
+    @property
+    def has_pose(self) -> bool:
+        return self.backend.has_pose
+
+    # ---------------------------------------------------------------------------------------------- stages
+    def intrinsics(self, camera_info: Optional[CameraIntrinsics], width: int, height: int) -> CameraIntrinsics:
+        """The intrinsics to process a ``width`` x ``height`` frame with: the camera_info's, else the fallback
+        parameters; FrameError when neither fits."""
+        if camera_info is not None:
+            if (camera_info.width, camera_info.height) != (0, 0) and (camera_info.width, camera_info.height) != (width, height):
+                raise FrameError("width/height", f"{camera_info.width}x{camera_info.height}",
+                                 f"camera_info size differs from the image's {width}x{height}")
+            return camera_info
+        cfg = self.cfg
+        if cfg.intrinsics_fx <= 0:
+            raise FrameError("k", "none received", "no camera_info yet and parameter intrinsics.fx is 0")
+        fx = cfg.intrinsics_fx
+        fy = cfg.intrinsics_fy or fx
+        cx = cfg.intrinsics_cx if cfg.intrinsics_cx >= 0 else (width - 1) / 2.0
+        cy = cfg.intrinsics_cy if cfg.intrinsics_cy >= 0 else (height - 1) / 2.0
+        return CameraIntrinsics(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), width, height, "parameters")
+
+    def prepare(self, image: np.ndarray, camera_info: Optional[CameraIntrinsics], stamp: float) -> Frame:
+        """A decoded (H, W, 3) uint8 image in ``channel_order`` -> Frame (intrinsics resolved, resized for the
+        backend). Raises FrameError when the frame cannot be processed."""
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise FrameError("data", f"{image.dtype} {image.shape}", "expected a uint8 (H, W, 3) image")
+        height, width = image.shape[:2]
+        intr = self.intrinsics(camera_info, width, height)
+        with self.timer.stage("preprocess"):
+            net_in = image
+            need = self.backend.input_size
+            if need is not None and need != (height, width):
+                # bilinear with pixel-centre alignment: the same sampling the torch backend does in-graph, so
+                # every backend sees the same network input
+                net_in = cv2.resize(image, (need[1], need[0]), interpolation=cv2.INTER_LINEAR)
+        return Frame(image, net_in, intr.K, stamp)
+
+    def depth(self, frame: Frame) -> DepthResult:
+        """Depth network, metric scale, depth at output resolution with its K."""
+        cfg = self.cfg
+        with self.timer.stage("depth_net"):
+            depth_net = self.backend.depth(frame.net_input)
+        net_h, net_w = depth_net.shape
+        height, width = frame.size
+        if self.scale.mode == "camera_height":
+            # the ground is fitted in camera-frame points at network resolution
+            K_net = scale_intrinsics(frame.K, net_w / width, net_h / height)
+            self.scale.update(self._rays_scale.points(depth_net, K_net, 4))
+        scale = self.scale.scale
+        with self.timer.stage("postprocess"):
+            out_h, out_w = (height, width) if cfg.depth_resolution == "camera" else (net_h, net_w)
+            depth = depth_net if (out_h, out_w) == (net_h, net_w) else cv2.resize(
+                depth_net, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+            depth = depth * np.float32(scale)
+            depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
+            K_out = scale_intrinsics(frame.K, out_w / width, out_h / height)
+        return DepthResult(depth, K_out, scale, self.scale.mode, frame, self._rays_out, self.channel_order == "bgr")
+
+    def odometry(self, frame: Frame, scale: Optional[float] = None) -> Optional[OdometryResult]:
+        """Chain the camera motion since the previous frame (None when odometry is off or there is no pose
+        network). ``scale`` is the frame's metric scale (the current one when None)."""
+        if not (self.cfg.publish_odometry and self.backend.has_pose):
+            return None
+        scale = self.scale.scale if scale is None else scale
+        chain = self.odometry_chain
+        reason = chain.check_stamp(frame.stamp)
+        result_warnings: List[str] = []
+        prev = self._prev_input
+        if reason or prev is None or prev.shape != frame.net_input.shape:
+            if reason and reason != "first frame":
+                result_warnings.append(f"header.stamp: {reason}; odometry chain restarted")
+            restarted = reason or "size change"
+            step = chain.start(frame.stamp, restarted)
+        else:
+            with self.timer.stage("pose_net"):
+                T = self.backend.relative_pose(prev, frame.net_input)
+            step = chain.update(frame.stamp, T, scale)
+            restarted = ""
+        self._prev_input = frame.net_input
+        return OdometryResult(step, restarted, result_warnings)
+
+    def process(self, frame: Frame) -> Tuple[DepthResult, Optional[OdometryResult]]:
+        """Both stages, one after the other."""
+        depth = self.depth(frame)
+        return depth, self.odometry(frame, depth.scale)
+
+    def warm_up(self, image_size: Tuple[int, int]) -> None:
+        """Run the backend once on a blank frame of ``image_size`` (H, W) so that tracing, allocation and kernel
+        selection are paid before the first real frame."""
+        self.backend.warmup(image_size, runs=1)
+
+    def close(self) -> None:
+        self.backend.close()

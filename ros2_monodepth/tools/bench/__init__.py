@@ -1,0 +1,118 @@
+"""``ros2-monodepth-bench``: frame rate, latency and resource figures of the node, model-only timings, and the
+training step.
+
+Three modes, one table on stdout and one JSON file each (``--plot`` draws a picture too):
+
+``model``  times depth + pose through each backend/precision on the same camera frames (no ROS), next to the
+           plain fp32 eager PyTorch networks (NCHW, no autocast: the baseline the speed-ups are quoted against),
+           and gives each configuration's depth abs_rel difference from fp32 on the sequence.
+``node``   starts monodepth_node (or measures one already running with ``--attach``), publishes generated
+           frames (or a bag's) at a fixed rate, or closed-loop at the highest rate it sustains (the next
+           frame leaves when the previous frame's odometry arrives), and reports the sustained rate, latency
+           from image stamp to depth / points / odom (min, mean, p50, p99, max), jitter (std of the output
+           interval), dropped frames, the node process's CPU % and memory (start, end, max, slope), and the
+           share of each stage from the node's /diagnostics.
+``train``  the project's training step against a plain fp32 eager implementation of the same loss.
+
+Every process it starts uses loopback-only discovery and its own ROS_DOMAIN_ID.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence
+
+from ..ros_session import force_loopback_env, use_large_message_dds_profile
+from .common import bag_frames, generated_frames, stats_ms
+from .model import MODEL_CONFIGS, ModelBenchConfig, model_bench, print_model_table
+from .node import NodeBenchConfig, node_bench, print_node_table
+from .train import TrainBenchConfig, print_train_table, train_bench
+
+__all__ = ["main", "stats_ms"]
+
+
+def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="ros2-monodepth-bench", description=__doc__.split("\n\n")[0],
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("mode", choices=("model", "node", "train"),
+                   help="model-only timings, the whole node, or training steps against a plain fp32 implementation")
+    p.add_argument("--out", default="bench.json", help="JSON file to write (default: %(default)s)")
+    p.add_argument("--plot", help="also draw the result into this PNG (model and node modes)")
+    p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
+    p.add_argument("--bag", help="take camera frames from this bag instead of generating them")
+    p.add_argument("--topic", default="/camera/image_raw", help="image topic in --bag (default: %(default)s)")
+    p.add_argument("--camera-info-topic", default="/camera/camera_info", help="CameraInfo topic in --bag (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=20, help="distinct frames, looped (default: %(default)s)")
+    p.add_argument("--width", type=int, default=640, help="camera width (default: %(default)s)")
+    p.add_argument("--height", type=int, default=480, help="camera height (default: %(default)s)")
+    p.add_argument("--network-width", type=int, default=640, help="(default: %(default)s)")
+    p.add_argument("--network-height", type=int, default=192, help="(default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=0, help="model and train modes: torch threads (default: %(default)s, torch's)")
+    p.add_argument("--repeats", type=int, default=30, help="timed frames per configuration / of the baseline (default: %(default)s)")
+    m = p.add_argument_group("model mode")
+    m.add_argument("--configs", nargs="+", default=list(MODEL_CONFIGS), metavar="BACKEND:PRECISION",
+                   help="configurations to time next to the eager fp32 baseline; torch takes a third field "
+                        "'eager' for the untraced path (default: %(default)s)")
+    t = p.add_argument_group("train mode")
+    t.add_argument("--batch-size", type=int, default=4, help="(default: %(default)s)")
+    t.add_argument("--compile-loss", choices=("auto", "on", "off"), default="auto",
+                   help="as ros2-monodepth-train --compile-loss (default: %(default)s)")
+    n = p.add_argument_group("node mode")
+    n.add_argument("--no-baseline", dest="baseline", action="store_false",
+                   help="skip timing the eager fp32 networks first (the speed-up ratio needs them)")
+    n.add_argument("--rate", type=float, default=0.0, help="publish rate in Hz; 0 = closed loop, the highest sustained "
+                                                          "rate (default: %(default)s)")
+    n.add_argument("--duration", type=float, default=30.0, help="seconds of measurement (default: %(default)s)")
+    n.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
+    n.add_argument("--precision", default="auto", help="node precision parameter (default: %(default)s)")
+    n.add_argument("--attach", action="store_true", help="measure a node already running in --namespace instead of starting one")
+    n.add_argument("--attach-pid", type=int, default=0, help="with --attach: the node's PID for CPU/memory figures")
+    n.add_argument("--namespace", default="/bench", help="node namespace (default: %(default)s)")
+    n.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE", help="extra node parameter, repeatable")
+    n.add_argument("--node-log", default="bench_node.log", help="node output (default: %(default)s)")
+    return p.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parse_args(argv)
+    force_loopback_env()
+    use_large_message_dds_profile()
+    network_size = (args.network_height, args.network_width)
+    if args.bag:
+        frames, K = bag_frames(args.bag, args.topic, args.camera_info_topic, args.frames)
+    else:
+        print(f"[bench] rendering {args.frames} frames at {args.width}x{args.height}", flush=True)
+        frames, K = generated_frames(args.width, args.height, args.frames)
+    res: Dict[str, Any]
+    if args.mode == "model":
+        res = model_bench(ModelBenchConfig(args.checkpoint, network_size, args.warmup, args.repeats, args.threads,
+                                           list(args.configs)), frames)
+        table = print_model_table(res)
+    elif args.mode == "train":
+        if len(frames) < args.batch_size + 2:
+            raise SystemExit(f"train mode needs --frames >= --batch-size + 2 ({args.batch_size + 2})")
+        res = train_bench(TrainBenchConfig(network_size, args.batch_size, args.warmup, args.repeats, args.threads,
+                                           args.compile_loss), frames, K)
+        table = print_train_table(res)
+    else:
+        res = node_bench(NodeBenchConfig(args.checkpoint, network_size, args.backend, args.precision, args.rate,
+                                         args.duration, args.warmup, args.repeats, args.baseline, args.attach,
+                                         args.attach_pid, args.namespace, list(args.param), args.node_log), frames, K)
+        table = print_node_table(res)
+    print(table)
+    Path(args.out).write_text(json.dumps(res, indent=2))
+    print(f"[bench] wrote {args.out}")
+    if args.plot and res["mode"] in ("model", "node"):
+        from .plot import plot_result
+
+        plot_result(res, args.plot)
+        print(f"[bench] wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""``python -m ros2_monodepth.tools.bench``."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

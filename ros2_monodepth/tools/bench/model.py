@@ -1,0 +1,131 @@
+"""``bench model``: depth + pose through each backend/precision on the same camera frames (no ROS), next to the
+plain fp32 eager PyTorch networks (NCHW, no autocast: the baseline every speed-up is quoted against), with each
+configuration's depth abs_rel difference from fp32."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Tuple
+
+import numpy as np
+
+from .common import stats_ms
+
+MODEL_CONFIGS = ("torch:fp32:eager", "torch:bf16:eager", "torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int8")
+
+
+@dataclass
+class ModelBenchConfig:
+    checkpoint: str = ""
+    network_size: Tuple[int, int] = (192, 640)
+    warmup: int = 5
+    repeats: int = 30
+    threads: int = 0
+    configs: List[str] = field(default_factory=lambda: list(MODEL_CONFIGS))
+
+
+def time_calls(fn: Callable[[np.ndarray, np.ndarray], object], frames: List[np.ndarray], repeats: int) -> List[float]:
+    """Seconds per call of ``fn(frame i, frame i + 1)`` over ``repeats`` calls, cycling through ``frames``."""
+    times = []
+    for i in range(repeats):
+        a, b = frames[i % len(frames)], frames[(i + 1) % len(frames)]
+        t0 = time.perf_counter()
+        fn(a, b)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def eager_baseline(checkpoint: str, network_size: Tuple[int, int], frames: List[np.ndarray], warmup: int,
+                   repeats: int) -> List[float]:
+    """Per-frame seconds of the plain fp32 eager depth + pose networks (NCHW, no autocast, inputs resized
+    outside the timed region): the reference every speed-up is quoted against."""
+    import cv2
+    import torch
+
+    from ...core.artifacts import build_networks
+    from ...core.backends.base import ModelSpec
+
+    depth_net, pose_net = build_networks(ModelSpec(checkpoint_dir=checkpoint, network_size=network_size))
+    assert pose_net is not None
+
+    def prep(img: np.ndarray) -> torch.Tensor:
+        small = cv2.resize(img, (network_size[1], network_size[0]), interpolation=cv2.INTER_AREA)
+        return torch.from_numpy(small).permute(2, 0, 1)[None].float() / 255.0
+
+    tensors = [prep(f) for f in frames]
+    with torch.no_grad():
+        def eager(a_idx: int, b_idx: int) -> None:
+            depth_net(tensors[b_idx], (0,))
+            pose_net(tensors[a_idx], tensors[b_idx])
+
+        for i in range(warmup):
+            eager(i % len(tensors), (i + 1) % len(tensors))
+        times = []
+        for i in range(repeats):
+            t0 = time.perf_counter()
+            eager(i % len(tensors), (i + 1) % len(tensors))
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def model_bench(cfg: ModelBenchConfig, frames: List[np.ndarray]) -> Dict[str, Any]:
+    import cv2
+    import torch
+
+    from ...core.artifacts import create_backend
+    from ...core.backends.base import ModelSpec
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    size = cfg.network_size
+    # accuracy reference: the fp32 eager model with the backends' own preprocessing (in-graph resize)
+    ref_backend, _ = create_backend("torch", ModelSpec(checkpoint_dir=cfg.checkpoint, network_size=size, device="cpu",
+                                                       precision="fp32", trace=False))
+    reference: List[np.ndarray] = [ref_backend.depth(f) for f in frames]
+    ref_backend.close()
+    times = eager_baseline(cfg.checkpoint, size, frames, cfg.warmup, cfg.repeats)
+    rows: Dict[str, Dict[str, Any]] = {"torch eager fp32 (baseline)": {"per_frame_ms": stats_ms(times), "abs_rel_vs_fp32": 0.0}}
+    base_ms = float(np.median(times) * 1000)
+    for name_cfg in cfg.configs:
+        name, precision, *mode = name_cfg.split(":")
+        try:
+            backend, _ = create_backend(name, ModelSpec(checkpoint_dir=cfg.checkpoint, network_size=size, device="cpu",
+                                                        precision=precision, trace=mode != ["eager"]))
+        except Exception as exc:  # a backend that cannot run here is reported, not fatal
+            rows[name_cfg] = {"error": str(exc)}
+            continue
+        need = backend.input_size   # static graphs take the network size; the node resizes first, as here
+
+        def fit(img: np.ndarray) -> np.ndarray:
+            return img if need is None else cv2.resize(img, (need[1], need[0]), interpolation=cv2.INTER_LINEAR)
+
+        backend.warmup(frames[0].shape[:2] if need is None else need, runs=cfg.warmup)
+        t = time_calls(lambda a, b: (backend.depth(fit(b)), backend.relative_pose(fit(a), fit(b))), frames, cfg.repeats)
+        diffs = []
+        for f, ref in zip(frames, reference):
+            d = backend.depth(fit(f))
+            if d.shape != ref.shape:
+                d = cv2.resize(d, (ref.shape[1], ref.shape[0]), interpolation=cv2.INTER_LINEAR)
+            d, ref = np.asarray(d, np.float64).reshape(ref.shape), np.asarray(ref, np.float64)
+            diffs.append(float(np.mean(np.abs(d - ref) / ref)))
+        med = float(np.median(t) * 1000)
+        rows[name_cfg] = {"backend": backend.describe(), "per_frame_ms": stats_ms(t), "speedup_vs_baseline": base_ms / med,
+                          "abs_rel_vs_fp32": float(np.mean(diffs))}
+        backend.close()
+    return {"mode": "model", "network_size": list(size), "camera_size": list(frames[0].shape[:2]),
+            "threads": torch.get_num_threads(), "baseline_ms": base_ms, "rows": rows}
+
+
+def print_model_table(res: Dict[str, Any]) -> str:
+    lines = [f"model-only, depth + pose per frame, network {res['network_size'][1]}x{res['network_size'][0]}, "
+             f"camera {res['camera_size'][1]}x{res['camera_size'][0]}, {res['threads']} threads",
+             f"{'configuration':<30}{'p50 ms':>9}{'p99 ms':>9}{'fps':>8}{'x baseline':>12}{'abs_rel vs fp32':>17}"]
+    for name, r in res["rows"].items():
+        if "error" in r:
+            lines.append(f"{name:<30}  not run: {r['error']}")
+            continue
+        s = r["per_frame_ms"]
+        lines.append(f"{name:<30}{s['p50']:>9.1f}{s['p99']:>9.1f}{1000 / s['p50']:>8.1f}"
+                     f"{r.get('speedup_vs_baseline', 1.0):>12.2f}{r['abs_rel_vs_fp32']:>17.5f}")
+    return "\n".join(lines)

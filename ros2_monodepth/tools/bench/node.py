@@ -1,0 +1,278 @@
+"""``bench node``: the whole node over loopback DDS, in the style of ros2_benchmark.
+
+Starts monodepth_node (or measures one already running with ``attach``), publishes camera frames at a fixed rate
+or closed-loop at the highest rate it sustains (the next frame leaves when the previous frame's odometry arrives),
+and reports the sustained rate, latency from image stamp to depth / points / odom (min, mean, p50, p99, max),
+jitter (std of the output interval), dropped frames, the node process's CPU % and memory (start, end, max,
+slope), the share of each stage from the node's /diagnostics, and the plain fp32 eager networks timed in the
+same run (before and after) for the speed-up ratio.
+"""
+
+from __future__ import annotations
+
+import bisect
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+
+from ..node_process import NodeProcess
+from .common import stats_ms
+from .model import eager_baseline
+
+
+@dataclass
+class NodeBenchConfig:
+    checkpoint: str = ""
+    network_size: Tuple[int, int] = (192, 640)
+    backend: str = "auto"
+    precision: str = "auto"
+    rate: float = 0.0              # Hz; 0: closed loop
+    duration: float = 30.0         # seconds of measurement
+    warmup: int = 5                # frames before the measurement (not counted)
+    repeats: int = 30              # timed runs of the eager baseline, before and after
+    baseline: bool = True
+    attach: bool = False
+    attach_pid: int = 0
+    namespace: str = "/bench"
+    params: List[str] = field(default_factory=list)    # extra NAME:=VALUE node parameters
+    node_log: str = "bench_node.log"
+
+
+class ProcessMonitor(threading.Thread):
+    """Samples a process's CPU % and RSS (with its children) once a second (psutil)."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.samples: List[Tuple[float, float, float]] = []   # (t, cpu %, rss MB)
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            self.proc.cpu_percent(None)
+            while not self.stop_event.wait(1.0):
+                rss = self.proc.memory_info().rss + sum(c.memory_info().rss for c in self.proc.children(recursive=True))
+                self.samples.append((time.monotonic(), self.proc.cpu_percent(None), rss / 2**20))
+        except psutil.Error:
+            pass
+
+    def summary(self, skip_s: float = 5.0) -> Dict[str, Any]:
+        if not self.samples:
+            return {}
+        s = np.array(self.samples)
+        t0 = s[0, 0]
+        steady = s[s[:, 0] - t0 >= skip_s] if (s[:, 0] - t0 >= skip_s).sum() >= 3 else s
+
+        def slope(rows: np.ndarray) -> float:
+            return float(np.polyfit((rows[:, 0] - rows[0, 0]) / 60.0, rows[:, 2], 1)[0]) if len(rows) >= 3 else 0.0
+
+        # the second half's slope tells allocator warm-up (early growth, then flat) from a leak (growth throughout)
+        late = steady[len(steady) // 2:]
+        every = max(1, int(round(30.0 / max(1e-3, float(np.median(np.diff(s[:, 0])))))) if len(s) > 1 else 1)
+        return {"cpu_percent_mean": float(steady[:, 1].mean()), "rss_mb_start": float(steady[0, 2]),
+                "rss_mb_end": float(steady[-1, 2]), "rss_mb_max": float(s[:, 2].max()),
+                "rss_slope_mb_per_min": slope(steady), "rss_slope_second_half_mb_per_min": slope(late),
+                "rss_mb_every_30s": [round(float(v), 1) for v in s[::every, 2]], "samples": int(len(s))}
+
+
+def header_stamp(raw: bytes) -> float:
+    """The header stamp of a serialized message that starts with std_msgs/Header (every output of the node):
+    the 8 bytes after the 4-byte CDR encapsulation. Reading the stamp this way, instead of deserializing 1 MB of
+    depth and points per frame in Python, leaves the CPU to the node under test."""
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec + 1e-9 * nanosec
+
+
+def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: np.ndarray) -> Dict[str, Any]:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    from std_msgs.msg import Header
+
+    from ...ros.image_messages import fill_image_msg
+    from ...ros.messages import camera_info_msg
+
+    ns = cfg.namespace
+    baseline_s = eager_baseline(cfg.checkpoint, cfg.network_size, frames, cfg.warmup, cfg.repeats) if cfg.baseline else []
+    proc: Optional[NodeProcess] = None
+    if not cfg.attach:
+        params: Dict[str, Any] = {"backend": cfg.backend, "precision": cfg.precision, "input_qos": "reliable",
+                                  "network_width": cfg.network_size[1], "network_height": cfg.network_size[0],
+                                  "diagnostics_period": 1.0}
+        if cfg.checkpoint:
+            params["checkpoint_dir"] = cfg.checkpoint
+        proc = NodeProcess(Path(cfg.node_log), params, namespace=ns, extra_params=cfg.params)
+    rclpy.init()
+    node = rclpy.create_node("monodepth_bench")
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    outputs = {"depth": (f"{ns}/depth", Image), "points": (f"{ns}/points", PointCloud2), "odom": (f"{ns}/odom", Odometry)}
+    received: Dict[str, List[Tuple[float, float]]] = {k: [] for k in outputs}   # (receive wall time, stamp)
+    stages: Dict[str, float] = {}
+    h, w = frames[0].shape[:2]
+    result: Dict[str, Any] = {"mode": "node", "camera_size": [h, w], "network_size": list(cfg.network_size),
+                              "backend": cfg.backend, "precision": cfg.precision}
+
+    def on_output(kind: str) -> Callable[[bytes], None]:
+        return lambda raw: received[kind].append((time.time(), header_stamp(raw)))
+
+    def on_diag(msg: Any) -> None:
+        for st in msg.status:
+            if st.hardware_id:
+                result["node_backend"] = st.hardware_id   # the node's backend.describe()
+            for kv in st.values:
+                if kv.key.startswith("stage ") and kv.key.endswith(" mean (ms)"):
+                    stages[kv.key[6:-10]] = float(kv.value)
+
+    for kind, (topic, typ) in outputs.items():
+        node.create_subscription(typ, topic, on_output(kind), qos, raw=True)
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    pub_img = node.create_publisher(Image, f"{ns}/image", qos)
+    pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+    msgs = [fill_image_msg(Image(), f, "rgb8") for f in frames]
+    monitor = None
+    try:
+        deadline = time.time() + 120
+        while not (pub_img.get_subscription_count() and all(node.count_publishers(t) for t, _ in outputs.values())):
+            if proc is not None and not proc.alive():
+                raise RuntimeError(f"monodepth_node exited early, see {cfg.node_log}")
+            if time.time() > deadline:
+                raise RuntimeError("the node's topics did not appear within 120 s")
+            rclpy.spin_once(node, timeout_sec=0.1)
+        end = time.time() + 1.0
+        while time.time() < end:
+            rclpy.spin_once(node, timeout_sec=0.05)
+        pid = proc.pid if proc is not None else cfg.attach_pid
+        if pid:
+            monitor = ProcessMonitor(pid)
+            monitor.start()
+        published: List[float] = []
+
+        def publish(i: int) -> float:
+            stamp = time.time()
+            header = Header(stamp=rclpy.time.Time(seconds=stamp).to_msg(), frame_id="camera_optical_frame")
+            pub_info.publish(camera_info_msg(header, K, w, h))
+            m = msgs[i % len(msgs)]
+            m.header = header
+            pub_img.publish(m)
+            return stamp
+
+        # warm-up frames are not counted
+        for i in range(cfg.warmup):
+            n0 = len(received["odom"])
+            publish(i)
+            t_end = time.time() + 30
+            while len(received["odom"]) == n0 and time.time() < t_end:
+                rclpy.spin_once(node, timeout_sec=0.1)
+        for k in received:
+            received[k].clear()
+
+        def unanswered(sent: List[float]) -> int:
+            """Frames published after the newest answered one (the node answers in order; a frame older than
+            an answered one was dropped, latest frame wins, and is not waited for)."""
+            last = received["odom"][-1][1] if received["odom"] else -1.0
+            return len(sent) - bisect.bisect_right(sent, last + 1e-7)
+
+        t_start = time.time()
+        i = 0
+        while time.time() - t_start < cfg.duration:
+            if cfg.rate > 0:
+                target = t_start + i / cfg.rate
+                while time.time() < target:
+                    rclpy.spin_once(node, timeout_sec=max(0.0, target - time.time()))
+                published.append(publish(i))
+            else:   # closed loop: one frame in flight
+                published.append(publish(i))
+                t_end = time.time() + 10
+                # spin_once returns when a message arrives: a long timeout does not add latency, and not
+                # polling leaves both cores to the node (on 2 cores a busy harness halves its speed)
+                while unanswered(published) and time.time() < t_end:
+                    rclpy.spin_once(node, timeout_sec=0.1)
+            i += 1
+        t_end = time.time() + 3
+        while time.time() < t_end:
+            rclpy.spin_once(node, timeout_sec=0.01)
+        elapsed = published[-1] - published[0] if len(published) > 1 else 1.0
+        sent = set(round(p, 6) for p in published)
+        result.update({"rate_mode": f"fixed {cfg.rate} Hz" if cfg.rate > 0 else "closed loop (max sustained)",
+                       "duration_s": round(elapsed, 1), "frames_published": len(published)})
+        for kind, recs in received.items():
+            lat = [r - s for r, s in recs if round(s, 6) in sent]
+            arrivals = np.diff([r for r, _ in recs])
+            result[kind] = {"received": len(recs), "dropped": len(published) - len(lat),
+                            "rate_hz": (len(recs) - 1) / max(1e-6, recs[-1][0] - recs[0][0]) if len(recs) > 1 else 0.0,
+                            "latency_ms": stats_ms(lat), "jitter_ms": float(arrivals.std() * 1000) if arrivals.size else 0.0}
+        stages.pop("total", None)   # the node's whole-frame time, not a stage
+        total = sum(stages.values())
+        frame_ms = 1000.0 / result["odom"]["rate_hz"] if result["odom"]["rate_hz"] else float("nan")
+        model_ms = stages.get("depth_net", 0.0) + stages.get("pose_net", 0.0)
+        odom_p50 = result["odom"]["latency_ms"].get("p50", float("nan"))
+        # Time per frame outside the two networks: everything ROS and glue. Per frame is the odometry latency
+        # (image stamp -> odometry received) unless frames come faster than the node takes them; then a frame
+        # also waits for the one before it ("latest frame wins"), and the output period is the time per frame.
+        per_frame_ms = min(odom_p50, frame_ms)
+        result["ros_overhead_ms"] = per_frame_ms - model_ms
+        result["ros_overhead_share_of_frame"] = (per_frame_ms - model_ms) / frame_ms
+        result["stage_ms"] = stages
+        result["stage_share"] = {k: v / total for k, v in stages.items()} if total else {}
+    finally:
+        if monitor is not None:
+            monitor.stop_event.set()
+            monitor.join(2)
+            result["process"] = monitor.summary()
+        if proc is not None:
+            proc.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    if baseline_s:
+        # timed again after the node has stopped: a shared machine drifts, and the ratio should not hang on
+        # which minute the baseline happened to run in
+        after_s = eager_baseline(cfg.checkpoint, cfg.network_size, frames, cfg.warmup, cfg.repeats)
+        result["baseline_eager_fp32_fps_before_after"] = [1.0 / float(np.median(baseline_s)), 1.0 / float(np.median(after_s))]
+        base_fps = 1.0 / float(np.median(baseline_s + after_s))
+        result["baseline_eager_fp32_fps"] = base_fps
+        result["speedup_vs_baseline"] = result["odom"]["rate_hz"] / base_fps
+    return result
+
+
+def print_node_table(res: Dict[str, Any]) -> str:
+    lines = [f"node, {res['rate_mode']}, {res['frames_published']} frames in {res['duration_s']} s, camera "
+             f"{res['camera_size'][1]}x{res['camera_size'][0]}, network {res['network_size'][1]}x{res['network_size'][0]}, "
+             f"backend {res['backend']} {res['precision']}",
+             f"{'output':<8}{'rate Hz':>9}{'dropped':>9}{'min':>8}{'mean':>8}{'p50':>8}{'p99':>8}{'max':>8}{'jitter':>8}   latency ms"]
+    for kind in ("depth", "points", "odom"):
+        r = res.get(kind)
+        if not r:
+            continue
+        s = r["latency_ms"] or {k: float("nan") for k in ("min", "mean", "p50", "p99", "max")}
+        lines.append(f"{kind:<8}{r['rate_hz']:>9.2f}{r['dropped']:>9d}{s['min']:>8.1f}{s['mean']:>8.1f}{s['p50']:>8.1f}"
+                     f"{s['p99']:>8.1f}{s['max']:>8.1f}{r['jitter_ms']:>8.1f}")
+    if res.get("node_backend"):
+        lines.append(f"node backend: {res['node_backend']}")
+    if "speedup_vs_baseline" in res:
+        lines.append(f"whole node {res['odom']['rate_hz']:.2f} Hz = {res['speedup_vs_baseline']:.2f} x the plain fp32 eager "
+                     f"depth + pose networks ({res['baseline_eager_fp32_fps']:.2f} Hz, no ROS, timed in this run before "
+                     "and after the node: " + " / ".join(f"{v:.2f}" for v in res["baseline_eager_fp32_fps_before_after"]) +
+                     " Hz)")
+    if "ros_overhead_ms" in res:
+        lines.append(f"ROS overhead (min(odom latency p50, output period) - depth_net - pose_net): {res['ros_overhead_ms']:.1f} ms = "
+                     f"{100 * res['ros_overhead_share_of_frame']:.1f} % of the frame time")
+    p = res.get("process") or {}
+    if p:
+        lines.append(f"node process: CPU {p['cpu_percent_mean']:.0f} %, RSS {p['rss_mb_start']:.0f} -> {p['rss_mb_end']:.0f} MB "
+                     f"(max {p['rss_mb_max']:.0f}, slope {p['rss_slope_mb_per_min']:+.2f} MB/min, second half "
+                     f"{p['rss_slope_second_half_mb_per_min']:+.2f} MB/min)")
+    if res.get("stage_share"):
+        lines.append("stages: " + ", ".join(f"{k} {v * 100:.0f}% ({res['stage_ms'][k]:.1f} ms)"
+                                            for k, v in sorted(res["stage_share"].items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)

@@ -1,0 +1,226 @@
+"""The per-frame work without ROS (``core.pipeline``): intrinsics, resize, depth at output resolution and its K,
+invalid pixels, metric scale, the cloud's points and colours, and the odometry chain. No rclpy: these run in a
+plain Python environment; the node tests check the wiring around them."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from ros2_monodepth.core.backends.base import InferenceBackend, ModelSpec
+from ros2_monodepth.core.geometry import rpy_to_matrix, scale_intrinsics, se3_inverse
+from ros2_monodepth.core.pipeline import CameraIntrinsics, FrameError, FramePipeline, PipelineConfig
+from ros2_monodepth.core.pointcloud import unpack_rgb_float
+from ros2_monodepth.core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
+
+CAM_H, CAM_W = 120, 160
+NET_H, NET_W = 64, 128
+K_CAM = np.array([[100.0, 0.0, 79.5], [0.0, 100.0, 59.5], [0.0, 0.0, 1.0]])
+
+
+class ScriptedBackend(InferenceBackend):
+    """A backend whose outputs the test chooses: ``depth_fn(image)`` and a fixed frame-to-frame motion. It takes
+    images at ``input_size`` (like the exported-graph backends) or any size (None, like PyTorch)."""
+
+    name = "scripted"
+
+    def __init__(self, depth_fn, motion=None, input_size=None, order="rgb", with_pose=True):
+        super().__init__(ModelSpec(channel_order=order, with_pose=with_pose, network_size=(NET_H, NET_W)))
+        self.depth_fn = depth_fn
+        self.motion = np.eye(4) if motion is None else motion
+        self._input_size = input_size
+        self.pose_calls = []
+
+    @property
+    def input_size(self):
+        return self._input_size
+
+    def depth(self, image):
+        return self.depth_fn(image).astype(np.float32)
+
+    def relative_pose(self, earlier, later):
+        self.pose_calls.append((earlier.shape, later.shape))
+        return self.motion.copy()
+
+
+def constant_depth(value, shape=(NET_H, NET_W)):
+    return lambda image: np.full(shape, value, np.float32)
+
+
+def _image(seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (CAM_H, CAM_W, 3), dtype=np.uint8)
+
+
+def test_intrinsics_come_from_camera_info_or_the_fallback_parameters():
+    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig())
+    info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
+    assert pipeline.intrinsics(info, CAM_W, CAM_H) is info
+    with pytest.raises(FrameError, match="camera_info size differs") as err:
+        pipeline.intrinsics(CameraIntrinsics(K_CAM, CAM_W * 2, CAM_H), CAM_W, CAM_H)
+    assert err.value.field == "width/height"
+    with pytest.raises(FrameError, match="intrinsics.fx is 0") as err:
+        pipeline.intrinsics(None, CAM_W, CAM_H)
+    assert err.value.field == "k"
+    fallback = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig(intrinsics_fx=200.0)).intrinsics(None, CAM_W, CAM_H)
+    np.testing.assert_allclose(fallback.K, [[200, 0, 79.5], [0, 200, 59.5], [0, 0, 1]])
+    assert fallback.source == "parameters"
+
+
+def test_prepare_resizes_for_backends_with_a_fixed_input_size_only():
+    image = _image()
+    info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
+    fixed = FramePipeline(ScriptedBackend(constant_depth(2.0), input_size=(NET_H, NET_W)), PipelineConfig())
+    frame = fixed.prepare(image, info, 1.0)
+    np.testing.assert_array_equal(frame.net_input, cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_LINEAR))
+    assert frame.image is image and frame.stamp == 1.0
+    anysize = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig())
+    assert anysize.prepare(image, info, 1.0).net_input is image
+    with pytest.raises(FrameError, match="uint8"):
+        anysize.prepare(image.astype(np.float32), info, 1.0)
+
+
+@pytest.mark.parametrize("resolution", ["network", "camera"])
+def test_depth_at_output_resolution_with_its_intrinsics_scale_and_invalid_pixels(resolution):
+    raw = np.full((NET_H, NET_W), 2.0, np.float32)
+    raw[0, :5] = [np.nan, np.inf, 0.0, -1.0, 3.0]
+    cfg = PipelineConfig(depth_resolution=resolution, scale_mode="fixed", scale_factor=1.5)
+    pipeline = FramePipeline(ScriptedBackend(lambda image: raw), cfg)
+    result = pipeline.depth(pipeline.prepare(_image(), CameraIntrinsics(K_CAM, CAM_W, CAM_H), 0.0))
+    assert result.scale == 1.5 and result.scale_mode == "fixed"
+    if resolution == "network":
+        assert result.size == (NET_H, NET_W)
+        np.testing.assert_allclose(result.K, scale_intrinsics(K_CAM, NET_W / CAM_W, NET_H / CAM_H))
+        assert np.isnan(result.depth[0, :4]).all() and result.depth[0, 4] == pytest.approx(4.5)
+        assert np.nanmax(result.depth[1:]) == np.nanmin(result.depth[1:]) == pytest.approx(3.0)
+    else:
+        assert result.size == (CAM_H, CAM_W)
+        np.testing.assert_allclose(result.K, K_CAM)
+        assert np.nanmedian(result.depth) == pytest.approx(3.0)
+    # pixel-centre convention: cx' = (cx + 0.5) s - 0.5
+    assert scale_intrinsics(K_CAM, 0.5, 0.5)[0, 2] == pytest.approx((79.5 + 0.5) * 0.5 - 0.5)
+
+
+def test_points_back_project_the_depth_and_take_colours_from_the_frame_the_network_saw():
+    image = _image(3)
+    info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
+    fixed = FramePipeline(ScriptedBackend(constant_depth(2.0), input_size=(NET_H, NET_W)), PipelineConfig())
+    result = fixed.depth(fixed.prepare(image, info, 0.0))
+    xyz, rgb = result.points(stride=3, with_rgb=True)
+    assert xyz.shape == (math.ceil(NET_H / 3), math.ceil(NET_W / 3), 3)
+    np.testing.assert_allclose(xyz[..., 2], 2.0)
+    K = result.K   # x = (u - cx) / fx * z at the strided pixel centres
+    np.testing.assert_allclose(xyz[0, :, 0], (np.arange(0, NET_W, 3) - K[0, 2]) / K[0, 0] * 2.0, rtol=1e-6)
+    net_input = cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_array_equal(unpack_rgb_float(rgb), net_input[::3, ::3])
+    # a backend that takes any size: the camera frame is area-resized to the depth's size
+    anysize = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig())
+    _, rgb = anysize.depth(anysize.prepare(image, info, 0.0)).points(stride=1, with_rgb=True)
+    np.testing.assert_array_equal(unpack_rgb_float(rgb), cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_AREA))
+    # depth at camera resolution: the camera frame's own colours; a BGR backend gets them swapped back to RGB
+    bgr = FramePipeline(ScriptedBackend(constant_depth(2.0, (CAM_H, CAM_W)), order="bgr"), PipelineConfig(depth_resolution="camera"))
+    _, rgb = bgr.depth(bgr.prepare(image[..., ::-1].copy(), info, 0.0)).points(stride=2, with_rgb=True)
+    np.testing.assert_array_equal(unpack_rgb_float(rgb), image[::2, ::2])
+    assert fixed.depth(fixed.prepare(image, info, 0.0)).points(stride=2, with_rgb=False)[1] is None
+
+
+def test_colorized_depth_is_bgr_at_the_depth_size():
+    pipeline = FramePipeline(ScriptedBackend(lambda image: np.linspace(1, 10, NET_H * NET_W).reshape(NET_H, NET_W)),
+                             PipelineConfig())
+    result = pipeline.depth(pipeline.prepare(_image(), CameraIntrinsics(K_CAM, CAM_W, CAM_H), 0.0))
+    colour = result.colorized()
+    assert colour.shape == (NET_H, NET_W, 3) and colour.dtype == np.uint8 and colour.std() > 10
+
+
+def _forward_motion(metres):
+    T = np.eye(4)
+    T[2, 3] = metres   # the optical frame moves along its z axis
+    return T
+
+
+def test_odometry_chains_the_scaled_motion_through_the_camera_mount():
+    cfg = PipelineConfig(scale_mode="fixed", scale_factor=2.0)
+    backend = ScriptedBackend(constant_depth(2.0), motion=_forward_motion(0.25))
+    pipeline = FramePipeline(backend, cfg)
+    info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
+    results = []
+    for i in range(4):
+        frame = pipeline.prepare(_image(i), info, 10.0 + 0.1 * i)
+        depth, odometry = pipeline.process(frame)
+        results.append(odometry)
+    assert results[0].restarted == "first frame" and not results[0].step.integrated
+    assert all(r.restarted == "" and r.step.integrated for r in results[1:])
+    assert len(backend.pose_calls) == 3
+    # the default mount looks along base x: optical z forward is base x forward; 0.25 * scale 2 = 0.5 m a frame
+    np.testing.assert_allclose(results[-1].step.T_odom_base[:3, 3], [1.5, 0.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(results[-1].step.linear, [5.0, 0.0, 0.0], atol=1e-6)   # 0.5 m in 0.1 s
+    # a tilted mount: the same optical motion is base motion T_base_cam T T_cam_base
+    tilted = PipelineConfig(camera_mount_rpy=(-math.pi / 2, 0.3, -math.pi / 2))
+    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0), motion=_forward_motion(1.0)), tilted)
+    for i in range(2):
+        result = pipeline.odometry(pipeline.prepare(_image(i), info, 1.0 + 0.1 * i))
+    mount = tilted.camera_mount()
+    np.testing.assert_allclose(result.step.T_odom_base, mount @ _forward_motion(1.0) @ se3_inverse(mount), atol=1e-9)
+    assert mount[:3, :3] == pytest.approx(rpy_to_matrix(-math.pi / 2, 0.3, -math.pi / 2))
+
+
+def test_odometry_restarts_on_a_stamp_going_back_a_long_gap_or_a_size_change():
+    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0), motion=_forward_motion(0.1)), PipelineConfig(max_frame_gap=1.0))
+    info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
+
+    def step(t, image=None, intr=info):
+        return pipeline.odometry(pipeline.prepare(_image() if image is None else image, intr, t))
+
+    step(5.0)
+    moved = step(5.1).step.T_odom_base[0, 3]
+    assert moved == pytest.approx(0.1)
+    gap = step(7.0)
+    assert "gap" in gap.restarted and gap.step.T_odom_base[0, 3] == pytest.approx(moved)   # pose kept
+    small = np.zeros((60, 80, 3), np.uint8)
+    resized = step(7.1, small, CameraIntrinsics(K_CAM / 2, 80, 60))
+    assert resized.restarted == "size change"
+    back = step(1.0)
+    assert "went backwards" in back.restarted and back.warnings
+    np.testing.assert_allclose(back.step.T_odom_base, np.eye(4))
+
+
+def test_odometry_is_off_without_a_pose_network_or_when_disabled():
+    info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
+    no_pose = FramePipeline(ScriptedBackend(constant_depth(2.0), with_pose=False), PipelineConfig())
+    assert no_pose.odometry(no_pose.prepare(_image(), info, 0.0)) is None
+    disabled = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig(publish_odometry=False))
+    assert disabled.odometry(disabled.prepare(_image(), info, 0.0)) is None
+
+
+def test_camera_height_scale_makes_depth_metric_from_the_ground_plane():
+    seq = SyntheticSequence(SceneConfig(seed=2), TrajectoryConfig(num_frames=3), NET_W, NET_H)
+    _, image, true_depth, _, _ = seq.frame(1)
+    network_units = 0.37   # the network's arbitrary scale
+    cfg = PipelineConfig(scale_mode="camera_height", camera_height=1.5, scale_smoothing=0.0)
+    pipeline = FramePipeline(ScriptedBackend(lambda img: np.where(np.isfinite(true_depth), true_depth * network_units, 0.0)), cfg)
+    result = pipeline.depth(pipeline.prepare(image, CameraIntrinsics(seq.K, NET_W, NET_H), 0.0))
+    assert result.scale == pytest.approx(1 / network_units, rel=0.05)
+    valid = np.isfinite(true_depth)
+    assert float(np.nanmedian(result.depth[valid] / true_depth[valid])) == pytest.approx(1.0, rel=0.05)
+
+
+def test_reconfigure_rebuilds_the_scale_and_the_chain_gap():
+    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig())
+    assert pipeline.scale.scale == 1.0
+    pipeline.reconfigure(PipelineConfig(scale_mode="fixed", scale_factor=3.0, max_frame_gap=5.0))
+    assert pipeline.scale.scale == 3.0 and pipeline.odometry_chain.max_gap_s == 5.0
+
+
+def test_create_runs_a_real_backend_end_to_end():
+    cfg = PipelineConfig(network_width=NET_W, network_height=NET_H, backend="torch", device="cpu", precision="fp32")
+    pipeline, why = FramePipeline.create(cfg)
+    assert "torch requested" in why
+    seq = SyntheticSequence(SceneConfig(seed=1), TrajectoryConfig(num_frames=2), CAM_W, CAM_H)
+    info = CameraIntrinsics(seq.K, CAM_W, CAM_H)
+    outputs = [pipeline.process(pipeline.prepare(seq.frame(i)[1], info, 0.1 * i)) for i in range(2)]
+    depth, odometry = outputs[-1]
+    assert depth.size == (NET_H, NET_W) and np.isfinite(depth.depth).all() and (depth.depth > 0).all()
+    assert odometry is not None and odometry.step.integrated and np.isfinite(odometry.step.T_odom_base).all()
+    pipeline.close()

@@ -1,0 +1,246 @@
+"""Typed configuration of training and evaluation, and the command lines that build it.
+
+Owns ``TrainConfig`` (``ros2-monodepth-train``) and ``EvalConfig`` (``ros2-monodepth-eval``): every option with its
+default, the checks across options, and the argparse parsers that build a config once. Library functions take
+these configs; the demo and the ablation build them directly.
+
+    >>> cfg = parse_train_args(["bag", "--out", "runs/x", "--max-steps", "10"])
+    >>> (cfg.bags, cfg.max_steps, cfg.batch_size)
+    (['bag'], 10, 8)
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+
+@dataclass
+class TrainConfig:
+    bags: List[str]
+    out: str
+    # data
+    topic: str = "/camera/image_raw"
+    camera_info_topic: str = "/camera/camera_info"
+    intrinsics: Optional[Tuple[float, float, float, float]] = None
+    right_topic: Optional[str] = None
+    right_camera_info_topic: Optional[str] = None
+    height: int = 96
+    width: int = 320
+    crop: str = "center"
+    stride: int = 1
+    fps: float = 0.0
+    static_threshold: float = 0.3
+    val_fraction: float = 0.1
+    val_range: Optional[Tuple[float, float]] = None
+    workers: int = 2
+    augment: bool = True
+    # optimisation
+    num_layers: int = 18
+    batch_size: int = 8
+    epochs: int = 20
+    max_steps: int = 0
+    max_minutes: float = 0.0
+    lr: float = 1e-4
+    lr_schedule: str = "step"
+    lr_step: int = 15
+    lr_gamma: float = 0.1
+    seed: int = 0
+    init_resnet: Optional[str] = None
+    init_checkpoint: Optional[str] = None
+    resume: bool = False
+    precision: str = "auto"
+    channels_last: bool = True
+    compile_loss: str = "auto"
+    device: str = "auto"
+    threads: int = 0
+    # loss
+    scales: Tuple[int, ...] = (0, 1, 2, 3)
+    min_reprojection: bool = True
+    automask: bool = True
+    full_res: bool = True
+    smoothness: float = 1e-3
+    explainability: float = 0.0
+    stereo: bool = False
+    monocular: bool = True
+    min_depth: float = 0.1
+    max_depth: float = 100.0
+    # output
+    checkpoint_every: int = 200
+    log_every: int = 20
+    image_every: int = 200
+    progress: bool = True
+
+    def problems(self) -> List[str]:
+        """What is wrong across options (empty when the configuration can run)."""
+        out = []
+        if self.height % 32 or self.width % 32:
+            out.append(f"--height and --width must be multiples of 32 (the encoder downsamples 32x), got "
+                       f"{self.height}x{self.width}")
+        if self.stereo and not (self.right_topic and self.right_camera_info_topic):
+            out.append("--stereo needs --right-topic and --right-camera-info-topic")
+        if not self.monocular and not self.stereo:
+            out.append("--no-monocular needs --stereo")
+        if self.init_resnet and self.init_checkpoint:
+            out.append("give --init-resnet or --init-checkpoint, not both")
+        if self.batch_size < 1 or self.epochs < 1:
+            out.append("--batch-size and --epochs must be >= 1")
+        return out
+
+    def loss_config(self) -> Any:
+        from .objective import LossConfig
+
+        return LossConfig(scales=tuple(self.scales), min_reprojection=self.min_reprojection, automask=self.automask,
+                          full_res_multiscale=self.full_res, smoothness=self.smoothness,
+                          explainability=self.explainability, min_depth=self.min_depth, max_depth=self.max_depth,
+                          monocular=self.monocular, stereo=self.stereo)
+
+    def to_json(self) -> Dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def train_parser() -> argparse.ArgumentParser:
+    d = TrainConfig(bags=[], out="")
+    p = argparse.ArgumentParser(prog="ros2-monodepth-train",
+                                description="Self-supervised training of the depth and pose networks from ROS 2 bags.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("bags", nargs="+", help="ROS 2 bag folders (.db3 or .mcap)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/, tensorboard/, config.json")
+    g = p.add_argument_group("data")
+    g.add_argument("--topic", default=d.topic, help="Image or CompressedImage topic")
+    g.add_argument("--camera-info-topic", default=d.camera_info_topic, help="CameraInfo topic for the intrinsics")
+    g.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
+                   help="intrinsics at the bag's image size (instead of camera_info)")
+    g.add_argument("--right-topic", help="stereo: right camera topic (rectified, same size)")
+    g.add_argument("--right-camera-info-topic", help="stereo: right CameraInfo (baseline from P[3] = -fx * baseline)")
+    g.add_argument("--height", type=int, default=d.height, help="training height (multiple of 32)")
+    g.add_argument("--width", type=int, default=d.width, help="training width (multiple of 32)")
+    g.add_argument("--crop", choices=("center", "bottom", "top", "none"), default=d.crop,
+                   help="crop to the training aspect ratio before resizing (none: squash)")
+    g.add_argument("--stride", type=int, default=d.stride, help="use every N-th frame")
+    g.add_argument("--fps", type=float, default=d.fps, help="use at most this many frames per second (0: all)")
+    g.add_argument("--static-threshold", type=float, default=d.static_threshold,
+                   help="skip frames whose thumbnail differs from the last kept one by less (grey levels; 0: keep all)")
+    g.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="last fraction of the recording's time used for validation")
+    g.add_argument("--val-range", type=float, nargs=2, metavar=("START", "END"),
+                   help="validation time range in seconds from the first frame (instead of --val-fraction)")
+    g.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes decoding frames")
+    g.add_argument("--no-augment", dest="augment", action="store_false", help="no colour jitter or flip")
+    t = p.add_argument_group("optimisation")
+    t.add_argument("--num-layers", type=int, choices=(18, 34, 50), default=d.num_layers, help="ResNet depth of both encoders")
+    t.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
+    t.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training triplets")
+    t.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps (0: no limit)")
+    t.add_argument("--max-minutes", type=float, default=d.max_minutes,
+                   help="stop (with a checkpoint) after this much time (0: no limit)")
+    t.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    t.add_argument("--lr-schedule", choices=("step", "cosine", "constant"), default=d.lr_schedule,
+                   help="step: x gamma every --lr-step epochs (the paper: 0.1 after 15 of 20); cosine: to 0 over the run")
+    t.add_argument("--lr-step", type=int, default=d.lr_step, help="epochs between learning-rate drops (step schedule)")
+    t.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="learning-rate factor at each drop (step schedule)")
+    t.add_argument("--seed", type=int, default=d.seed, help="seed of the initialisation and the sample order")
+    t.add_argument("--init-resnet", help="torchvision-format ResNet .pth to initialise both encoders")
+    t.add_argument("--init-checkpoint", help="checkpoint folder (this project's or Monodepth2's) to start from")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
+    t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
+                   help="autocast dtype for the networks (auto: bf16 on AMX/AVX512-bf16 CPUs and CUDA, else fp32)")
+    t.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW memory format")
+    t.add_argument("--compile-loss", choices=("auto", "on", "off"), default=d.compile_loss,
+                   help="torch.compile the photometric error, SSIM + L1 (auto: on the CPU when a C++ compiler "
+                        "is found; about 20-40 s of compilation at the first step, then a faster step)")
+    t.add_argument("--device", default=d.device, help="cpu, cuda, cuda:N or auto")
+    t.add_argument("--threads", type=int, default=d.threads, help="torch intra-op threads per process (0: torch's default)")
+    lo = p.add_argument_group("loss (Monodepth2 contributions can be switched off for ablations)")
+    lo.add_argument("--scales", type=int, nargs="+", default=list(d.scales), help="decoder scales in the loss")
+    lo.add_argument("--no-min-reprojection", dest="min_reprojection", action="store_false",
+                    help="average over sources instead of the per-pixel minimum")
+    lo.add_argument("--no-automask", dest="automask", action="store_false", help="no identity-reprojection auto-masking")
+    lo.add_argument("--no-full-res", dest="full_res", action="store_false",
+                    help="compute each scale's loss at its own resolution")
+    lo.add_argument("--smoothness", type=float, default=d.smoothness, help="edge-aware smoothness weight (divided by 2**scale)")
+    lo.add_argument("--explainability", type=float, default=d.explainability,
+                    help="SfMLearner explainability mask regulariser weight (0: off)")
+    lo.add_argument("--stereo", action="store_true", help="use the right camera as a source (needs --right-topic)")
+    lo.add_argument("--no-monocular", dest="monocular", action="store_false",
+                    help="stereo only: no temporal sources, no pose network")
+    lo.add_argument("--min-depth", type=float, default=d.min_depth, help="depth of disparity 1")
+    lo.add_argument("--max-depth", type=float, default=d.max_depth, help="depth of disparity 0")
+    o = p.add_argument_group("output")
+    o.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="steps between checkpoints (a kill loses at most this many)")
+    o.add_argument("--log-every", type=int, default=d.log_every, help="steps between TensorBoard scalars")
+    o.add_argument("--image-every", type=int, default=d.image_every, help="steps between TensorBoard depth images")
+    o.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm bar (one log line per epoch)")
+    return p
+
+
+def _from_namespace(cls: Any, ns: argparse.Namespace) -> Any:
+    values = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
+    for name, value in values.items():
+        if isinstance(value, list) and name not in ("bags", "checkpoints"):
+            values[name] = tuple(value)
+    return cls(**values)
+
+
+def parse_train_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
+    """``ros2-monodepth-train``'s command line -> TrainConfig (exits with the reason on a bad combination)."""
+    p = train_parser()
+    cfg: TrainConfig = _from_namespace(TrainConfig, p.parse_args(argv))
+    problems = cfg.problems()
+    if problems:
+        p.error("; ".join(problems))
+    return cfg
+
+
+@dataclass
+class EvalConfig:
+    bags: List[str]
+    checkpoints: List[str] = field(default_factory=list)
+    out: Optional[str] = None
+    topic: str = "/camera/image_raw"
+    camera_info_topic: str = "/camera/camera_info"
+    depth_topic: str = "/ground_truth/depth"
+    pose_topic: str = "/ground_truth/pose"
+    mask_topic: str = ""
+    height: int = 0
+    width: int = 0
+    crop: str = "center"
+    min_depth: float = 0.1
+    max_depth: float = 80.0
+    fixed_scale: Optional[float] = None
+    stride: int = 1
+    seed: int = 0
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    d = EvalConfig(bags=[])
+    p = argparse.ArgumentParser(prog="ros2-monodepth-eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                description="Depth metrics (Monodepth2's) and odometry ATE/RPE (evo) of a checkpoint "
+                                            "against the ground-truth topics of a bag; table on stdout, metrics.json and "
+                                            "plots in --out.")
+    p.add_argument("bags", nargs="+", help="bag folders with the camera and ground-truth topics")
+    p.add_argument("--checkpoint", dest="checkpoints", action="append", default=[],
+                   help="checkpoint folder; repeat to compare; 'untrained' for random networks (--seed)")
+    p.add_argument("--out", help="folder for metrics.json and the PNGs (one subfolder per checkpoint when several)")
+    p.add_argument("--topic", default=d.topic, help="camera Image or CompressedImage topic")
+    p.add_argument("--camera-info-topic", default=d.camera_info_topic, help="CameraInfo of --topic (for the crop's intrinsics)")
+    p.add_argument("--depth-topic", default=d.depth_topic, help="32FC1 metres or 16UC1 millimetres")
+    p.add_argument("--pose-topic", default=d.pose_topic, help="geometry_msgs/PoseStamped T_world_camera ('' to skip)")
+    p.add_argument("--mask-topic", default=d.mask_topic, help="mono8 moving-object mask for the per-object metrics")
+    p.add_argument("--height", type=int, default=d.height, help="network input height (0: the checkpoint's)")
+    p.add_argument("--width", type=int, default=d.width, help="network input width (0: the checkpoint's)")
+    p.add_argument("--crop", choices=("center", "bottom", "top", "none"), default=d.crop,
+                   help="crop to the network's aspect ratio before resizing (none: squash)")
+    p.add_argument("--min-depth", type=float, default=d.min_depth, help="ground truth and prediction capped below")
+    p.add_argument("--max-depth", type=float, default=d.max_depth, help="ground truth and prediction capped above")
+    p.add_argument("--fixed-scale", type=float, help="one scale for every image instead of per-image median scaling")
+    p.add_argument("--stride", type=int, default=d.stride, help="use every N-th frame")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the untrained networks")
+    return p
+
+
+def parse_eval_args(argv: Optional[Sequence[str]] = None) -> EvalConfig:
+    """``ros2-monodepth-eval``'s command line -> EvalConfig."""
+    return _from_namespace(EvalConfig, eval_parser().parse_args(argv))
