@@ -31,6 +31,7 @@ setup(
             "ros2-monodepth-export = ros2_monodepth.tools.export_cli:main",
             "ros2-monodepth-import = ros2_monodepth.tools.import_cli:main",
             "ros2-monodepth-bench = ros2_monodepth.tools.bench:main",
+            "ros2-monodepth-gpu-check = ros2_monodepth.tools.gpu_check:main",
             "ros2-monodepth-synth = ros2_monodepth_training.synth_bag:main",
             "ros2-monodepth-train = ros2_monodepth_training.train:main",
             "ros2-monodepth-eval = ros2_monodepth_training.evaluate:main",

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 STAMP="$VENV/.setup-stamp"
-want=$(find setup.py requirements.txt requirements-ros-wheels.txt scripts/setup_env.sh scripts/build_tf2_msgs.sh scripts/trt_stubs.sh tools/tf2_msgs -type f | sort | xargs cat | sha256sum | cut -c1-16)
+want=$(find setup.py requirements.txt requirements-dev.txt requirements-ros-wheels.txt scripts/setup_env.sh scripts/build_tf2_msgs.sh scripts/trt_stubs.sh tools/tf2_msgs -type f | sort | xargs cat | sha256sum | cut -c1-16)
 want="$want-${ROS_DISTRO:-wheels}"
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ]; then
   exit 0
@@ -27,7 +27,7 @@ fi
 PIP="$VENV/bin/python -m pip"
 $PIP install -q --upgrade pip setuptools wheel 2>&1 | grep -v '^WARNING: Location' || true
 # torch pinned: a looser spec pulls a multi-GB CUDA build on a CPU machine.
-$PIP install -q -r requirements.txt 2>&1 | grep -v '^WARNING: Location' || true
+$PIP install -q -r requirements.txt -r requirements-dev.txt 2>&1 | grep -v '^WARNING: Location' || true
 # tensorrt-stubs declares a dependency on the full tensorrt package, which cannot be installed from PyPI
 # without NVIDIA's own index: the stubs alone are what mypy needs.
 $PIP install -q --no-deps "tensorrt-stubs==10.13.0.35.1" 2>&1 | grep -v '^WARNING: Location' || true
@@ -40,7 +40,8 @@ fi
 $PIP install -q --no-deps --no-build-isolation -e . 2>&1 | grep -v '^WARNING: Location' || true
 "$VENV/bin/python" - <<'PY'
 import importlib
-for name in ("torch", "numpy", "cv2", "rclpy", "sensor_msgs.msg", "nav_msgs.msg", "tf2_msgs.msg", "rosbags", "onnxruntime"):
+for name in ("torch", "numpy", "cv2", "rclpy", "sensor_msgs.msg", "nav_msgs.msg", "tf2_msgs.msg", "rosbags", "onnxruntime",
+             "tensorrt_rtx"):
     importlib.import_module(name)
 print("[setup] imports OK")
 PY

@@ -78,3 +78,23 @@ def test_train_mode_compares_the_step_with_a_plain_fp32_implementation_on_the_sa
     for name in ("naive fp32 eager", "ros2_monodepth step"):
         assert res[name]["images_per_s"] > 0
     assert res["speedup"] > 0
+
+
+def test_gpu_check_skips_with_its_reason_without_a_gpu_and_its_harness_runs_on_the_cpu(tmp_path):
+    import torch
+
+    out = tmp_path / "gpu.json"
+    run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.gpu_check", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: scripts/gpu_check.sh runs the real check")
+    assert "GPU check skipped: no CUDA device" in run.stdout and "no CUDA device" in json.loads(out.read_text())["skipped"]
+    run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.gpu_check", "--allow-cpu", "--network-size", "128x64",
+                          "--frames", "3", "--repeats", "2", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    res = json.loads(out.read_text())
+    rows = {r["name"]: r for r in res["rows"]}
+    assert res["passed"] and len(rows) == 3 and all(r["status"] == "pass" for r in rows.values()), rows
+    assert all(r["depth_mean_rel"] > 0 or "fp32" in r["name"] for r in rows.values())   # real comparisons, not zeros
+    assert "depth mean" in run.stdout and "onnxruntime CPU int8" in run.stdout

@@ -156,7 +156,7 @@ def test_export_command_tensorrt_without_tensorrt_says_where_to_build(tmp_path, 
     save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128))
     run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "ck"), "--tensorrt", "fp16"],
                          capture_output=True, text=True, timeout=300)
-    assert run.returncode == 3 and "TensorRT is not importable" in run.stderr
+    assert run.returncode == 3 and "cannot build TensorRT engines here" in run.stderr and "only the type stubs" in run.stderr
     assert (tmp_path / "ck" / "onnx" / "depth.onnx").is_file()
     needs_bag = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "ck"),
                                 "--tensorrt", "int8"], capture_output=True, text=True, timeout=300)

@@ -15,17 +15,22 @@ from torch import nn
 
 from .geometry import disp_to_depth, pose_params_to_matrix
 from .networks import DepthNet, PoseNet
-from .subpixel import full_resolution_disparity
+from .subpixel import full_resolution_disparity, subpixel_weights
 
 
 def image_u8_to_network_input(image: torch.Tensor, network_size: Tuple[int, int], bgr: bool) -> torch.Tensor:
     """Camera image(s) -> network input.
 
+    The uint8 input is cast to float before any other operation: TensorRT takes uint8 only as a network input or
+    output, never as an intermediate tensor. (ONNX Runtime ran the earlier uint8-first form no faster: depth and
+    pose graphs, fp32 and int8, within 0.5 ms of each other at 640x192, README Performance.)
+
     Shapes: (H, W, 3k) or (B, H, W, 3k) uint8, k images stacked along channels -> (B, 3k, h, w) float in
     [0, 1], each image in RGB order.
     """
-    x = image if image.dim() == 4 else image.unsqueeze(0)
-    x = x.permute(0, 3, 1, 2).float() * (1.0 / 255.0)
+    x = image.float()
+    x = x if x.dim() == 4 else x.unsqueeze(0)
+    x = x.permute(0, 3, 1, 2) * (1.0 / 255.0)
     if bgr:
         b, c, h, w = x.shape
         x = x.reshape(b, c // 3, 3, h, w).flip(2).reshape(b, c, h, w)
@@ -38,27 +43,36 @@ class DepthInference(nn.Module):
     """uint8 camera image -> depth in the network's units (before any metric scale).
 
     Shapes: (H, W, 3) uint8 -> (h_out, w_out) float32, where (h_out, w_out) is ``output_size`` or the
-    network size.
+    network size. ``dtype`` is the networks' (float16 for the fp16 graphs strongly typed TensorRT builds): the
+    input conversion and resize run in float32 before it, disparity -> depth in float32 after it.
 
     ``subpixel_head`` runs the decoder's full-resolution stage in the equal half-resolution form of
     ``subpixel.py`` (exported graphs use it; the PyTorch backend keeps the reference form).
     """
 
     def __init__(self, net: DepthNet, network_size: Tuple[int, int], min_depth: float, max_depth: float,
-                 bgr: bool = False, output_size: Optional[Tuple[int, int]] = None, subpixel_head: bool = False):
+                 bgr: bool = False, output_size: Optional[Tuple[int, int]] = None, subpixel_head: bool = False,
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
         self.net = net
+        self.dtype = dtype
         self.network_size = (int(network_size[0]), int(network_size[1]))
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
         self.bgr = bgr
         self.output_size = output_size
         self.subpixel_head = subpixel_head
+        if subpixel_head:
+            # the rearranged weights, computed once: a traced graph holds them as constants (valid for the decoder's
+            # weights at construction: a wrapper is built per export)
+            for name, w in zip(("sp_w1", "sp_b1", "sp_w2", "sp_b2"), subpixel_weights(net.decoder)):
+                self.register_buffer(name, w)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x = image_u8_to_network_input(image, self.network_size, self.bgr)
+        x = image_u8_to_network_input(image, self.network_size, self.bgr).to(self.dtype)
         if self.subpixel_head:
-            disp = full_resolution_disparity(self.net.decoder, self.net.encoder(x))
+            weights = [self.get_buffer(name) for name in ("sp_w1", "sp_b1", "sp_w2", "sp_b2")]
+            disp = full_resolution_disparity(self.net.decoder, self.net.encoder(x), weights)
         else:
             disp = self.net(x, scales=(0,))[0]
         if self.output_size is not None and tuple(self.output_size) != self.network_size:
@@ -74,17 +88,18 @@ class PoseInference(nn.Module):
     Shapes: (H, W, 3) uint8, (H, W, 3) uint8 -> (4, 4) float32.
     """
 
-    def __init__(self, net: PoseNet, network_size: Tuple[int, int], bgr: bool = False):
+    def __init__(self, net: PoseNet, network_size: Tuple[int, int], bgr: bool = False, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.net = net
+        self.dtype = dtype
         self.network_size = (int(network_size[0]), int(network_size[1]))
         self.bgr = bgr
 
     def forward(self, earlier: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
-        # The frames are stacked while still uint8, the order PoseNet stacks them in: every step after is per
-        # channel, so this is the same function as converting each frame first, and the copy moves a quarter
-        # of the bytes (the float Concat was 0.5 ms of the int8 pose graph).
-        pair = image_u8_to_network_input(torch.cat([earlier, later], dim=-1), self.network_size, self.bgr)
+        # Each frame is cast to float first (TensorRT: no uint8 intermediate tensors), then the two are stacked in
+        # the order PoseNet stacks them; every step after is per channel.
+        pair = image_u8_to_network_input(torch.cat([earlier.float(), later.float()], dim=-1), self.network_size, self.bgr)
+        pair = pair.to(self.dtype)
         axis_angle, translation = self.net.decoder(self.net.encoder(pair))
         # The network predicts T_b_a (a's points into b); the camera motion is its inverse.
         return pose_params_to_matrix(axis_angle.float(), translation.float(), invert=True)[0]

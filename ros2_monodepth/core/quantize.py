@@ -25,6 +25,10 @@ Choices, measured on a 2-core AVX512-VNNI CPU at 640x192 (README, Performance):
     the DequantizeLinear that onnxruntime made for x's two consumers; -2 % more. The int8 graphs are for this
     CPU path only; TensorRT builds from the fp32 graph, where Elu is one fused activation.
 - The graph keeps uint8 camera input and the in-graph resize; only the networks' convolutions change.
+- TensorRT gets its own flavour (``*.qdq.onnx``): explicit Q/DQ in TensorRT's scheme (signed int8, symmetric
+  activations and weights, float biases) on the convolutions only, none of the CPU rewrites; TensorRT fuses the
+  rest and runs it in fp16 (TensorRT 10) or as the graph says (strongly typed, TensorRT 11). Made from the same
+  calibration frames by ``quantize_export``.
 """
 
 from __future__ import annotations
@@ -41,27 +45,40 @@ from .export import DEPTH_ONNX, POSE_ONNX, ExportInfo
 from .fileio import atomic_write_bytes
 
 LOG = logging.getLogger(__name__)
+# ONNX Runtime on the CPU: uint8 activations, the CPU rewrites below
 DEPTH_INT8_ONNX = "depth.int8.onnx"
 POSE_INT8_ONNX = "pose.int8.onnx"
 QUANTIZED_OPS = ["Conv", "Relu", "MaxPool"]
-# Changes whenever the int8 graphs change form (``rewrite_for_cpu``) for the same fp32 graphs.
-INT8_FORM = "cpu-rewrites-3"
+# TensorRT: explicit Q/DQ the way TensorRT quantises (signed int8, symmetric activations and weights, per-channel
+# weights, float biases: its ONNX parser refuses uint8 intermediates and int32 bias DequantizeLinear), no rewrites
+DEPTH_QDQ_ONNX = "depth.qdq.onnx"
+POSE_QDQ_ONNX = "pose.qdq.onnx"
+TENSORRT_QUANTIZED_OPS = ["Conv"]
+# Changes whenever the int8 graphs change form (``rewrite_for_cpu``, the TensorRT flavour) for the same fp32 graphs.
+INT8_FORM = "cpu-rewrites-3+qdq-1"
+FLAVOURS = ("onnxruntime", "tensorrt")
 
 
 class QuantizationError(RuntimeError):
     """Quantisation could not run (onnxruntime's quantisation tools missing, no frames, bad graphs)."""
 
 
-def has_int8_graphs(onnx_dir: str | os.PathLike) -> bool:
-    """True when ``onnx_dir`` holds calibrated int8 graphs for every fp32 graph it has."""
+def int8_files(flavour: str) -> tuple:
+    """(depth, pose) file names of the int8 graphs of ``flavour`` ('onnxruntime' or 'tensorrt')."""
+    return (DEPTH_INT8_ONNX, POSE_INT8_ONNX) if flavour == "onnxruntime" else (DEPTH_QDQ_ONNX, POSE_QDQ_ONNX)
+
+
+def has_int8_graphs(onnx_dir: str | os.PathLike, flavour: str = "onnxruntime") -> bool:
+    """True when ``onnx_dir`` holds calibrated int8 graphs of ``flavour`` for every fp32 graph it has."""
     d = Path(onnx_dir)
     try:
         info = ExportInfo.read(d)
-    except (OSError, ValueError, TypeError):
+    except ValueError:
         return False
-    if not info.int8_calibration or not (d / DEPTH_INT8_ONNX).is_file():
+    depth_file, pose_file = int8_files(flavour)
+    if not info.int8_calibration or not (d / depth_file).is_file():
         return False
-    return not info.has_pose or (d / POSE_INT8_ONNX).is_file()
+    return not info.has_pose or (d / pose_file).is_file()
 
 
 def _reader(kind: str, frames: Sequence[np.ndarray]):
@@ -87,9 +104,10 @@ def _reader(kind: str, frames: Sequence[np.ndarray]):
     return FrameReader()
 
 
-def quantize_graph(src: Path, dst: Path, kind: str, frames: Sequence[np.ndarray]) -> None:
-    """Write the QDQ int8 version of fp32 graph ``src`` to ``dst``, calibrated on ``frames``
-    (uint8 (H, W, 3) at the graph's camera size)."""
+def quantize_graph(src: Path, dst: Path, kind: str, frames: Sequence[np.ndarray], flavour: str = "onnxruntime") -> None:
+    """Write the QDQ int8 version of fp32 graph ``src`` to ``dst``, calibrated on ``frames`` (uint8 (H, W, 3) at the
+    graph's camera size): for ONNX Runtime on the CPU (uint8 activations, CPU rewrites) or for TensorRT (signed
+    symmetric int8, float biases)."""
     try:
         from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
         from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -101,13 +119,20 @@ def quantize_graph(src: Path, dst: Path, kind: str, frames: Sequence[np.ndarray]
     quantized = dst.with_name(dst.name + ".qdq.tmp")
     try:
         quant_pre_process(str(src), str(prepared))  # shape inference + graph clean-up, as ORT recommends
-        quantize_static(str(prepared), str(quantized), _reader(kind, frames), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod.MinMax)
+        if flavour == "onnxruntime":
+            quantize_static(str(prepared), str(quantized), _reader(kind, frames), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=QUANTIZED_OPS, calibrate_method=CalibrationMethod.MinMax)
+        else:
+            quantize_static(str(prepared), str(quantized), _reader(kind, frames), quant_format=QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                            op_types_to_quantize=TENSORRT_QUANTIZED_OPS, calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
         import onnx
 
         model = onnx.load(str(quantized))
-        rewrite_for_cpu(model)
+        if flavour == "onnxruntime":
+            rewrite_for_cpu(model)
         atomic_write_bytes(model.SerializeToString(), dst)
     finally:
         prepared.unlink(missing_ok=True)
@@ -241,8 +266,9 @@ def rewrite_for_cpu(model) -> Dict[str, int]:
 
 
 def quantize_export(onnx_dir: str | os.PathLike, frames: Sequence[np.ndarray], source: str,
-                    out_dir: Optional[str | os.PathLike] = None) -> Path:
-    """Quantise the graphs of export folder ``onnx_dir`` and record the calibration in its export.json.
+                    out_dir: Optional[str | os.PathLike] = None, flavours: Sequence[str] = FLAVOURS) -> Path:
+    """Quantise the graphs of export folder ``onnx_dir`` (both flavours by default: ONNX Runtime's CPU graphs and
+    TensorRT's Q/DQ graphs) and record the calibration and the files' hashes in its export.json.
 
     ``out_dir`` None writes beside the fp32 graphs; otherwise the folder receives a copy of export.json and the
     int8 graphs only (the fp32 graphs stay where they are). ``source`` says where the frames came from.
@@ -253,9 +279,13 @@ def quantize_export(onnx_dir: str | os.PathLike, frames: Sequence[np.ndarray], s
     info = ExportInfo.read(src)
     h, w = info.camera_size
     frames = [_fit(f, (h, w)) for f in frames]
-    quantize_graph(src / DEPTH_ONNX, dst / DEPTH_INT8_ONNX, "depth", frames)
-    if info.has_pose and (src / POSE_ONNX).is_file():
-        quantize_graph(src / POSE_ONNX, dst / POSE_INT8_ONNX, "pose", frames)
+    for flavour in flavours:
+        depth_file, pose_file = int8_files(flavour)
+        quantize_graph(src / DEPTH_ONNX, dst / depth_file, "depth", frames, flavour)
+        info.record(dst, depth_file)
+        if info.has_pose and (src / POSE_ONNX).is_file():
+            quantize_graph(src / POSE_ONNX, dst / pose_file, "pose", frames, flavour)
+            info.record(dst, pose_file)
     info.int8_calibration = f"{source} ({len(frames)} frames)"
     info.int8_form = INT8_FORM
     info.write(dst)

@@ -20,7 +20,7 @@ depth graph on the CPU, with the 16-channel head). Training keeps the reference 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -69,24 +69,38 @@ def _edge_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> tor
     return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), weight, bias)
 
 
-def full_resolution_disparity(decoder: "DepthDecoder", features: List[torch.Tensor]) -> torch.Tensor:
+def subpixel_weights(decoder: "DepthDecoder") -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The rearranged weights of the sub-pixel stage: (w1, b1) for up-convolution (0, 1), (w2, b2) for the scale-0 head
+    padded to ``HEAD_OUTPUT_CHANNELS`` output channels. Computed once (no gradient) so that a traced graph holds them
+    as constants, not as einsums over the decoder's weights.
+
+    Shapes: -> (4 C1, C0, 3, 3), (4 C1,), (16, 4 C1, 3, 3), (16,).
+    """
+    conv1, head = decoder.upconv(0, 1).conv.conv, decoder.dispconv(0).conv
+    assert conv1.bias is not None and head.bias is not None
+    with torch.no_grad():
+        w1, b1 = upsampled_conv_weights(conv1.weight, conv1.bias)
+        w2, b2 = shuffled_conv_weights(head.weight, head.bias)
+        # Zero output channels up to HEAD_OUTPUT_CHANNELS, dropped again right after: see its comment.
+        pad = HEAD_OUTPUT_CHANNELS - w2.shape[0]
+        w2 = torch.cat([w2, w2.new_zeros((pad,) + tuple(w2.shape[1:]))])
+        b2 = torch.cat([b2, b2.new_zeros(pad)])
+    return w1, b1, w2, b2
+
+
+def full_resolution_disparity(decoder: "DepthDecoder", features: List[torch.Tensor],
+                              weights: Optional[Sequence[torch.Tensor]] = None) -> torch.Tensor:
     """Scale-0 disparity of ``decoder`` (a ``networks.DepthDecoder``) from the encoder's ``features``: levels
-    4..1 as in the reference form, then level 0 and the scale-0 head in the sub-pixel form.
+    4..1 as in the reference form, then level 0 and the scale-0 head in the sub-pixel form, with ``weights`` from
+    ``subpixel_weights`` (computed here when None).
 
     Equal to ``decoder(features, scales=(0,))[0]`` to float rounding.
     Shapes: five encoder maps (the first at H / 2, W / 2) -> (B, 1, H, W).
     """
+    w1, b1, w2, b2 = subpixel_weights(decoder) if weights is None else weights
     x = features[-1]
     for i in range(4, 0, -1):
         x = decoder.level(x, i, features)
-    conv1, head = decoder.upconv(0, 1).conv.conv, decoder.dispconv(0).conv
-    assert conv1.bias is not None and head.bias is not None
     z = decoder.upconv(0, 0)(x)  # runs at half resolution in both forms
-    w1, b1 = upsampled_conv_weights(conv1.weight, conv1.bias)
     z = F.elu(_edge_conv(z, w1, b1))
-    w2, b2 = shuffled_conv_weights(head.weight, head.bias)
-    # Zero output channels up to HEAD_OUTPUT_CHANNELS, dropped again right after: see its comment.
-    phases, pad = w2.shape[0], HEAD_OUTPUT_CHANNELS - w2.shape[0]
-    w2 = torch.cat([w2, w2.new_zeros((pad,) + tuple(w2.shape[1:]))])
-    b2 = torch.cat([b2, b2.new_zeros(pad)])
-    return F.pixel_shuffle(torch.sigmoid(_edge_conv(z, w2, b2)[:, :phases]), 2)
+    return F.pixel_shuffle(torch.sigmoid(_edge_conv(z, w2, b2)[:, :4]), 2)

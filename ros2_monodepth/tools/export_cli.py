@@ -37,12 +37,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--depth-resolution", choices=["network", "camera"], default="network")
     p.add_argument("--no-pose", action="store_true", help="export the depth graph only")
     p.add_argument("--int8", action="store_true",
-                   help="also write ONNX Runtime int8 graphs (depth.int8.onnx, pose.int8.onnx) for CPUs with VNNI / "
-                        "AMX-INT8, calibrated on --calibration-bag frames; the node's precision 'auto' then uses them")
+                   help="also write int8 graphs calibrated on --calibration-bag frames: ONNX Runtime's for CPUs with "
+                        "VNNI / AMX-INT8 (depth.int8.onnx, pose.int8.onnx; the node's precision 'auto' then uses them "
+                        "on the CPU) and TensorRT's explicit Q/DQ graphs (depth.qdq.onnx, pose.qdq.onnx)")
     trt_group = p.add_argument_group("TensorRT (on the target machine, where TensorRT is installed)")
     trt_group.add_argument("--tensorrt", choices=["none", "fp32", "fp16", "int8"], default="none",
-                           help="also build and cache TensorRT engines at this precision")
-    trt_group.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit")
+                           help="also build and cache TensorRT engines at this precision (int8 implies --int8)")
+    trt_group.add_argument("--workspace-mb", type=int, default=1024,
+                           help="builder workspace limit (not part of the engine cache key)")
     cal_group = p.add_argument_group("INT8 calibration (--int8, --tensorrt int8)")
     cal_group.add_argument("--calibration-bag", action="append", default=[], metavar="BAG",
                            help="bag(s) with camera frames from the robot's camera (repeatable)")
@@ -55,7 +57,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         p.error(f"--calibration-frames must be at least 2, got {args.calibration_frames}")
 
     from ..core.checkpoint import CheckpointError, load_checkpoint
-    from ..core.export import export_onnx, onnxruntime_parity
+    from ..core.export import export_onnx, onnxruntime_parity, weights_fingerprint
 
     try:
         depth_net, pose_net, meta = load_checkpoint(args.checkpoint_dir, load_pose=not args.no_pose)
@@ -71,16 +73,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"exporting {meta.num_layers}-layer networks: camera {camera_size[1]}x{camera_size[0]} {args.channel_order} "
           f"-> network {network_size[1]}x{network_size[0]} -> depth at {args.depth_resolution} resolution")
     info = export_onnx(depth_net, pose_net, out, camera_size, network_size, meta.min_depth, meta.max_depth,
-                       args.channel_order, args.depth_resolution == "camera")
+                       args.channel_order, args.depth_resolution == "camera", weights_fingerprint(args.checkpoint_dir))
     print(f"wrote {out}/depth.onnx" + (f", {out}/pose.onnx" if info.has_pose else "") + f", {out}/export.json")
     errors = onnxruntime_parity(depth_net, pose_net, out)
     print("onnxruntime vs PyTorch: " + json.dumps(errors))
-    if args.int8:
+    if args.int8 or args.tensorrt == "int8":
         status = _quantize(args, out, info.camera_size)
         if status:
             return status
     if args.tensorrt != "none":
-        return _build_engines(args, out, info.camera_size)
+        return _build_engines(args, out, network_size)
     return 0
 
 
@@ -119,33 +121,31 @@ def _quantize(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple) -> i
     return 0
 
 
-def _build_engines(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple) -> int:
-    import itertools
+def _build_engines(args: argparse.Namespace, onnx_dir: Path, network_size: tuple) -> int:
+    """Build and cache the TensorRT engines of ``onnx_dir`` at ``args.tensorrt`` precision on this GPU (the node
+    then finds them: the cache key does not include the workspace)."""
     import logging
 
-    from ..core.backends.tensorrt_backend import prepare_engine, tensorrt_available
+    from ..core.artifacts import tensorrt_engines
+    from ..core.backends.base import BackendError, ModelSpec
+    from ..core.backends.trt_compat import load_tensorrt
+    from ..core.hardware import cuda_available
 
-    if not tensorrt_available():
-        print("error: TensorRT is not importable on this machine: the ONNX files are written; build the engines on "
+    api, why = load_tensorrt()
+    if api is None or not cuda_available():
+        reason = why if api is None else "no CUDA device is visible to torch"
+        print(f"error: cannot build TensorRT engines here ({reason}): the ONNX files are written; build the engines on "
               "the robot (this command with --tensorrt there, or the node with backend: tensorrt)", file=sys.stderr)
         return 3
-    import tensorrt as trt
-
-    from ..core.backends.cuda_buffers import device_name_and_capability
-
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    frames = None
-    if args.tensorrt == "int8":
-        from ..core.bags import iter_frames
-
-        frames = itertools.islice((f for _, f in iter_frames(args.calibration_bag, args.calibration_topic, camera_size)),
-                                  args.calibration_frames)
-    runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-    gpu = device_name_and_capability()
-    for stem, name in (("depth", "depth.onnx"), ("pose", "pose.onnx")):
-        if (onnx_dir / name).is_file():
-            prepare_engine(runtime, onnx_dir / name, stem, args.tensorrt, args.workspace_mb << 20, gpu, frames)
-    print(f"TensorRT {args.tensorrt} engines cached for {gpu[0]} (sm {gpu[1]})")
+    spec = ModelSpec(checkpoint_dir=args.checkpoint_dir, network_size=network_size, device="cuda", precision=args.tensorrt,
+                     with_pose=not args.no_pose)
+    try:
+        engines = tensorrt_engines(spec, api, args.workspace_mb << 20, onnx_dir)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"TensorRT {args.tensorrt} engines ({engines.source}): {engines.depth}" + (f", {engines.pose}" if engines.pose else ""))
     return 0
 
 

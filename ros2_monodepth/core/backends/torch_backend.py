@@ -46,6 +46,10 @@ class TorchBackend(InferenceBackend):
         if spec.device == "cpu" and spec.precision == "fp16":
             raise BackendError("fp16 is for CUDA; on the CPU use bf16 (AMX) or fp32")
         self.device = torch.device(spec.device)
+        if self.device.type == "cuda" and spec.precision == "fp32":
+            # fp32 means fp32: cuDNN would otherwise run fp32 convolutions in TF32 on Ampere and newer (Orin included)
+            torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         depth_net, pose_net = networks
         bgr = spec.channel_order == "bgr"
         self.depth_model = DepthInference(depth_net, spec.network_size, spec.min_depth, spec.max_depth, bgr, spec.output_size)
