@@ -65,7 +65,7 @@ def test_odometry_moves_base_forward_when_camera_moves_along_optical_z():
     forward = np.eye(4)
     forward[2, 3] = 0.5  # camera moved 0.5 network units along its optical axis
     for k in range(1, 5):
-        assert odo.check_stamp(0.1 * k) == ""
+        assert odo.gap(0.1 * k) == ""
         step = odo.update(0.1 * k, forward, scale=2.0)
     np.testing.assert_allclose(step.T_odom_base[:3, 3], [4.0, 0.0, 0.0], atol=1e-9)  # 4 steps x 0.5 x 2.0 along base x
     np.testing.assert_allclose(step.linear, [10.0, 0, 0], atol=1e-9)  # 1 m per 0.1 s
@@ -82,18 +82,39 @@ def test_odometry_yaw_from_camera_rotation_about_its_y_axis():
     np.testing.assert_allclose(step.angular, [0, 0, 1.0], atol=1e-9)
 
 
-def test_odometry_chain_restarts_on_gaps_and_backward_stamps():
+def test_odometry_chain_restarts_on_gaps_and_at_the_origin_only_when_asked():
     odo = OdometryIntegrator(np.eye(4), max_gap_s=0.5)
+    assert odo.gap(1.0) == "first frame"
     odo.start(1.0, "first frame")
     move = np.eye(4)
     move[0, 3] = 1.0
     odo.update(1.1, move, 1.0)
-    assert "exceeds" in odo.check_stamp(2.0)
+    assert "exceeds" in odo.gap(2.0)
     step = odo.start(2.0, "gap")
     assert step.T_odom_base[0, 3] == pytest.approx(1.0)  # pose kept over a gap
-    assert "backwards" in odo.check_stamp(1.5)
-    step = odo.start(1.5, "backwards")
-    np.testing.assert_allclose(step.T_odom_base, np.eye(4))  # replayed bag: start again at the origin
+    step = odo.start(1.5, "time jumped back", reset=True)
+    np.testing.assert_allclose(step.T_odom_base, np.eye(4))  # replayed bag (confirmed by the StampGate): the origin
+
+
+def test_stamp_gate_drops_single_bad_stamps_and_believes_confirmed_jumps():
+    from ros2_monodepth.core.odometry import StampGate
+
+    gate = StampGate(jump_threshold=5.0, confirm_frames=3, max_lead=10.0)
+    assert gate.check(100.0).restart == "first frame"
+    assert gate.check(100.1).accept and gate.check(100.2).accept
+    for bad, kind in ((0.0, "zero"), (100.2, "not after last"), (99.0, "not after last"), (50.0, "unconfirmed jump"),
+                      (1e9, "unconfirmed jump")):
+        decision = gate.check(bad)
+        assert not decision.accept and decision.kind == kind, (bad, decision)
+    assert gate.check(100.3).accept and gate.check(100.3 + 4.0).restart == ""   # a pause below the threshold: no jump
+    assert gate.check(200.0, clock_now=150.0).kind == "ahead of clock"
+    # a replayed bag: dropped until three frames in a row confirm it, then a restart at the origin
+    decisions = [gate.check(t) for t in (1.0, 1.1, 1.2, 1.3)]
+    assert [d.accept for d in decisions] == [False, False, True, True]
+    assert decisions[2].reset and "back" in decisions[2].restart and decisions[3].restart == ""
+    # a jump forward (the camera resumed after a long stop) restarts where the robot is
+    decisions = [gate.check(t) for t in (500.0, 500.1, 500.2)]
+    assert decisions[2].accept and not decisions[2].reset and "forward" in decisions[2].restart
 
 
 @pytest.mark.parametrize("unknown_scale", [0.25, 3.7])

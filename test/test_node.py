@@ -179,14 +179,23 @@ def test_camera_resolution_and_compressed_input(tmp_path, ros_context, frames):
 
 
 BAD_INPUTS = [
-    # (description, mutate(image msg, info msg) -> (img, info), expected field text in the warning)
-    ("unsupported encoding", lambda img, info: (_with(img, encoding="yuv422"), info), "encoding='yuv422'"),
-    ("zero size", lambda img, info: (_with(img, width=0, step=0, data=b""), info), "width=0"),
-    ("step too small", lambda img, info: (_with(img, step=img.step - 3), info), "step="),
-    ("data length", lambda img, info: (_with(img, data=bytes(img.data)[:-7]), info), "data="),
-    ("NaN focal length", lambda img, info: (img, _with(info, k=[float("nan")] + list(info.k[1:]))), "k[0] (fx)=nan"),
-    ("zero focal length", lambda img, info: (img, _with(info, k=list(info.k[:4]) + [0.0] + list(info.k[5:]))), "k[4] (fy)=0.0"),
-    ("camera_info size", lambda img, info: (img, _with(info, width=info.width * 2)), "camera_info size differs"),
+    # (description, mutate(image msg, info msg, stamp of the last good frame) -> (img, info), expected text in the warning)
+    ("unsupported encoding", lambda img, info, t: (_with(img, encoding="yuv422"), info), "encoding='yuv422'"),
+    ("zero size", lambda img, info, t: (_with(img, width=0, step=0, data=b""), info), "width=0"),
+    ("step too small", lambda img, info, t: (_with(img, step=img.step - 3), info), "step="),
+    ("data length", lambda img, info, t: (_with(img, data=bytes(img.data)[:-7]), info), "data="),
+    ("huge size", lambda img, info, t: (_with(img, width=10000, height=10000, step=30000), info), "exceeds max_image_pixels"),
+    ("NaN focal length", lambda img, info, t: (img, _with(info, k=[float("nan")] + list(info.k[1:]))), "non-finite"),
+    ("zero focal length", lambda img, info, t: (img, _with(info, k=list(info.k[:4]) + [0.0] + list(info.k[5:]))), "k[4] (fy)=0.0"),
+    ("absurd focal length", lambda img, info, t: (img, _with(info, k=[1e300] + list(info.k[1:]))), "k[0] (fx)=1e+300"),
+    ("k[8] zero", lambda img, info, t: (img, _with(info, k=list(info.k[:8]) + [0.0])), "k[8] 1"),
+    ("camera_info size", lambda img, info, t: (img, _with(info, width=info.width * 2)), "camera_info size differs"),
+    ("zero stamp", lambda img, info, t: (_with(img, header=Header(stamp=stamp_msg(0.0), frame_id="test_cam_optical")), info),
+     "not set"),
+    ("duplicated stamp", lambda img, info, t: (_with(img, header=Header(stamp=stamp_msg(t), frame_id="test_cam_optical")), info),
+     "not after the last"),
+    ("stamp far ahead", lambda img, info, t: (_with(img, header=Header(stamp=stamp_msg(2.1e9), frame_id="test_cam_optical")), info),
+     "ahead of the node's clock"),
 ]
 
 
@@ -200,32 +209,109 @@ def _with(msg, **fields):
 
 
 def test_bad_input_is_reported_and_the_next_good_frame_published(tmp_path, ros_context, frames):
+    from diagnostic_msgs.msg import DiagnosticArray
+
     seq, data = frames
     ns = "/t_bad"
-    # No fallback intrinsics: frames without a valid camera_info must be dropped, not guessed.
-    proc, col, feed = _start(tmp_path, ros_context, ns, {"publish_odometry": False})
+    # No fallback intrinsics: frames without a valid camera_info must be dropped, not guessed. Odometry on: a bad
+    # stamp must never move the pose.
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"publish_odometry": True, "input_timeout": 60.0, "max_frame_gap": 5.0})
+    diag = Collector(ros_context, {"/diagnostics": DiagnosticArray})
     try:
         _, image, _, _, _ = data[1]
         t = 50.0
         assert _send_and_wait(col, feed, ns, image, seq.K, t), proc.log()
+        t_last = t
         for i, (what, mutate, expected) in enumerate(BAD_INPUTS):
             header = Header(stamp=stamp_msg(t + 1 + i), frame_id="test_cam_optical")
             good_img = fill_image_msg(Image(header=header), image, "rgb8")
             good_info = camera_info_msg(header, seq.K, CAM_W, CAM_H)
-            bad_img, bad_info = mutate(good_img, good_info)
-            n_before = len(col.messages[f"{ns}/depth"])
+            bad_img, bad_info = mutate(good_img, good_info, t_last)
+            bad_stamp = stamp_of(bad_img)
+            with_stamp = lambda topic="depth": [m for m in col.messages[f"{ns}/{topic}"]  # noqa: E731
+                                                if abs(stamp_of(m) - bad_stamp) < 1e-6]
+            n_before = len(with_stamp())     # a duplicated stamp is the last good frame's
             feed.pub_info.publish(bad_info)
             col.spin_until(lambda: False, 0.3)  # let camera_info arrive first
             feed.pub_img.publish(bad_img)
             assert proc.wait_for_log(expected, 20), f"{what}: no warning containing {expected!r}\n" + proc.log()
             assert proc.alive(), f"{what}: node died\n" + proc.log()
-            assert len(col.messages[f"{ns}/depth"]) == n_before, f"{what}: a bad frame was published"
+            col.spin_until(lambda: False, 0.5)
+            if bad_info is good_info:          # the image is at fault: the frame is dropped
+                assert not with_stamp()[n_before:], f"{what}: a bad frame was published"
+            else:                              # only its camera_info is: the frame keeps the last valid K
+                assert all(np.allclose(np.array(m.k).reshape(3, 3), seq.K * [[NET_W / CAM_W], [NET_H / CAM_H], [1]], atol=1)
+                           for m in with_stamp("depth/camera_info")), f"{what}: published with the broken K"
             # the next good frame goes through
-            t_good = t + 1 + i + 0.5
-            assert _send_and_wait(col, feed, ns, image, seq.K, t_good), f"{what}: next good frame not published\n" + proc.log()
+            t_last = t + 1 + i + 0.5
+            assert _send_and_wait(col, feed, ns, image, seq.K, t_last), f"{what}: next good frame not published\n" + proc.log()
         log = proc.log()
-        assert "/t_bad/image" in log and "frame dropped" in log
+        assert "/t_bad/image" in log and "frame dropped" in log and "Traceback" not in log
+        # odometry never restarted: one chain from the first frame to the last, no jump to the origin
+        assert "odometry chain restarted" not in log, log
+        # /diagnostics says frames were refused, by reason
+        assert diag.spin_until(lambda: any(_status(a, "input") and int(_status(a, "input")["frames refused"]) >= len(BAD_INPUTS) - 1
+                                           for a in diag.messages["/diagnostics"]), 10), proc.log()
+        values = [_status(a, "input") for a in diag.messages["/diagnostics"] if _status(a, "input")][-1]
+        assert int(values["refused: stamp not after last"]) == 1 and int(values["refused: image too large"]) == 1
+        assert int(values["refused: camera_info k"]) >= 2 and int(values["refused: stamp zero"]) == 1
     finally:
+        diag.close()
+        col.close()
+        feed.close()
+        proc.stop()
+
+
+def _status(array, name):
+    """The key-value pairs of status ``<node>: name`` in a DiagnosticArray, or None."""
+    for status in array.status:
+        if status.name.endswith(f": {name}"):
+            return {kv.key: kv.value for kv in status.values}
+    return None
+
+
+def _level(array, name):
+    for status in array.status:
+        if status.name.endswith(f": {name}"):
+            return status.level[0] if isinstance(status.level, bytes) else status.level
+    return None
+
+
+def test_diagnostics_warn_while_frames_are_refused_and_error_when_nothing_arrives(tmp_path, ros_context, frames):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    seq, data = frames
+    ns = "/t_diag"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"input_timeout": 2.0, "diagnostics_period": 0.25,
+                                                         "expected_rate_min": 0.0})
+    diag = Collector(ros_context, {"/diagnostics": DiagnosticArray})
+    try:
+        ours = lambda: [a for a in diag.messages["/diagnostics"] if _status(a, "input") is not None and  # noqa: E731
+                        any(s.name.startswith("t_diag") or "t_diag" in s.name or True for s in a.status)]
+        # nothing has arrived for more than input_timeout: input and outputs are ERROR
+        assert diag.spin_until(lambda: any(_level(a, "input") == 2 and _level(a, "outputs") == 2 for a in ours()), 15), proc.log()
+        # refused frames (a wrong encoding) keep arriving: input WARN naming the reason, not OK
+        diag.messages["/diagnostics"].clear()
+        _, image, _, _, _ = data[0]
+        for i in range(8):
+            header = Header(stamp=stamp_msg(10.0 + 0.1 * i), frame_id="test_cam_optical")
+            feed.pub_info.publish(camera_info_msg(header, seq.K, CAM_W, CAM_H))
+            feed.pub_img.publish(_with(fill_image_msg(Image(header=header), image, "rgb8"), encoding="yuv422"))
+            diag.spin_until(lambda: False, 0.2)
+        warned = [a for a in ours() if _level(a, "input") == 1]
+        assert warned, proc.log()
+        status = [s for s in warned[-1].status if s.name.endswith(": input")][0]
+        assert "refused" in status.message and "bad encoding" in status.message
+        assert all(_level(a, "outputs") != 0 for a in ours())      # nothing published: never OK
+        # good frames: outputs OK; inference says the networks are untrained and depth relative (WARN, honest)
+        for i in range(3):
+            assert _send_and_wait(col, feed, ns, image, seq.K, 11.0 + 0.1 * i), proc.log()
+        diag.messages["/diagnostics"].clear()
+        assert diag.spin_until(lambda: any(_level(a, "outputs") == 0 for a in ours()), 10), proc.log()
+        inference = [_status(a, "inference") for a in ours()][-1]
+        assert inference["depth is metric"] == "no" and "torch" in inference["backend"] and inference["network size"] == "128x64"
+    finally:
+        diag.close()
         col.close()
         feed.close()
         proc.stop()
@@ -339,10 +425,9 @@ def test_points_are_built_only_while_someone_subscribes(tmp_path, ros_context, f
 
         def stages():
             for arr in depth_only.messages["/diagnostics"]:
-                for status in arr.status:
-                    values = {kv.key: kv.value for kv in status.values}
-                    if values.get("frames processed") == "3":
-                        return values
+                outputs = _status(arr, "outputs")
+                if outputs is not None and outputs.get("frames published") == "3":
+                    return _status(arr, "inference")
             return None
 
         assert depth_only.spin_until(lambda: stages() is not None, 10), proc.log()
@@ -391,3 +476,58 @@ def test_synthetic_camera_publishes_images_and_camera_info(tmp_path, ros_context
         proc.wait(10)
         ros_context.destroy_subscription(s1)
         ros_context.destroy_subscription(s2)
+
+
+def test_a_replayed_bag_restarts_odometry_at_the_origin_once_the_jump_is_confirmed(tmp_path, ros_context, frames):
+    seq, data = frames
+    ns = "/t_jump"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"time_jump_confirm_frames": 2, "max_frame_gap": 5.0})
+    try:
+        for i in range(4):
+            assert _send_and_wait(col, feed, ns, data[i][1], seq.K, 100.0 + 0.1 * i), proc.log()
+        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= 4, 10)
+        moved = col.messages[f"{ns}/odom"][-1].pose.pose.position
+        assert abs(moved.x) + abs(moved.y) + abs(moved.z) > 0
+        # the bag starts again: the first frame back in time is dropped (one bad stamp never resets the pose) ...
+        feed.send(data[0][1], seq.K, 10.0)
+        assert proc.wait_for_log("jumps back", 20), proc.log()
+        assert not [m for m in col.messages[f"{ns}/depth"] if abs(stamp_of(m) - 10.0) < 1e-6]
+        # ... the second confirms the jump: odometry restarts at the origin, and says so
+        assert _send_and_wait(col, feed, ns, data[1][1], seq.K, 10.1), proc.log()
+        col.spin_until(lambda: any(abs(stamp_of(m) - 10.1) < 1e-6 for m in col.messages[f"{ns}/odom"]), 10)
+        restart = [m for m in col.messages[f"{ns}/odom"] if abs(stamp_of(m) - 10.1) < 1e-6][0].pose.pose.position
+        assert (restart.x, restart.y, restart.z) == (0.0, 0.0, 0.0)
+        assert "time jumped back" in proc.log() and "restarted at the origin" in proc.log()
+    finally:
+        col.close()
+        feed.close()
+        proc.stop()
+
+
+def test_compressed_input_faults_are_refused_before_decoding(tmp_path, ros_context, frames):
+    seq, data = frames
+    ns = "/t_cbad"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"image_transport": "compressed", "max_image_pixels": 160 * 120 * 2,
+                                                        "max_frame_gap": 5.0}, compressed=True)
+    try:
+        image = data[0][1]
+        ok, good = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        big = cv2.imencode(".png", np.zeros((600, 800, 3), np.uint8))[1]
+        depth_png = cv2.imencode(".png", np.zeros((CAM_H, CAM_W), np.uint16))[1]
+        cases = [(CompressedImage(format="16UC1; compressedDepth png", data=bytes(12) + depth_png.tobytes()), "compressedDepth"),
+                 (CompressedImage(format="png", data=big.tobytes()), "exceeds max_image_pixels"),
+                 (CompressedImage(format="jpeg", data=good.tobytes()[:200]), "could not be decoded"),
+                 (CompressedImage(format="bmp", data=good.tobytes()), "only jpeg and png")]
+        t = 30.0
+        for msg, expected in cases:
+            feed.send(image, seq.K, t, msg=msg)
+            assert proc.wait_for_log(expected, 20), f"{expected}\n" + proc.log()
+            t += 0.5
+            assert _send_and_wait(col, feed, ns, image, seq.K, t, msg=CompressedImage(format="jpeg", data=good.tobytes())), \
+                proc.log()
+            t += 0.5
+        assert proc.alive() and "Traceback" not in proc.log()
+    finally:
+        col.close()
+        feed.close()
+        proc.stop()

@@ -12,7 +12,7 @@ import pytest
 
 from ros2_monodepth.core.backends.base import InferenceBackend, ModelSpec
 from ros2_monodepth.core.geometry import rpy_to_matrix, scale_intrinsics, se3_inverse
-from ros2_monodepth.core.pipeline import CameraIntrinsics, FrameError, FramePipeline, PipelineConfig
+from ros2_monodepth.core.pipeline import CameraIntrinsics, FrameError, FramePipeline, PipelineConfig, camera_intrinsics
 from ros2_monodepth.core.pointcloud import unpack_rgb_float
 from ros2_monodepth.core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
 
@@ -88,7 +88,7 @@ def test_depth_at_output_resolution_with_its_intrinsics_scale_and_invalid_pixels
     raw[0, :5] = [np.nan, np.inf, 0.0, -1.0, 3.0]
     cfg = PipelineConfig(depth_resolution=resolution, scale_mode="fixed", scale_factor=1.5)
     pipeline = FramePipeline(ScriptedBackend(lambda image: raw), cfg)
-    result = pipeline.depth(pipeline.prepare(_image(), CameraIntrinsics(K_CAM, CAM_W, CAM_H), 0.0))
+    result = pipeline.depth(pipeline.prepare(_image(), CameraIntrinsics(K_CAM, CAM_W, CAM_H), 1.0))
     assert result.scale == 1.5 and result.scale_mode == "fixed"
     if resolution == "network":
         assert result.size == (NET_H, NET_W)
@@ -107,7 +107,7 @@ def test_points_back_project_the_depth_and_take_colours_from_the_frame_the_netwo
     image = _image(3)
     info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
     fixed = FramePipeline(ScriptedBackend(constant_depth(2.0), input_size=(NET_H, NET_W)), PipelineConfig())
-    result = fixed.depth(fixed.prepare(image, info, 0.0))
+    result = fixed.depth(fixed.prepare(image, info, 1.0))
     xyz, rgb = result.points(stride=3, with_rgb=True)
     assert xyz.shape == (math.ceil(NET_H / 3), math.ceil(NET_W / 3), 3)
     np.testing.assert_allclose(xyz[..., 2], 2.0)
@@ -117,19 +117,19 @@ def test_points_back_project_the_depth_and_take_colours_from_the_frame_the_netwo
     np.testing.assert_array_equal(unpack_rgb_float(rgb), net_input[::3, ::3])
     # a backend that takes any size: the camera frame is area-resized to the depth's size
     anysize = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig())
-    _, rgb = anysize.depth(anysize.prepare(image, info, 0.0)).points(stride=1, with_rgb=True)
+    _, rgb = anysize.depth(anysize.prepare(image, info, 1.0)).points(stride=1, with_rgb=True)
     np.testing.assert_array_equal(unpack_rgb_float(rgb), cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_AREA))
     # depth at camera resolution: the camera frame's own colours; a BGR backend gets them swapped back to RGB
     bgr = FramePipeline(ScriptedBackend(constant_depth(2.0, (CAM_H, CAM_W)), order="bgr"), PipelineConfig(depth_resolution="camera"))
-    _, rgb = bgr.depth(bgr.prepare(image[..., ::-1].copy(), info, 0.0)).points(stride=2, with_rgb=True)
+    _, rgb = bgr.depth(bgr.prepare(image[..., ::-1].copy(), info, 1.0)).points(stride=2, with_rgb=True)
     np.testing.assert_array_equal(unpack_rgb_float(rgb), image[::2, ::2])
-    assert fixed.depth(fixed.prepare(image, info, 0.0)).points(stride=2, with_rgb=False)[1] is None
+    assert fixed.depth(fixed.prepare(image, info, 2.0)).points(stride=2, with_rgb=False)[1] is None
 
 
 def test_colorized_depth_is_bgr_at_the_depth_size():
     pipeline = FramePipeline(ScriptedBackend(lambda image: np.linspace(1, 10, NET_H * NET_W).reshape(NET_H, NET_W)),
                              PipelineConfig())
-    result = pipeline.depth(pipeline.prepare(_image(), CameraIntrinsics(K_CAM, CAM_W, CAM_H), 0.0))
+    result = pipeline.depth(pipeline.prepare(_image(), CameraIntrinsics(K_CAM, CAM_W, CAM_H), 1.0))
     colour = result.colorized()
     assert colour.shape == (NET_H, NET_W, 3) and colour.dtype == np.uint8 and colour.std() > 10
 
@@ -166,8 +166,9 @@ def test_odometry_chains_the_scaled_motion_through_the_camera_mount():
     assert mount[:3, :3] == pytest.approx(rpy_to_matrix(-math.pi / 2, 0.3, -math.pi / 2))
 
 
-def test_odometry_restarts_on_a_stamp_going_back_a_long_gap_or_a_size_change():
-    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0), motion=_forward_motion(0.1)), PipelineConfig(max_frame_gap=1.0))
+def test_odometry_restarts_on_a_long_gap_a_size_change_or_a_confirmed_jump_back_in_time():
+    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0), motion=_forward_motion(0.1)),
+                             PipelineConfig(max_frame_gap=1.0, time_jump_threshold=5.0, time_jump_confirm_frames=2))
     info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
 
     def step(t, image=None, intr=info):
@@ -179,19 +180,71 @@ def test_odometry_restarts_on_a_stamp_going_back_a_long_gap_or_a_size_change():
     gap = step(7.0)
     assert "gap" in gap.restarted and gap.step.T_odom_base[0, 3] == pytest.approx(moved)   # pose kept
     small = np.zeros((60, 80, 3), np.uint8)
-    resized = step(7.1, small, CameraIntrinsics(K_CAM / 2, 80, 60))
+    resized = step(7.1, small, CameraIntrinsics(K_CAM / 2 * [[1], [1], [2]], 80, 60))
     assert resized.restarted == "size change"
-    back = step(1.0)
-    assert "went backwards" in back.restarted and back.warnings
+    step(7.2)
+    # a bag replayed from its start: the first frame back in time is dropped, the second confirms the jump
+    with pytest.raises(FrameError, match="jumps back"):
+        step(1.0)
+    back = step(1.1)
+    assert "time jumped back" in back.restarted and back.warnings and "at the origin" in back.warnings[0]
     np.testing.assert_allclose(back.step.T_odom_base, np.eye(4))
+
+
+@pytest.mark.parametrize("bad_stamp,expected", [(0.0, "not set"), (10.0, "not after the last"), (9.95, "not after the last"),
+                                                (1e9, "jumps forward"), (-3.0, "not set")])
+def test_one_bad_stamp_is_dropped_and_the_pose_kept(bad_stamp, expected):
+    """REP 105: odom is continuous. A duplicated, zero, slightly earlier or far-future stamp never moves the pose."""
+    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0), motion=_forward_motion(0.5)), PipelineConfig())
+    info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
+    for t in (9.8, 9.9, 10.0):
+        before = pipeline.odometry(pipeline.prepare(_image(), info, t)).step.T_odom_base
+    with pytest.raises(FrameError, match=expected) as err:
+        pipeline.prepare(_image(), info, bad_stamp)
+    assert err.value.field == "header.stamp" and err.value.kind.startswith("stamp ")
+    after = pipeline.odometry(pipeline.prepare(_image(), info, 10.1))
+    assert after.restarted == "" and after.step.integrated
+    np.testing.assert_allclose(after.step.T_odom_base[:3, 3], before[:3, 3] + [0.5, 0, 0], atol=1e-9)
+
+
+def test_a_stamp_far_ahead_of_the_clock_is_dropped():
+    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig(max_stamp_lead=10.0))
+    info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
+    pipeline.prepare(_image(), info, 100.0, clock_now=100.5)
+    with pytest.raises(FrameError, match="ahead of the node's clock"):
+        pipeline.prepare(_image(), info, 200.0, clock_now=100.6)
+    assert pipeline.prepare(_image(), info, 100.7, clock_now=100.7).stamp == 100.7
+    unchecked = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig(max_stamp_lead=0.0))
+    assert unchecked.prepare(_image(), info, 5000.0, clock_now=1.0).stamp == 5000.0
+
+
+def test_images_larger_than_the_limit_are_refused_before_decoding():
+    pipeline = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig(max_image_pixels=100 * 100))
+    with pytest.raises(FrameError, match="exceeds max_image_pixels") as err:
+        pipeline.check_size(10000, 10000)
+    assert err.value.field == "width/height" and err.value.kind == "image too large"
+    pipeline.check_size(100, 100)
+
+
+@pytest.mark.parametrize("k,expected", [
+    ([100, 0, 79.5, 0, 100, 59.5, 0, 0, 0], "k\\[8\\] 1"),
+    ([1e300, 0, 79.5, 0, 100, 59.5, 0, 0, 1], "at most"),
+    ([100, 0, 79.5, 0, 100, 59.5, 0, 0, float("nan")], "finite"),
+    ([100, 0, 79.5, 0, -100, 59.5, 0, 0, 1], "k\\[4\\]"),
+    ([100, 0, 79.5], "9"),
+])
+def test_broken_camera_info_is_refused_naming_the_field(k, expected):
+    with pytest.raises(FrameError, match=expected):
+        camera_intrinsics(k, CAM_W, CAM_H)
+    assert camera_intrinsics([100, 0, 79.5, 0, 100, 59.5, 0, 0, 1], CAM_W, CAM_H).K[2, 2] == 1
 
 
 def test_odometry_is_off_without_a_pose_network_or_when_disabled():
     info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
     no_pose = FramePipeline(ScriptedBackend(constant_depth(2.0), with_pose=False), PipelineConfig())
-    assert no_pose.odometry(no_pose.prepare(_image(), info, 0.0)) is None
+    assert no_pose.odometry(no_pose.prepare(_image(), info, 1.0)) is None
     disabled = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig(publish_odometry=False))
-    assert disabled.odometry(disabled.prepare(_image(), info, 0.0)) is None
+    assert disabled.odometry(disabled.prepare(_image(), info, 1.0)) is None
 
 
 def test_camera_height_scale_makes_depth_metric_from_the_ground_plane():
@@ -200,7 +253,7 @@ def test_camera_height_scale_makes_depth_metric_from_the_ground_plane():
     network_units = 0.37   # the network's arbitrary scale
     cfg = PipelineConfig(scale_mode="camera_height", camera_height=1.5, scale_smoothing=0.0)
     pipeline = FramePipeline(ScriptedBackend(lambda img: np.where(np.isfinite(true_depth), true_depth * network_units, 0.0)), cfg)
-    result = pipeline.depth(pipeline.prepare(image, CameraIntrinsics(seq.K, NET_W, NET_H), 0.0))
+    result = pipeline.depth(pipeline.prepare(image, CameraIntrinsics(seq.K, NET_W, NET_H), 1.0))
     assert result.scale == pytest.approx(1 / network_units, rel=0.05)
     valid = np.isfinite(true_depth)
     assert float(np.nanmedian(result.depth[valid] / true_depth[valid])) == pytest.approx(1.0, rel=0.05)
@@ -219,7 +272,7 @@ def test_create_runs_a_real_backend_end_to_end():
     assert "torch requested" in why
     seq = SyntheticSequence(SceneConfig(seed=1), TrajectoryConfig(num_frames=2), CAM_W, CAM_H)
     info = CameraIntrinsics(seq.K, CAM_W, CAM_H)
-    outputs = [pipeline.process(pipeline.prepare(seq.frame(i)[1], info, 0.1 * i)) for i in range(2)]
+    outputs = [pipeline.process(pipeline.prepare(seq.frame(i)[1], info, 1.0 + 0.1 * i)) for i in range(2)]
     depth, odometry = outputs[-1]
     assert depth.size == (NET_H, NET_W) and np.isfinite(depth.depth).all() and (depth.depth > 0).all()
     assert odometry is not None and odometry.step.integrated and np.isfinite(odometry.step.T_odom_base).all()

@@ -50,6 +50,7 @@ class TrainConfig:
     init_resnet: Optional[str] = None
     init_checkpoint: Optional[str] = None
     resume: bool = False
+    overwrite: bool = False
     precision: str = "auto"
     channels_last: bool = True
     compile_loss: str = "auto"
@@ -84,6 +85,8 @@ class TrainConfig:
             out.append("--no-monocular needs --stereo")
         if self.init_resnet and self.init_checkpoint:
             out.append("give --init-resnet or --init-checkpoint, not both")
+        if self.resume and self.overwrite:
+            out.append("give --resume (continue the run in --out) or --overwrite (start again there), not both")
         if self.batch_size < 1 or self.epochs < 1:
             out.append("--batch-size and --epochs must be >= 1")
         return out
@@ -144,6 +147,8 @@ def train_parser() -> argparse.ArgumentParser:
     t.add_argument("--init-resnet", help="torchvision-format ResNet .pth to initialise both encoders")
     t.add_argument("--init-checkpoint", help="checkpoint folder (this project's or Monodepth2's) to start from")
     t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start from scratch in an --out that holds another run's checkpoint (replaced at the first save)")
     t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
                    help="autocast dtype for the networks (auto: bf16 on AMX/AVX512-bf16 CPUs and CUDA, else fp32)")
     t.add_argument("--no-channels-last", dest="channels_last", action="store_false", help="keep NCHW memory format")

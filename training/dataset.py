@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, FrameStats, decode_rgb, require_topic, skip_reason, stamp_ns
+from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, FrameStats, decode_rgb, open_bags, require_topic, skip_reason, stamp_ns
 from ros2_monodepth.core.geometry import scale_intrinsics
 from ros2_monodepth.core.image_codec import ImageFormatError
 
@@ -83,14 +83,10 @@ def _info_K(msg) -> Tuple[np.ndarray, Tuple[int, int], float]:
 
 def index_frames(paths: Sequence[str | Path], opts: IndexOptions, progress: bool = False) -> FrameIndex:
     """Read the bags once and keep the frames to train on (see the module docstring)."""
-    from rosbags.highlevel import AnyReader
     from tqdm import tqdm
 
     bag_paths = [Path(p) for p in paths]
-    missing = [str(p) for p in bag_paths if not p.exists()]
-    if missing:
-        raise BagError(f"no such bag: {', '.join(missing)}")
-    with AnyReader(bag_paths) as reader:
+    with open_bags(bag_paths) as reader:
         def need(topic: str, types: Tuple[str, ...]) -> list:
             return require_topic(reader, topic, types, bag_paths)
 

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 import torch
 
-from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, decode_rgb, require_topic, stamp_ns
+from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, decode_rgb, open_bags, require_topic, stamp_ns
 from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
 from ros2_monodepth.core.geometry import disp_to_depth, se3_inverse
 from ros2_monodepth.core.image_codec import image_to_numpy
@@ -75,10 +75,8 @@ def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Opti
                       ) -> Tuple[List[GroundTruthFrame], np.ndarray]:
     """Frames of ``topic`` with the ground truth stamped like them, and K from the first ``info_topic`` message
     (identity when ``info_topic`` is None)."""
-    from rosbags.highlevel import AnyReader
-
     bag_paths = [Path(p) for p in paths]
-    with AnyReader(bag_paths) as reader:
+    with open_bags(bag_paths) as reader:
         image_conns = require_topic(reader, topic, IMAGE_TYPES, bag_paths)
         gt_conns = [c for t, kind in ((depth_topic, ("sensor_msgs/msg/Image",)), (pose_topic, ("geometry_msgs/msg/PoseStamped",)),
                                       (mask_topic, ("sensor_msgs/msg/Image",))) if t

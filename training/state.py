@@ -1,11 +1,15 @@
 """Training checkpoints: the runtime's Monodepth2 layout plus what resuming needs, written atomically.
 
-A training run's ``<out>/checkpoint/`` folder is a valid runtime checkpoint (``encoder.pth``, ``depth.pth``,
+A training run's ``<out>/checkpoint`` is a valid runtime checkpoint (``encoder.pth``, ``depth.pth``,
 ``pose_encoder.pth``, ``pose.pth``, ``metadata.json``, see ``core/checkpoint.py``) with one more file,
 ``training_state.pt``: optimiser, LR schedule and grad-scaler state, the position in the data order (epoch,
-samples done in it), the global step and the explainability network. The folder is built beside the old one
-and swapped in with ``os.replace``, so a kill at any moment leaves either the old or the new checkpoint.
-Everything is read back with ``torch.load(weights_only=True)``.
+samples done in it), the global step and the explainability network.
+
+Crash safety: ``<out>/checkpoint`` is a symlink to a complete version ``<out>/checkpoint.vNNNNNNN``. A save writes
+the next version into a temporary folder, renames it into place, and then replaces the link in one atomic
+rename; the previous version is kept (a node may have resolved the old link) and older ones are removed. So the
+path the user gave is a complete, loadable checkpoint at every instant of a save, and what a killed save left
+(``checkpoint.*.tmp``) is removed at the next start. Everything is read back with ``torch.load(weights_only=True)``.
 
 Also owns initialising the encoders from a torchvision-format ResNet file or a Monodepth2 checkpoint.
 """
@@ -16,14 +20,14 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import torch
 from torch import nn
 
 from ros2_monodepth.core.checkpoint import (CheckpointError, CheckpointMetadata, load_checkpoint, read_state_file,
                                             save_checkpoint)
-from ros2_monodepth.core.fileio import atomic_torch_save, publish_dir, temporary_dir
+from ros2_monodepth.core.fileio import TMP_MARK, atomic_torch_save, clean_leftovers, publish_dir, temporary_dir
 from ros2_monodepth.core.networks import DepthNet, PoseNet
 
 STATE_FILE = "training_state.pt"
@@ -36,10 +40,52 @@ class Progress:
     step: int = 0              # optimiser steps since the start
 
 
+VERSION_MARK = ".v"
+
+
+def _versions(directory: Path) -> List[Path]:
+    """The complete versions ``<name>.vNNNNNNN`` beside ``directory``, oldest first."""
+    parent, name = directory.parent, directory.name
+    if not parent.is_dir():
+        return []
+    found = [p for p in parent.iterdir() if p.is_dir() and not p.is_symlink() and p.name.startswith(name + VERSION_MARK)
+             and p.name[len(name) + len(VERSION_MARK):].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[len(name) + len(VERSION_MARK):]))
+
+
+def _point(directory: Path, version: Path) -> None:
+    """Make ``directory`` a symlink to ``version`` in one atomic step (a new link renamed over the old one)."""
+    link_tmp = directory.with_name(directory.name + ".link" + TMP_MARK)
+    link_tmp.unlink(missing_ok=True)
+    os.symlink(version.name, link_tmp)
+    os.replace(link_tmp, directory)
+
+
+def recover_checkpoint(directory: Path) -> Optional[str]:
+    """Put the checkpoint at ``directory`` back into a consistent state after a kill, and remove what killed saves
+    left (temporary folders of 100-300 MB). Returns what was done, or None when there was nothing to do."""
+    directory = Path(directory)
+    removed = clean_leftovers(directory.parent, directory.name)
+    done = [f"removed {removed} unfinished save(s)"] if removed else []
+    old = directory.with_name(directory.name + ".old")      # the two-rename scheme of earlier versions
+    if not directory.exists() and not directory.is_symlink() and old.is_dir():
+        os.replace(old, directory)
+        done.append(f"restored {directory} from {old.name}")
+    versions = _versions(directory)
+    if not directory.exists() and versions:       # a dangling link, or none (killed while migrating a legacy folder)
+        _point(directory, versions[-1])
+        done.append(f"pointed {directory} at {versions[-1].name}")
+    return "; ".join(done) or None
+
+
 def save_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Optional[PoseNet], meta: CheckpointMetadata,
                              optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Optional[Any], progress: Progress,
                              explain_net: Optional[nn.Module] = None, config: Optional[Dict[str, Any]] = None) -> Path:
+    """Write a complete new version beside ``directory`` and point ``directory`` (a symlink) at it atomically, so
+    that ``directory`` is a complete, loadable checkpoint at every instant; keep the previous version (a reader may
+    have resolved the old link) and remove older ones."""
     directory = Path(directory)
+    recover_checkpoint(directory)
     tmp = temporary_dir(directory)
     try:
         save_checkpoint(tmp, depth_net, pose_net, meta)
@@ -52,32 +98,38 @@ def save_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Opt
             "config": config or {},
         }
         atomic_torch_save(state, tmp / STATE_FILE)
-        old = directory.with_name(directory.name + ".old")
-        if directory.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(directory, old)
-        publish_dir(tmp, directory)
-        if old.exists():
-            shutil.rmtree(old)
+        versions = _versions(directory)
+        number = int(versions[-1].name.rsplit(VERSION_MARK, 1)[1]) + 1 if versions else 1
+        version = directory.with_name(f"{directory.name}{VERSION_MARK}{number:07d}")
+        publish_dir(tmp, version)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if directory.exists() and not directory.is_symlink():
+        # a checkpoint folder of an earlier version (or written by hand): it becomes version 0; a kill before the
+        # link below leaves no folder at `directory`, which recover_checkpoint repairs on the next start
+        legacy = directory.with_name(f"{directory.name}{VERSION_MARK}{0:07d}")
+        if legacy.exists():
+            shutil.rmtree(legacy)
+        os.replace(directory, legacy)
+    _point(directory, version)
+    for stale in _versions(directory)[:-2]:       # the current one and the one before stay
+        shutil.rmtree(stale, ignore_errors=True)
     return directory
 
 
-def recover_interrupted(directory: Path) -> None:
-    """A kill between the two renames leaves only ``<dir>.old``: put it back."""
-    old = directory.with_name(directory.name + ".old")
-    if not directory.exists() and old.exists():
-        os.replace(old, directory)
+def checkpoint_exists(directory: Path) -> bool:
+    """True when a checkpoint (or what a kill left of one) is at ``directory``."""
+    directory = Path(directory)
+    return (directory.exists() or directory.is_symlink() or bool(_versions(directory))
+            or directory.with_name(directory.name + ".old").exists())
 
 
 def load_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Optional[PoseNet], optimizer: torch.optim.Optimizer,
                              scheduler: Any, scaler: Optional[Any], explain_net: Optional[nn.Module] = None) -> Progress:
     """Load weights and training state into the given objects; returns where to continue."""
     directory = Path(directory)
-    recover_interrupted(directory)
+    recover_checkpoint(directory)
     state_path = directory / STATE_FILE
     if not state_path.is_file():
         raise CheckpointError(f"{directory}: no {STATE_FILE}, so this is not a training checkpoint to resume")

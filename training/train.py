@@ -37,7 +37,8 @@ from .config import TrainConfig, parse_train_args
 from .dataset import Augmentation, IndexOptions, SampleOrder, TripletDataset, index_frames, make_triplets, split_by_time
 from .losses import photometric_error
 from .objective import ExplainabilityNet, LossConfig, LossOutput, self_supervised_loss
-from .state import Progress, init_from_checkpoint, init_from_resnet_file, load_training_checkpoint, save_training_checkpoint
+from .state import (STATE_FILE, Progress, checkpoint_exists, init_from_checkpoint, init_from_resnet_file, load_training_checkpoint,
+                    recover_checkpoint, save_training_checkpoint)
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -218,6 +219,13 @@ def train(a: TrainConfig) -> Dict[str, Any]:
     ckpt_dir = out_dir / CHECKPOINT_DIR
     show_progress = main_proc and a.progress
 
+    if main_proc:
+        repaired = recover_checkpoint(ckpt_dir)
+        if repaired:
+            print(f"[train] {ckpt_dir}: {repaired}", flush=True)
+    if not a.resume and not a.overwrite and checkpoint_exists(ckpt_dir):
+        raise CheckpointError(f"{ckpt_dir} holds the checkpoint of an earlier run: add --resume to continue it, or "
+                              "--overwrite to train from scratch and replace it (or choose another --out)")
     torch.manual_seed(a.seed)
     train_ds, val_ds, data_info = build_datasets(a, show_progress)
     cfg = a.loss_config()
@@ -365,7 +373,8 @@ def train_or_reuse(cfg: TrainConfig, steps: int) -> Path:
     if summary.is_file() and json.loads(summary.read_text()).get("steps") == steps:
         print(f"[train] reusing the finished run {run}", flush=True)
         return run / CHECKPOINT_DIR
-    resume = (run / CHECKPOINT_DIR / "training_state.pt").is_file()
+    recover_checkpoint(run / CHECKPOINT_DIR)
+    resume = (run / CHECKPOINT_DIR / STATE_FILE).is_file()   # never overwritten: train refuses a foreign checkpoint
     train(replace(cfg, max_steps=steps, resume=resume))
     return run / CHECKPOINT_DIR
 

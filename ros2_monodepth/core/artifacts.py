@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .backends.base import BackendError, GraphSet, InferenceBackend, ModelSpec
+from .checkpoint import CheckpointError
 from .fileio import build_cache_dir, default_cache_dir, file_sha256
 from .hardware import cpu_has_bf16, cuda_available
 
@@ -380,7 +381,13 @@ def _create(name: str, spec: ModelSpec) -> InferenceBackend:
         if name == "onnxruntime":
             from .backends.onnxruntime_backend import OnnxRuntimeBackend
 
-            return OnnxRuntimeBackend(spec, graph_set(spec))
+            try:
+                graphs = graph_set(spec)
+            except (BackendError, CheckpointError):
+                raise
+            except Exception as exc:   # export, quantisation or a file that cannot be rebuilt: the next backend runs
+                raise BackendError(f"the onnxruntime graphs could not be prepared: {type(exc).__name__}: {exc}") from exc
+            return OnnxRuntimeBackend(spec, graphs)
         if name == "tensorrt":
             return _create_tensorrt(spec)
     except ImportError as exc:
@@ -404,7 +411,7 @@ def _create_tensorrt(spec: ModelSpec) -> InferenceBackend:
         from .backends.tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(spec, tensorrt_engines(spec, api), api)
-    except BackendError:
+    except (BackendError, CheckpointError):
         raise
     except Exception as exc:   # AttributeError from an API that changed, CUDA errors, build failures
         raise BackendError(f"TensorRT ({api.describe()}) failed: {type(exc).__name__}: {exc}") from exc

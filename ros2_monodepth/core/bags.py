@@ -8,9 +8,10 @@ benchmark; ``rosbags`` is imported inside the functions, so importing this modul
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -35,12 +36,44 @@ class FrameStats:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
-def list_topics(paths: Sequence[str | Path]) -> Dict[str, Tuple[str, int]]:
-    """{topic: (message type, count)} over all bags."""
+REPAIR_HINT = ("a recording cut short? `mcap recover IN.mcap -o OUT.mcap` (the mcap CLI) repairs a truncated MCAP file, "
+               "`ros2 bag reindex BAG` recreates a missing metadata.yaml")
+
+
+@contextlib.contextmanager
+def open_bags(paths: Sequence[str | Path]) -> Iterator[Any]:
+    """rosbags' AnyReader over ``paths``, with every way a bag can fail to open or read (missing, not a bag folder,
+    no metadata.yaml, truncated, unknown storage) turned into a BagError naming the bag and what to do."""
     from rosbags.highlevel import AnyReader
 
+    bag_paths = [Path(p) for p in paths]
+    missing = [str(p) for p in bag_paths if not p.exists()]
+    if missing:
+        raise BagError(f"no such bag: {', '.join(missing)}")
+    where = ", ".join(map(str, bag_paths))
+    try:
+        reader = AnyReader(bag_paths)
+        reader.open()
+    except BagError:
+        raise
+    except Exception as exc:   # rosbags raises its own errors, FileNotFoundError, KeyError, struct errors...
+        raise BagError(f"cannot open {where}: {type(exc).__name__}: {exc} ({REPAIR_HINT})") from exc
+    try:
+        yield reader
+    except (BagError, ImageFormatError):
+        raise
+    except Exception as exc:
+        if type(exc).__module__.startswith("rosbags") or isinstance(exc, (OSError, EOFError)):
+            raise BagError(f"reading {where} failed: {type(exc).__name__}: {exc} ({REPAIR_HINT})") from exc
+        raise
+    finally:
+        reader.close()
+
+
+def list_topics(paths: Sequence[str | Path]) -> Dict[str, Tuple[str, int]]:
+    """{topic: (message type, count)} over all bags."""
     out: Dict[str, Tuple[str, int]] = {}
-    with AnyReader([Path(p) for p in paths]) as reader:
+    with open_bags(paths) as reader:
         for c in reader.connections:
             prev = out.get(c.topic, (c.msgtype, 0))
             out[c.topic] = (c.msgtype, prev[1] + c.msgcount)
@@ -82,11 +115,9 @@ def iter_frames(paths: Sequence[str | Path], topic: str, size: Optional[Tuple[in
     ``size`` (H, W) resizes each frame (area interpolation). Frames that fail to decode are skipped and
     counted in ``stats``.
     """
-    from rosbags.highlevel import AnyReader
-
     stats = stats if stats is not None else FrameStats()
     bag_paths = [Path(p) for p in paths]
-    with AnyReader(bag_paths) as reader:
+    with open_bags(bag_paths) as reader:
         conns = require_topic(reader, topic, IMAGE_TYPES, bag_paths)
         for i, (conn, _, raw) in enumerate(reader.messages(connections=conns)):
             if i % stride:

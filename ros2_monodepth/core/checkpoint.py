@@ -14,8 +14,9 @@ against the model before anything is loaded, so a wrong file is refused with a m
 from __future__ import annotations
 
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -118,6 +119,34 @@ def save_checkpoint(directory: str | os.PathLike, depth_net: DepthNet, pose_net:
     return out
 
 
+def _metadata_from(raw: Dict[str, Any], source: Path) -> CheckpointMetadata:
+    """CheckpointMetadata from metadata.json's object, each known entry checked against its type."""
+    meta = CheckpointMetadata()
+    for f in fields(CheckpointMetadata):
+        if f.name not in raw or f.name == "extra":
+            continue
+        value, default = raw[f.name], getattr(meta, f.name)
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+            value = float(value) if ok else value
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise CheckpointError(f"{source}: entry '{f.name}' is {value!r}, expected a {'positive ' if isinstance(default, (int, float)) and not isinstance(default, bool) else ''}"
+                                  f"{type(default).__name__}")
+        setattr(meta, f.name, value)
+    extra = raw.get("extra", {})
+    meta.extra.update(extra if isinstance(extra, dict) else {"extra": extra})
+    meta.extra.update({k: v for k, v in raw.items() if k not in {f.name for f in fields(CheckpointMetadata)}})
+    if meta.min_depth >= meta.max_depth:
+        raise CheckpointError(f"{source}: min_depth {meta.min_depth} must be below max_depth {meta.max_depth}")
+    return meta
+
+
 def read_metadata(directory: str | os.PathLike) -> CheckpointMetadata:
     """metadata.json if present, else what Monodepth2's encoder.pth says (height, width, use_stereo)."""
     d = Path(directory)
@@ -125,12 +154,11 @@ def read_metadata(directory: str | os.PathLike) -> CheckpointMetadata:
     if meta_path.is_file():
         try:
             raw = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
-        known = {f for f in CheckpointMetadata.__dataclass_fields__}
-        meta = CheckpointMetadata(**{k: v for k, v in raw.items() if k in known})
-        meta.extra.update({k: v for k, v in raw.items() if k not in known})
-        return meta
+        if not isinstance(raw, dict):
+            raise CheckpointError(f"{meta_path}: expected a JSON object, found {type(raw).__name__}")
+        return _metadata_from(raw, meta_path)
     enc = read_state_file(d / ENCODER_FILE)
     return CheckpointMetadata(
         num_layers=infer_num_layers(enc),

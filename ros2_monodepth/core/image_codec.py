@@ -15,7 +15,7 @@ object with the message's fields (rclpy messages, rosbags messages). Filling mes
 
 from __future__ import annotations
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -86,11 +86,56 @@ def to_rgb8(image: np.ndarray, encoding: str, want: str = "rgb") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+def compressed_format(msg: Any) -> str:
+    """The image format of a CompressedImage ('jpeg' or 'png'), or ImageFormatError naming what it is instead.
+
+    image_transport writes ``format`` as e.g. 'jpeg', 'rgb8; jpeg compressed bgr8' or, for depth images,
+    '16UC1; compressedDepth png': a compressedDepth image is a depth map (its data starts with a header before the
+    PNG), not a camera frame.
+    """
+    fmt = (msg.format or "").lower()
+    if "compresseddepth" in fmt:
+        raise ImageFormatError("format", msg.format, "a compressedDepth image is a depth map (image_transport's "
+                               "compressed_depth), not a camera image: subscribe this node to the camera's image topic")
+    if not fmt or "jpeg" in fmt or "jpg" in fmt:
+        return "jpeg" if fmt else ""
+    if "png" in fmt:
+        return "png"
+    raise ImageFormatError("format", msg.format, "only jpeg and png are decoded")
+
+
+def compressed_image_size(data: Any) -> Optional[Tuple[int, int]]:
+    """(width, height) from a PNG or JPEG header without decoding the image, or None when the header is not one.
+
+    >>> import cv2, numpy as np
+    >>> compressed_image_size(cv2.imencode(".png", np.zeros((3, 5), np.uint8))[1].tobytes())
+    (5, 3)
+    """
+    buf = bytes(memoryview(data)[:65536])   # a JPEG's frame header comes after its tables, well inside 64 KB
+    if buf[:8] == b"\x89PNG\r\n\x1a\n" and len(buf) >= 24 and buf[12:16] == b"IHDR":
+        return int.from_bytes(buf[16:20], "big"), int.from_bytes(buf[20:24], "big")
+    if buf[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 9 < len(buf):
+        if buf[i] != 0xFF:
+            i += 1
+            continue
+        marker = buf[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        length = int.from_bytes(buf[i + 2:i + 4], "big")
+        # start-of-frame markers C0..CF, except DHT (C4), JPG (C8) and DAC (CC), carry height then width
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(buf[i + 7:i + 9], "big"), int.from_bytes(buf[i + 5:i + 7], "big")
+        i += 2 + length
+    return None
+
+
 def decode_compressed(msg: Any, want: str = "rgb") -> np.ndarray:
     """CompressedImage (jpeg/png) -> (H, W, 3) uint8 in ``want`` order."""
-    fmt = (msg.format or "").lower()
-    if fmt and not any(k in fmt for k in ("jpeg", "jpg", "png")):
-        raise ImageFormatError("format", msg.format, "only jpeg and png are decoded")
+    compressed_format(msg)
     buf = np.frombuffer(msg.data, np.uint8)
     if buf.size == 0:
         raise ImageFormatError("data", "0 bytes", "empty compressed image")

@@ -13,7 +13,7 @@ runs on another): ``depth(frame)`` and ``odometry(frame)``; ``process(frame)`` r
     >>> cfg = PipelineConfig(network_width=128, network_height=64, backend="torch", precision="fp32")
     >>> pipeline, why = FramePipeline.create(cfg)
     >>> K = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
-    >>> frame = pipeline.prepare(np.zeros((120, 160, 3), np.uint8), CameraIntrinsics(K, 160, 120), 0.0)
+    >>> frame = pipeline.prepare(np.zeros((120, 160, 3), np.uint8), CameraIntrinsics(K, 160, 120), 1.0)
     >>> pipeline.depth(frame).depth.shape
     (64, 128)
 """
@@ -31,7 +31,7 @@ import numpy as np
 from .backends.base import InferenceBackend, ModelSpec
 from .colorize import colorize_depth
 from .geometry import rpy_to_matrix, scale_intrinsics
-from .odometry import OdometryIntegrator, OdometryStep
+from .odometry import OdometryIntegrator, OdometryStep, StampDecision, StampGate
 from .pointcloud import RayGrid, pack_rgb_float
 from .scale import ScaleEstimator
 from .timing import StageTimer
@@ -65,6 +65,12 @@ class PipelineConfig:
     camera_mount_xyz: Tuple[float, float, float] = (0.0, 0.0, 1.5)
     camera_mount_rpy: Tuple[float, float, float] = (-math.pi / 2, 0.0, -math.pi / 2)
     max_frame_gap: float = 1.0
+    # which stamps are trusted (core.odometry.StampGate)
+    time_jump_threshold: float = 5.0
+    time_jump_confirm_frames: int = 3
+    max_stamp_lead: float = 10.0
+    # the largest camera image processed (checked before decoding)
+    max_image_pixels: int = 4096 * 4096
     # metric scale
     scale_mode: str = "relative"
     scale_factor: float = 1.0
@@ -88,11 +94,13 @@ class PipelineConfig:
 
 
 class FrameError(ValueError):
-    """A frame that cannot be processed; ``field`` and ``value`` name what is wrong (the caller adds the topic)."""
+    """A frame that cannot be processed; ``field`` and ``value`` name what is wrong (the caller adds the topic);
+    ``kind`` is a short category for counting refused frames (default: the field)."""
 
-    def __init__(self, field: str, value: object, reason: str):
+    def __init__(self, field: str, value: object, reason: str, kind: str = ""):
         super().__init__(f"{field}={value!r}: {reason}")
         self.field, self.value, self.reason = field, value, reason
+        self.kind = kind or field
 
 
 @dataclass(frozen=True)
@@ -105,19 +113,31 @@ class CameraIntrinsics:
     source: str = "camera_info"
 
 
+# A focal length or principal point beyond this (pixels) is a broken camera_info, not a lens (a 50 Mpx sensor behind
+# a 1000 mm lens is about 1e5 px).
+MAX_FOCAL_PX = 1e6
+
+
 def camera_intrinsics(k: Sequence[float], width: int, height: int, source: str = "camera_info") -> CameraIntrinsics:
     """A CameraInfo's ``k`` (9 values, row-major) and size -> CameraIntrinsics, or FrameError naming the field.
 
     >>> camera_intrinsics([100, 0, 79.5, 0, 100, 59.5, 0, 0, 1], 160, 120).K[0, 0]
     100.0
     """
-    K = np.asarray(k, np.float64).reshape(3, 3)
-    fx, fy = float(K[0, 0]), float(K[1, 1])
-    for name, v in (("k[0] (fx)", fx), ("k[4] (fy)", fy)):
-        if not math.isfinite(v) or v <= 0:
-            raise FrameError(name, v, "focal length must be finite and > 0")
+    values = np.asarray(k, np.float64).ravel()
+    if values.size != 9:
+        raise FrameError("k", f"{values.size} values", "a 3x3 matrix has 9")
+    K = values.reshape(3, 3)
     if not np.isfinite(K).all():
         raise FrameError("k", "non-finite values", "every entry must be finite")
+    for name, v in (("k[0] (fx)", K[0, 0]), ("k[4] (fy)", K[1, 1])):
+        if not 0 < v <= MAX_FOCAL_PX:
+            raise FrameError(name, float(v), f"focal length must be > 0 and at most {MAX_FOCAL_PX:g} pixels")
+    for name, v in (("k[2] (cx)", K[0, 2]), ("k[5] (cy)", K[1, 2])):
+        if abs(v) > MAX_FOCAL_PX:
+            raise FrameError(name, float(v), f"principal point must be within {MAX_FOCAL_PX:g} pixels")
+    if K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0 or K[2, 2] != 1:
+        raise FrameError("k", [float(v) for v in values], "not a pinhole matrix: k[3], k[6], k[7] must be 0 and k[8] 1")
     return CameraIntrinsics(K, int(width), int(height), source)
 
 
@@ -126,13 +146,15 @@ class Frame:
     """One decoded camera frame as the pipeline processes it.
 
     ``image`` (H, W, 3) uint8 in the backend's channel order; ``net_input`` the same resized to the backend's input
-    size (or ``image`` itself); ``K`` at the image's size; ``stamp`` seconds.
+    size (or ``image`` itself); ``K`` at the image's size; ``stamp`` seconds; ``admitted`` what the stamp gate decided
+    (whether the odometry chain restarts here).
     """
 
     image: np.ndarray
     net_input: np.ndarray
     K: np.ndarray
     stamp: float
+    admitted: StampDecision = field(default_factory=lambda: StampDecision(True))
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -203,6 +225,7 @@ class FramePipeline:
         self._rays_scale = RayGrid()
         self._prev_input: Optional[np.ndarray] = None
         self.odometry_chain = OdometryIntegrator(cfg.camera_mount(), cfg.max_frame_gap)
+        self.stamps = StampGate(cfg.time_jump_threshold, cfg.time_jump_confirm_frames, cfg.max_stamp_lead)
         self.scale = self._make_scale(cfg)
 
     @classmethod
@@ -238,6 +261,18 @@ class FramePipeline:
             if any(getattr(old, f) != getattr(cfg, f) for f in scale_fields):
                 self.scale = self._make_scale(cfg)
             self.odometry_chain.max_gap_s = cfg.max_frame_gap
+            self.stamps.jump_threshold = cfg.time_jump_threshold
+            self.stamps.confirm_frames = max(1, cfg.time_jump_confirm_frames)
+            self.stamps.max_lead = cfg.max_stamp_lead
+
+    @property
+    def depth_is_metric(self) -> bool:
+        """Whether the published depth is in metres: a scale that makes it so is set or has been found (relative
+        depth, and camera_height before the first ground fit, are not)."""
+        mode = self.scale.mode
+        if mode == "relative":
+            return False
+        return self.scale.ready
 
     @property
     def channel_order(self) -> str:
@@ -265,13 +300,32 @@ class FramePipeline:
         cy = cfg.intrinsics_cy if cfg.intrinsics_cy >= 0 else (height - 1) / 2.0
         return CameraIntrinsics(np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1.0]]), width, height, "parameters")
 
-    def prepare(self, image: np.ndarray, camera_info: Optional[CameraIntrinsics], stamp: float) -> Frame:
-        """A decoded (H, W, 3) uint8 image in ``channel_order`` -> Frame (intrinsics resolved, resized for the
-        backend). Raises FrameError when the frame cannot be processed."""
+    def admit(self, stamp: float, clock_now: Optional[float] = None) -> StampDecision:
+        """Whether a frame stamped ``stamp`` is processed (``core.odometry.StampGate``): the decision, or FrameError
+        ('header.stamp') when it is dropped. Ask before decoding: a dropped frame costs nothing more."""
+        decision = self.stamps.check(stamp, clock_now)
+        if not decision.accept:
+            raise FrameError("header.stamp", round(stamp, 9), decision.reason, kind=f"stamp {decision.kind}")
+        return decision
+
+    def check_size(self, width: int, height: int) -> None:
+        """FrameError when a ``width`` x ``height`` image is larger than ``max_image_pixels`` (asked before decoding,
+        from the message's fields or the compressed image's header)."""
+        if width * height > self.cfg.max_image_pixels:
+            raise FrameError("width/height", f"{width}x{height}", f"{width * height} pixels exceeds max_image_pixels "
+                             f"{self.cfg.max_image_pixels}", kind="image too large")
+
+    def prepare(self, image: np.ndarray, camera_info: Optional[CameraIntrinsics], stamp: float,
+                admitted: Optional[StampDecision] = None, clock_now: Optional[float] = None) -> Frame:
+        """A decoded (H, W, 3) uint8 image in ``channel_order`` -> Frame (stamp admitted unless ``admitted`` says it
+        was, intrinsics resolved, resized for the backend). Raises FrameError when the frame cannot be processed."""
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise FrameError("data", f"{image.dtype} {image.shape}", "expected a uint8 (H, W, 3) image")
         height, width = image.shape[:2]
+        self.check_size(width, height)
         intr = self.intrinsics(camera_info, width, height)
+        if admitted is None:
+            admitted = self.admit(stamp, clock_now)
         with self.timer.stage("preprocess"):
             net_in = image
             need = self.backend.input_size
@@ -279,7 +333,7 @@ class FramePipeline:
                 # bilinear with pixel-centre alignment: the same sampling the torch backend does in-graph, so
                 # every backend sees the same network input
                 net_in = cv2.resize(image, (need[1], need[0]), interpolation=cv2.INTER_LINEAR)
-        return Frame(image, net_in, intr.K, stamp)
+        return Frame(image, net_in, intr.K, stamp, admitted)
 
     def depth(self, frame: Frame) -> DepthResult:
         """Depth network, metric scale, depth at output resolution with its K."""
@@ -309,14 +363,16 @@ class FramePipeline:
             return None
         scale = self.scale.scale if scale is None else scale
         chain = self.odometry_chain
-        reason = chain.check_stamp(frame.stamp)
+        admitted = frame.admitted
+        reason = admitted.restart or chain.gap(frame.stamp)
         result_warnings: List[str] = []
         prev = self._prev_input
         if reason or prev is None or prev.shape != frame.net_input.shape:
             if reason and reason != "first frame":
-                result_warnings.append(f"header.stamp: {reason}; odometry chain restarted")
+                where = "at the origin" if admitted.reset else "from the current pose"
+                result_warnings.append(f"header.stamp: {reason}; odometry chain restarted {where}")
             restarted = reason or "size change"
-            step = chain.start(frame.stamp, restarted)
+            step = chain.start(frame.stamp, restarted, reset=admitted.reset)
         else:
             with self.timer.stage("pose_net"):
                 T = self.backend.relative_pose(prev, frame.net_input)

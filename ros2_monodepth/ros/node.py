@@ -10,6 +10,7 @@ meanwhile.
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 import threading
@@ -30,9 +31,11 @@ from std_msgs.msg import Header
 
 from ..core.backends.base import BackendError
 from ..core.checkpoint import CheckpointError, read_metadata
-from ..core.image_codec import CAMERA_ENCODINGS, ImageFormatError, decode_compressed, image_to_numpy, to_rgb8
+from ..core.image_codec import (CAMERA_ENCODINGS, ImageFormatError, compressed_format, compressed_image_size,
+                                decode_compressed, image_to_numpy, to_rgb8)
 from ..core.pipeline import CameraIntrinsics, DepthResult, FrameError, FramePipeline, OdometryResult, camera_intrinsics
 from .frame_slot import LatestFrameSlot
+from .health import HealthConfig, NodeHealth
 from .image_messages import fill_image_msg
 from .messages import camera_info_msg, diagnostic_status, odometry_msg, transform_msg
 from .params import NodeConfig, declare_parameters, on_set_parameters, with_values
@@ -55,9 +58,35 @@ def stamp_seconds(stamp: TimeMsg) -> float:
     return float(stamp.sec) + 1e-9 * float(stamp.nanosec)
 
 
+class RosLogHandler(logging.Handler):
+    """Python logging of the core (``ros2_monodepth.*``: backend choice, int8 calibration, engine builds, exports)
+    into this node's ROS logger, so that it reaches /rosout and the launch output like the node's own messages."""
+
+    def __init__(self, ros_logger: Any):
+        super().__init__(logging.INFO)
+        self.ros_logger = ros_logger
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = f"[{record.name}] {record.getMessage()}"
+            if record.levelno >= logging.ERROR:
+                self.ros_logger.error(text)
+            elif record.levelno >= logging.WARNING:
+                self.ros_logger.warning(text)
+            else:
+                self.ros_logger.info(text)
+        except Exception:   # logging must never take the node down
+            self.handleError(record)
+
+
 class MonodepthNode(Node):
     def __init__(self, **kwargs: Any):
         super().__init__("monodepth", **kwargs)
+        self._log_handler = RosLogHandler(self.get_logger())
+        core_logger = logging.getLogger("ros2_monodepth")
+        core_logger.addHandler(self._log_handler)
+        core_logger.setLevel(logging.INFO)
+        core_logger.propagate = False      # once, here: not also on stderr through the root logger
         self.cfg: NodeConfig = declare_parameters(self)
         self._cfg_lock = threading.Lock()
         self.add_on_set_parameters_callback(lambda params: on_set_parameters(params, self._apply_updates))
@@ -68,8 +97,7 @@ class MonodepthNode(Node):
         self._camera_info_lock = threading.Lock()
         self._static_sent_for: Optional[str] = None
         self.processed = 0
-        self._latency_sum = 0.0
-        self._first_processed: Optional[float] = None
+        self.health = NodeHealth(self._health_config(), time.monotonic())
 
         # --- interfaces ---
         cfg = self.cfg
@@ -81,8 +109,7 @@ class MonodepthNode(Node):
         self.image_topic = self.resolve_topic_name("image/compressed" if self.compressed else "image")
         self.info_topic = self.resolve_topic_name("camera_info")
         self._slot = LatestFrameSlot()
-        self.create_subscription(image_type, "image/compressed" if self.compressed else "image",
-                                 lambda m: self._slot.put(m, time.monotonic()), in_qos)
+        self.create_subscription(image_type, "image/compressed" if self.compressed else "image", self._on_image, in_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
         self.pub_depth = self.create_publisher(Image, "depth", out_qos)
         self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", out_qos)
@@ -138,10 +165,15 @@ class MonodepthNode(Node):
             self.get_logger().warning("scale_mode camera_height needs camera_height or camera_mount.xyz z > 0")
         return pipeline
 
+    def _health_config(self) -> HealthConfig:
+        cfg = self.cfg
+        return HealthConfig(cfg.input_timeout, cfg.expected_rate_min, cfg.expected_rate_max, window=5.0)
+
     def _apply_updates(self, updates: Dict[str, Any]) -> None:
         with self._cfg_lock:
             self.cfg = with_values(self.cfg, updates)
             self.pipeline.reconfigure(self.cfg.pipeline)
+            self.health.cfg = self._health_config()
         self.get_logger().info("parameters updated: " + ", ".join(f"{k}={v}" for k, v in updates.items()))
 
     # ---------------------------------------------------------------- callbacks
@@ -151,13 +183,24 @@ class MonodepthNode(Node):
         key = (topic, field)
         if now - self._warned.get(key, -math.inf) >= self.cfg.warn_throttle:
             self._warned[key] = now
-            self.get_logger().warning(f"{text}; frame dropped")
+            self.get_logger().warning(text)
+
+    def _on_image(self, msg: Any) -> None:
+        now = time.monotonic()
+        self.health.frame_received(now)
+        self._slot.put(msg, now)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
             intrinsics = camera_intrinsics(msg.k, msg.width, msg.height, self.info_topic)
         except FrameError as exc:
-            self._warn(self.info_topic, exc.field, f"{self.info_topic}: field {exc}; camera_info ignored")
+            with self._camera_info_lock:
+                have = self._camera_info is not None
+            consequence = ("frames keep the last valid camera_info" if have else
+                           "frames wait for a valid one (or set the intrinsics.* parameters)")
+            text = f"{self.info_topic}: field {exc}; camera_info ignored, {consequence}"
+            self.health.frame_refused(time.monotonic(), f"camera_info {exc.field}", text)
+            self._warn(self.info_topic, exc.field, text)
             return
         with self._camera_info_lock:
             self._camera_info = intrinsics
@@ -174,13 +217,17 @@ class MonodepthNode(Node):
             try:
                 self._process(msg, arrival)
             except (FrameError, ImageFormatError) as exc:
-                topic = self.info_topic if isinstance(exc, FrameError) and exc.field in ("k", "width/height") else self.image_topic
-                self._warn(topic, exc.field, f"{topic}: field {exc}")
+                topic = self.info_topic if isinstance(exc, FrameError) and exc.field == "k" else self.image_topic
+                kind = exc.kind if isinstance(exc, FrameError) else f"bad {exc.field}"
+                text = f"{topic}: field {exc}; frame dropped"
+                self.health.frame_refused(time.monotonic(), kind, text)
+                self._warn(topic, exc.field, text)
             except Exception as exc:  # never let one frame kill the node
                 if not self.context.ok():
                     return  # shutting down (Ctrl-C, launch stop): publishers are gone, nothing to report
-                self._warn(self.image_topic, "__exception__", f"{self.image_topic}: processing failed: {exc!r}\n"
-                                                             f"{traceback.format_exc()}")
+                self.health.frame_failed(time.monotonic(), repr(exc))
+                self._warn(self.image_topic, "__exception__", f"{self.image_topic}: processing failed: {exc!r}; frame "
+                                                             f"dropped\n{traceback.format_exc()}")
 
     def _warm_up(self) -> None:
         """Run the backend once on a blank frame of the camera's size on this thread, so that graph tracing,
@@ -207,9 +254,16 @@ class MonodepthNode(Node):
                                f"{time.perf_counter() - t0:.2f} s")
 
     def _decode(self, msg: Any) -> np.ndarray:
+        """The frame as the backend wants it, after its size was checked against max_image_pixels from the
+        message's fields (raw) or the image's header (compressed), before anything is decoded."""
         order = self.pipeline.channel_order
         if self.compressed:
+            compressed_format(msg)
+            size = compressed_image_size(msg.data)
+            if size is not None:
+                self.pipeline.check_size(*size)
             return decode_compressed(msg, order)
+        self.pipeline.check_size(int(msg.width), int(msg.height))
         raw = image_to_numpy(msg, CAMERA_ENCODINGS)
         return to_rgb8(raw, msg.encoding, order)
 
@@ -222,11 +276,13 @@ class MonodepthNode(Node):
         pipeline = self.pipeline
         timer = pipeline.timer
         t_start = time.perf_counter()
+        stamp = stamp_seconds(msg.header.stamp)
+        admitted = pipeline.admit(stamp, self.get_clock().now().nanoseconds * 1e-9)
         with timer.stage("decode"):
             image = self._decode(msg)
         with self._camera_info_lock:
             info = self._camera_info
-        frame = pipeline.prepare(image, info, stamp_seconds(msg.header.stamp))
+        frame = pipeline.prepare(image, info, stamp, admitted)
         camera_frame = self._camera_frame(msg)
         if camera_frame != self._static_sent_for:
             self._send_static_tf(camera_frame)
@@ -246,9 +302,7 @@ class MonodepthNode(Node):
 
         self.processed += 1
         now = time.monotonic()
-        if self._first_processed is None:
-            self._first_processed = now
-        self._latency_sum += now - arrival
+        self.health.frame_published(now, now - arrival)
         timer.add("total", time.perf_counter() - t_start)
 
     def _publish_depth(self, depth: DepthResult, header: Header, cfg: NodeConfig) -> None:
@@ -293,25 +347,17 @@ class MonodepthNode(Node):
     def _publish_diagnostics(self) -> None:
         if self.pub_diag is None:
             return
-        n = self.processed
-        elapsed = (time.monotonic() - self._first_processed) if self._first_processed else 0.0
-        rate = (n - 1) / elapsed if n > 1 and elapsed > 0 else 0.0
-        latency = self._latency_sum / n if n else 0.0
         pipeline = self.pipeline
-        values = {
-            "frames received": self._slot.received,
-            "frames processed": n,
-            "frames dropped (newer frame arrived first)": self._slot.dropped,
-            "rate (Hz)": f"{rate:.2f}",
-            "mean latency from arrival (ms)": f"{1000 * latency:.1f}",
-            "backend": pipeline.backend.describe(),
-            "scale": f"{pipeline.scale.scale:.4f} ({pipeline.cfg.scale_mode})",
-        }
-        values.update({f"stage {k} mean (ms)": f"{1000 * v:.2f}" for k, v in pipeline.timer.means().items()})
-        level, text = (0, "running") if n else (1, f"no frame processed yet (waiting on {self.image_topic})")
+        p = pipeline.cfg
+        context = {"input_topic": self.image_topic, "backend": pipeline.backend.describe(),
+                   "precision": pipeline.backend.spec.precision, "network_size": f"{p.network_width}x{p.network_height}",
+                   "scale_mode": pipeline.scale.mode, "scale": pipeline.scale.scale, "metric": pipeline.depth_is_metric,
+                   "untrained": not p.checkpoint_dir, "dropped_newer": self._slot.dropped, "stages": pipeline.timer.means()}
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [diagnostic_status(f"{self.get_name()}: monodepth", pipeline.backend.describe(), level, text, values)]
+        arr.status = [diagnostic_status(f"{self.get_name()}: {report.name}", pipeline.backend.describe(), report.level,
+                                        report.message, report.values)
+                      for report in self.health.statuses(time.monotonic(), context)]
         self.pub_diag.publish(arr)
 
     def destroy_node(self) -> None:
@@ -321,6 +367,7 @@ class MonodepthNode(Node):
             self._worker.join(timeout=5.0)
         self._publisher.shutdown(wait=True)
         self.pipeline.close()
+        logging.getLogger("ros2_monodepth").removeHandler(self._log_handler)
         super().destroy_node()
 
 

@@ -39,6 +39,9 @@ class NodeConfig:
     twist_covariance_diagonal: Tuple[float, ...] = (0.05,) * 6
     diagnostics_period: float = 1.0
     warn_throttle: float = 5.0
+    input_timeout: float = 5.0
+    expected_rate_min: float = 1.0
+    expected_rate_max: float = 0.0
 
 
 @dataclass
@@ -143,7 +146,21 @@ PARAMS: List[ParamSpec] = [
     ParamSpec("camera_mount.rpy", list(_P.camera_mount_rpy), "Orientation (roll, pitch, yaw, rad) of the optical frame "
               "in base_frame. The default is a camera looking along base x.", check=_length(3)),
     ParamSpec("max_frame_gap", _P.max_frame_gap, "A gap between processed frames longer than this (s) restarts the "
-              "odometry chain.", low=0.01, high=3600.0, dynamic=True),
+              "odometry chain where the robot is (no motion is integrated over the gap).", low=0.01, high=3600.0, dynamic=True),
+    ParamSpec("time_jump_threshold", _P.time_jump_threshold, "A stamp this many seconds or more before the last one (a "
+              "replayed bag, a simulator reset), or after it, is a jump in time, believed only once "
+              "time_jump_confirm_frames frames in a row confirm it (then a jump back restarts odometry at the origin). "
+              "Smaller steps back (duplicated or out-of-order stamps) are dropped and the pose kept.",
+              low=0.01, high=1e6, dynamic=True),
+    ParamSpec("time_jump_confirm_frames", _P.time_jump_confirm_frames, "Consecutive frames that must agree with a new "
+              "time line before a jump in time is believed (see time_jump_threshold).", low=1, high=100, step=1,
+              dynamic=True),
+    ParamSpec("max_stamp_lead", _P.max_stamp_lead, "Frames stamped more than this many seconds ahead of the node's "
+              "clock (ROS time, /clock under use_sim_time) are dropped (0 = not checked, e.g. for a camera whose clock is "
+              "not synchronised with this computer's).", low=0.0, high=1e9, dynamic=True),
+    ParamSpec("max_image_pixels", _P.max_image_pixels, "Largest camera image processed, in pixels (width x height), "
+              "checked before decoding: a larger frame is dropped with a warning instead of exhausting memory.",
+              low=1, high=1 << 30, step=1),
     ParamSpec("pose_covariance_diagonal", list(_N.pose_covariance_diagonal), "Odometry pose variances "
               "(x, y, z, roll, pitch, yaw).", check=_non_negative_list, dynamic=True),
     ParamSpec("twist_covariance_diagonal", list(_N.twist_covariance_diagonal), "Odometry twist variances "
@@ -167,6 +184,12 @@ PARAMS: List[ParamSpec] = [
               low=0.0, high=60.0),
     ParamSpec("warn_throttle", _N.warn_throttle, "Seconds between repeated warnings about the same bad input field.",
               low=0.0, high=3600.0, dynamic=True),
+    ParamSpec("input_timeout", _N.input_timeout, "Seconds without a frame (input) or without output before /diagnostics "
+              "reports ERROR.", low=0.1, high=3600.0, dynamic=True),
+    ParamSpec("expected_rate_min", _N.expected_rate_min, "Lowest expected camera and output rate in Hz: below it "
+              "/diagnostics reports WARN (0 = not checked).", low=0.0, high=1000.0, dynamic=True),
+    ParamSpec("expected_rate_max", _N.expected_rate_max, "Highest expected camera rate in Hz: above it /diagnostics "
+              "reports WARN (0 = not checked).", low=0.0, high=1000.0, dynamic=True),
 ]
 SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 PIPELINE_FIELDS = frozenset(f.name for f in fields(PipelineConfig))

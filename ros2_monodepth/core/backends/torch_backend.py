@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import Callable, ContextManager, Dict, Optional
+from collections import OrderedDict
+from typing import Callable, ContextManager, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -24,6 +25,9 @@ from .base import BackendError, InferenceBackend, ModelSpec
 
 LOG = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
+# Traced graphs kept, least recently used first out: two input sizes of depth and pose. A stream whose size keeps
+# changing re-traces (about a second each) but holds no more memory than this (each graph pair is 100-400 MB).
+TRACED_GRAPHS = 4
 
 
 def _cast_inputs_bf16(module: torch.nn.Module, args: tuple) -> tuple:
@@ -69,7 +73,7 @@ class TorchBackend(InferenceBackend):
                     # at the encoder's door: every path into either network starts there (PoseInference calls
                     # the encoder on the stacked frames, not PoseNet.forward)
                     net.encoder.register_forward_pre_hook(_cast_inputs_bf16)
-        self._traced: Dict[tuple, torch.jit.ScriptModule] = {}
+        self._traced: "OrderedDict[tuple, torch.jit.ScriptModule]" = OrderedDict()
         self._autocast: Callable[[], ContextManager] = contextlib.nullcontext if self._trace else self._make_autocast()
 
     def _run(self, kind: str, model: torch.nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
@@ -78,12 +82,17 @@ class TorchBackend(InferenceBackend):
         key = (kind,) + tuple(tuple(t.shape) for t in inputs)
         fn = self._traced.get(key)
         if fn is None:
+            while len(self._traced) >= TRACED_GRAPHS:
+                dropped, _ = self._traced.popitem(last=False)
+                LOG.info("dropped the traced %s graph for input %s (at most %d kept)", dropped[0], dropped[1:], TRACED_GRAPHS)
             with torch.no_grad(), warnings.catch_warnings():
                 # shape tests become constants in the trace: right, since there is one graph per input shape
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 fn = torch.jit.freeze(torch.jit.trace(model, inputs, check_trace=False))
             self._traced[key] = fn
             LOG.info("traced and froze the %s graph for input %s", kind, key[1:])
+        else:
+            self._traced.move_to_end(key)
         return fn(*inputs)
 
     def _make_autocast(self) -> Callable[[], ContextManager]:
@@ -96,6 +105,12 @@ class TorchBackend(InferenceBackend):
     @property
     def has_pose(self) -> bool:
         return self.pose_model is not None
+
+    @property
+    def input_size(self) -> Optional[Tuple[int, int]]:
+        """Frames at the network size, as the exported-graph backends take them: the caller resizes once (the
+        same bilinear sampling for every backend), and one traced graph serves a camera whose size changes."""
+        return (int(self.spec.network_size[0]), int(self.spec.network_size[1]))
 
     def _to_tensor(self, image: np.ndarray) -> torch.Tensor:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:

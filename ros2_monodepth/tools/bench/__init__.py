@@ -13,6 +13,9 @@ Three modes, one table on stdout and one JSON file each (``--plot`` draws a pict
            interval), dropped frames, the node process's CPU % and memory (start, end, max, slope), and the
            share of each stage from the node's /diagnostics.
 ``train``  the project's training step against a plain fp32 eager implementation of the same loss.
+``soak``   the node for a long time (``--duration``, 10 minutes for the README) on frames whose size keeps changing,
+           with bad inputs mixed in (``--bad-every``): memory every second, outputs per minute, refusals by reason,
+           crashes.
 
 Every process it starts uses loopback-only discovery and its own ROS_DOMAIN_ID.
 """
@@ -37,8 +40,9 @@ __all__ = ["main", "stats_ms"]
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ros2-monodepth-bench", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("model", "node", "train"),
-                   help="model-only timings, the whole node, or training steps against a plain fp32 implementation")
+    p.add_argument("mode", choices=("model", "node", "train", "soak"),
+                   help="model-only timings, the whole node, training steps against a plain fp32 implementation, or the "
+                        "node under a long hostile stream")
     p.add_argument("--out", default="bench.json", help="JSON file to write (default: %(default)s)")
     p.add_argument("--plot", help="also draw the result into this PNG (model and node modes)")
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
@@ -65,7 +69,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     n.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip timing the eager fp32 networks first (the speed-up ratio needs them)")
     n.add_argument("--rate", type=float, default=0.0, help="publish rate in Hz; 0 = closed loop, the highest sustained "
-                                                          "rate (default: %(default)s)")
+                                                          "rate (default: %(default)s; soak: 0 means 10 Hz)")
+    n.add_argument("--bad-every", type=int, default=5, help="soak: one bad input in every N messages (default: %(default)s)")
     n.add_argument("--duration", type=float, default=30.0, help="seconds of measurement (default: %(default)s)")
     n.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
     n.add_argument("--precision", default="auto", help="node precision parameter (default: %(default)s)")
@@ -82,6 +87,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     force_loopback_env()
     use_large_message_dds_profile()
     network_size = (args.network_height, args.network_width)
+    if args.mode == "soak":
+        from .soak import SoakConfig, print_soak_table, soak
+
+        soaked = soak(SoakConfig(args.checkpoint, network_size, args.backend, args.precision, args.duration, args.rate or 10.0,
+                              args.bad_every, args.namespace if args.namespace != "/bench" else "/soak", list(args.param),
+                              args.node_log))
+        print(print_soak_table(soaked))
+        Path(args.out).write_text(json.dumps(soaked, indent=2))
+        print(f"[bench] wrote {args.out}")
+        return 0 if soaked["crashes"] == 0 else 1
     if args.bag:
         frames, K = bag_frames(args.bag, args.topic, args.camera_info_topic, args.frames)
     else:
