@@ -18,6 +18,9 @@ setup(
         (f"share/{PACKAGE}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
     ],
     install_requires=["setuptools"],
+    # what colcon looks for to run the tests (`colcon test` runs pytest on test/ only when pytest is declared here)
+    tests_require=["pytest"],
+    extras_require={"test": ["pytest"]},
     zip_safe=False,
     maintainer="ros2_monodepth maintainers",
     maintainer_email="maintainers@ros2-monodepth.invalid",

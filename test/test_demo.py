@@ -34,8 +34,8 @@ def test_demo_writes_bag_pictures_cloud_and_track(tmp_path):
 
     with AnyReader([out / "outputs_bag"]) as reader:
         counts = {c.topic: c.msgcount for c in reader.connections}
-        assert counts["/demo/depth"] == 6 and counts["/demo/odom"] == 6 and counts["/demo/points"] == 6
-        conn = [c for c in reader.connections if c.topic == "/demo/depth"]
+        assert counts["/demo/depth/image"] == 6 and counts["/demo/odom"] == 6 and counts["/demo/points"] == 6
+        conn = [c for c in reader.connections if c.topic == "/demo/depth/image"]
         _, _, raw = next(reader.messages(connections=conn))
         msg = reader.deserialize(raw, conn[0].msgtype)
         assert msg.encoding == "32FC1" and msg.width == 128

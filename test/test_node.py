@@ -68,7 +68,7 @@ class Feeder:
 
 
 def _topics(ns: str):
-    return {f"{ns}/depth": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
+    return {f"{ns}/depth/image": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
             f"{ns}/odom": Odometry, f"{ns}/depth/colorized": Image, "/tf": TFMessage, "/tf_static": TFMessage}
 
 
@@ -86,7 +86,7 @@ def _start(tmp_path, ros_context, ns, params, compressed=False, name="node"):
 
 def _send_and_wait(collector, feeder, ns, image, K, t, timeout=20.0, **kw):
     feeder.send(image, K, t, **kw)
-    return collector.spin_until(lambda: any(abs(stamp_of(m) - t) < 1e-6 for m in collector.messages[f"{ns}/depth"]),
+    return collector.spin_until(lambda: any(abs(stamp_of(m) - t) < 1e-6 for m in collector.messages[f"{ns}/depth/image"]),
                                 timeout)
 
 
@@ -104,14 +104,14 @@ def test_node_publishes_all_outputs(tmp_path, ros_context, frames):
                        and any(abs(stamp_of(t) - stamps[-1]) < 1e-6 for msg in col.messages["/tf"] for t in msg.transforms), 10)
         m = col.messages
         # depth: REP 118 32FC1 in metres, network resolution, the image's optical frame and stamp
-        depth_msg = m[f"{ns}/depth"][-1]
+        depth_msg = m[f"{ns}/depth/image"][-1]
         assert depth_msg.encoding == "32FC1"
         assert (depth_msg.width, depth_msg.height) == (NET_W, NET_H)
         assert depth_msg.header.frame_id == "test_cam_optical"
         assert abs(stamp_of(depth_msg) - stamps[-1]) < 1e-6
         depth = image_to_numpy(depth_msg)
         assert np.isfinite(depth).all() and (depth > 0).all()
-        assert {round(stamp_of(x), 6) for x in m[f"{ns}/depth"]} == {round(s, 6) for s in stamps}
+        assert {round(stamp_of(x), 6) for x in m[f"{ns}/depth/image"]} == {round(s, 6) for s in stamps}
         # depth/camera_info matches the depth image (the K scaling itself: test_pipeline)
         info = [x for x in m[f"{ns}/depth/camera_info"] if abs(stamp_of(x) - stamps[-1]) < 1e-6][0]
         assert (info.width, info.height) == (NET_W, NET_H)
@@ -165,7 +165,7 @@ def test_camera_resolution_and_compressed_input(tmp_path, ros_context, frames):
         msg = CompressedImage(format="png")
         msg.data = buf.tobytes()
         assert _send_and_wait(col, feed, ns, image, seq.K, 5.0, msg=msg), proc.log()
-        depth_msg = col.messages[f"{ns}/depth"][-1]
+        depth_msg = col.messages[f"{ns}/depth/image"][-1]
         assert (depth_msg.width, depth_msg.height) == (CAM_W, CAM_H)
         col.spin_until(lambda: len(col.messages[f"{ns}/points"]) > 0 and len(col.messages[f"{ns}/depth/camera_info"]) > 0, 5)
         info = col.messages[f"{ns}/depth/camera_info"][-1]
@@ -228,7 +228,7 @@ def test_bad_input_is_reported_and_the_next_good_frame_published(tmp_path, ros_c
             good_info = camera_info_msg(header, seq.K, CAM_W, CAM_H)
             bad_img, bad_info = mutate(good_img, good_info, t_last)
             bad_stamp = stamp_of(bad_img)
-            with_stamp = lambda topic="depth": [m for m in col.messages[f"{ns}/{topic}"]  # noqa: E731
+            with_stamp = lambda topic="depth/image": [m for m in col.messages[f"{ns}/{topic}"]  # noqa: E731
                                                 if abs(stamp_of(m) - bad_stamp) < 1e-6]
             n_before = len(with_stamp())     # a duplicated stamp is the last good frame's
             feed.pub_info.publish(bad_info)
@@ -375,7 +375,7 @@ def _depth_from_node(tmp_path, ros_context, ns, params, image, K, name):
         assert _send_and_wait(col, feed, ns, image, K, 7.0), proc.log()
         assert _send_and_wait(col, feed, ns, image, K, 7.1), proc.log()
         col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= 2 and len(col.messages[f"{ns}/points"]) >= 2, 10)
-        return (image_to_numpy(col.messages[f"{ns}/depth"][-1]).copy(), proc.log(), col.messages[f"{ns}/odom"],
+        return (image_to_numpy(col.messages[f"{ns}/depth/image"][-1]).copy(), proc.log(), col.messages[f"{ns}/odom"],
                 col.messages[f"{ns}/points"][-1])
     finally:
         col.close()
@@ -413,7 +413,7 @@ def test_points_are_built_only_while_someone_subscribes(tmp_path, ros_context, f
     seq, data = frames
     ns = "/t_lazy"
     proc = start_node(tmp_path, {**BASE_PARAMS, "publish_odometry": False}, ns, name="lazy")
-    depth_only = Collector(ros_context, {f"{ns}/depth": Image, "/diagnostics": DiagnosticArray})
+    depth_only = Collector(ros_context, {f"{ns}/depth/image": Image, "/diagnostics": DiagnosticArray})
     feed = Feeder(ros_context, ns)
     later = None
     try:
@@ -491,7 +491,7 @@ def test_a_replayed_bag_restarts_odometry_at_the_origin_once_the_jump_is_confirm
         # the bag starts again: the first frame back in time is dropped (one bad stamp never resets the pose) ...
         feed.send(data[0][1], seq.K, 10.0)
         assert proc.wait_for_log("jumps back", 20), proc.log()
-        assert not [m for m in col.messages[f"{ns}/depth"] if abs(stamp_of(m) - 10.0) < 1e-6]
+        assert not [m for m in col.messages[f"{ns}/depth/image"] if abs(stamp_of(m) - 10.0) < 1e-6]
         # ... the second confirms the jump: odometry restarts at the origin, and says so
         assert _send_and_wait(col, feed, ns, data[1][1], seq.K, 10.1), proc.log()
         col.spin_until(lambda: any(abs(stamp_of(m) - 10.1) < 1e-6 for m in col.messages[f"{ns}/odom"]), 10)

@@ -165,6 +165,20 @@ def matrix_to_quaternion(R: np.ndarray) -> np.ndarray:
     return qa if qa[3] >= 0 else -qa
 
 
+def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
+    """Unit quaternion (x, y, z, w) -> rotation matrix (normalised first). Shapes: (4,) -> (3, 3).
+
+    >>> np.allclose(quaternion_to_matrix(matrix_to_quaternion(rpy_to_matrix(0.1, 0.2, 0.3))), rpy_to_matrix(0.1, 0.2, 0.3))
+    True
+    """
+    x, y, z, w = np.asarray(q, np.float64) / np.linalg.norm(q)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ])
+
+
 def matrix_to_rotvec(R: np.ndarray) -> np.ndarray:
     """Rotation matrix -> axis * angle (rad). Shapes: (3, 3) -> (3,)."""
     q = matrix_to_quaternion(R)

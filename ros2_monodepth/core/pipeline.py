@@ -184,12 +184,9 @@ class DepthResult:
         """(h, w, 3) uint8 BGR false colour, near = bright (``core.colorize``)."""
         return colorize_depth(self.depth)
 
-    def points(self, stride: int, with_rgb: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-        """Every ``stride``-th pixel as a point in the optical frame: ((ceil(h/s), ceil(w/s), 3) float32 with NaN
-        for invalid depth, packed rgb float32 (PCL layout) or None)."""
-        xyz = self._rays.points(self.depth, self.K, stride)
-        if not with_rgb:
-            return xyz, None
+    def colour(self) -> np.ndarray:
+        """The camera frame at the depth's size, pixel for pixel (RGB uint8 (h, w, 3)): the frame itself, the resized
+        frame the network saw, or the frame area-resized."""
         out_h, out_w = self.size
         frame = self.frame
         if frame.size == (out_h, out_w):
@@ -198,8 +195,15 @@ class DepthResult:
             colour = frame.net_input
         else:
             colour = cv2.resize(frame.image, (out_w, out_h), interpolation=cv2.INTER_AREA)
-        colour = colour[::stride, ::stride]
-        return xyz, pack_rgb_float(colour[..., ::-1] if self._bgr else colour)
+        return colour[..., ::-1] if self._bgr else colour
+
+    def points(self, stride: int, with_rgb: bool) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """Every ``stride``-th pixel as a point in the optical frame: ((ceil(h/s), ceil(w/s), 3) float32 with NaN
+        for invalid depth, packed rgb float32 (PCL layout) or None)."""
+        xyz = self._rays.points(self.depth, self.K, stride)
+        if not with_rgb:
+            return xyz, None
+        return xyz, pack_rgb_float(self.colour()[::stride, ::stride])
 
 
 @dataclass
@@ -224,7 +228,9 @@ class FramePipeline:
         self._rays_out = RayGrid()
         self._rays_scale = RayGrid()
         self._prev_input: Optional[np.ndarray] = None
-        self.odometry_chain = OdometryIntegrator(cfg.camera_mount(), cfg.max_frame_gap)
+        self.camera_mount = cfg.camera_mount()      # T_base_cam: the parameters', or what /tf_static says
+        self.camera_mount_source = "camera_mount.* parameters"
+        self.odometry_chain = OdometryIntegrator(self.camera_mount, cfg.max_frame_gap)
         self.stamps = StampGate(cfg.time_jump_threshold, cfg.time_jump_confirm_frames, cfg.max_stamp_lead)
         self.scale = self._make_scale(cfg)
 
@@ -238,11 +244,11 @@ class FramePipeline:
         return cls(backend, cfg), why
 
     # ---------------------------------------------------------------------------------------------- settings
-    @staticmethod
-    def _make_scale(cfg: PipelineConfig) -> ScaleEstimator:
-        R_base_cam = rpy_to_matrix(*cfg.camera_mount_rpy)
-        up_in_cam = R_base_cam.T @ np.array([0.0, 0.0, 1.0])
-        height = cfg.camera_height or float(cfg.camera_mount_xyz[2])
+    def _make_scale(self, cfg: PipelineConfig) -> ScaleEstimator:
+        mount = getattr(self, "camera_mount", None)
+        mount = cfg.camera_mount() if mount is None else mount
+        up_in_cam = mount[:3, :3].T @ np.array([0.0, 0.0, 1.0])
+        height = cfg.camera_height or float(mount[2, 3])
         return ScaleEstimator(cfg.scale_mode, cfg.scale_factor, cfg.stereo_scale, height,
                               (float(up_in_cam[0]), float(up_in_cam[1]), float(up_in_cam[2])),
                               cfg.scale_smoothing, cfg.ground_region)
@@ -250,7 +256,16 @@ class FramePipeline:
     @property
     def camera_height_usable(self) -> bool:
         """False when ``scale_mode`` is camera_height but no height is known (camera_height and mount z both 0)."""
-        return (self.cfg.camera_height or float(self.cfg.camera_mount_xyz[2])) > 0
+        return (self.cfg.camera_height or float(self.camera_mount[2, 3])) > 0
+
+    def use_camera_mount(self, T_base_cam: np.ndarray, source: str) -> None:
+        """Take the camera's pose on the robot from elsewhere (the robot's TF tree) instead of the camera_mount.*
+        parameters: odometry is expressed through it, and the camera_height scale takes its 'up' and height."""
+        with self._lock:
+            self.camera_mount = np.asarray(T_base_cam, np.float64)
+            self.camera_mount_source = source
+            self.odometry_chain.set_mount(self.camera_mount)
+            self.scale = self._make_scale(self.cfg)
 
     def reconfigure(self, cfg: PipelineConfig) -> None:
         """Apply changed settings (parameters set at run time) between frames."""
@@ -258,6 +273,10 @@ class FramePipeline:
             old, self.cfg = self.cfg, cfg
             scale_fields = ("scale_mode", "scale_factor", "stereo_scale", "camera_height", "scale_smoothing",
                             "ground_region", "camera_mount_rpy", "camera_mount_xyz")
+            if any(getattr(old, f) != getattr(cfg, f) for f in scale_fields[-2:]) and \
+                    self.camera_mount_source == "camera_mount.* parameters":
+                self.camera_mount = cfg.camera_mount()
+                self.odometry_chain.set_mount(self.camera_mount)
             if any(getattr(old, f) != getattr(cfg, f) for f in scale_fields):
                 self.scale = self._make_scale(cfg)
             self.odometry_chain.max_gap_s = cfg.max_frame_gap

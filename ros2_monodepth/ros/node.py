@@ -34,6 +34,7 @@ from ..core.checkpoint import CheckpointError, read_metadata
 from ..core.image_codec import (CAMERA_ENCODINGS, ImageFormatError, compressed_format, compressed_image_size,
                                 decode_compressed, image_to_numpy, to_rgb8)
 from ..core.pipeline import CameraIntrinsics, DepthResult, FrameError, FramePipeline, OdometryResult, camera_intrinsics
+from ..core.tf_tree import TfTree
 from .frame_slot import LatestFrameSlot
 from .health import HealthConfig, NodeHealth
 from .image_messages import fill_image_msg
@@ -95,9 +96,13 @@ class MonodepthNode(Node):
         self.pipeline = self._create_pipeline()
         self._camera_info: Optional[CameraIntrinsics] = None
         self._camera_info_lock = threading.Lock()
-        self._static_sent_for: Optional[str] = None
         self.processed = 0
-        self.health = NodeHealth(self._health_config(), time.monotonic())
+        self._start = time.monotonic()
+        self.health = NodeHealth(self._health_config(), self._start)
+        self.tf_tree = TfTree()
+        self._mount_settled_for: Optional[str] = None     # camera frame whose mount is decided
+        self._mount_published: Optional[Tuple[str, np.ndarray]] = None   # (camera frame, T_base_cam) we broadcast
+        self._mount_conflict_warned = False
 
         # --- interfaces ---
         cfg = self.cfg
@@ -111,20 +116,29 @@ class MonodepthNode(Node):
         self._slot = LatestFrameSlot()
         self.create_subscription(image_type, "image/compressed" if self.compressed else "image", self._on_image, in_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, in_qos)
-        self.pub_depth = self.create_publisher(Image, "depth", out_qos)
+        # image_transport-style pairs: each image has its camera_info beside it (depth/image + depth/camera_info,
+        # depth/colorized shares it; rgb/image + rgb/camera_info is the colour frame registered to the depth)
+        self.pub_depth = self.create_publisher(Image, "depth/image", out_qos)
         self.pub_depth_info = self.create_publisher(CameraInfo, "depth/camera_info", out_qos)
         self.pub_colorized = self.create_publisher(Image, "depth/colorized", out_qos)
+        self.pub_rgb = self.create_publisher(Image, "rgb/image", out_qos)
+        self.pub_rgb_info = self.create_publisher(CameraInfo, "rgb/camera_info", out_qos)
         self.pub_points = self.create_publisher(PointCloud2, "points", out_qos)
         self.pub_odom = self.create_publisher(Odometry, "odom", out_qos)
         self.pub_tf = self.pub_tf_static = None
         if TFMessage is None:
-            self.get_logger().error("tf2_msgs is not importable: /tf and /tf_static are not published")
+            self.get_logger().error("tf2_msgs is not importable: /tf and /tf_static are neither read nor published")
         else:
-            self.pub_tf = self.create_publisher(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+            tf_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+            static_qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            self.pub_tf = self.create_publisher(TFMessage, "/tf", tf_qos)
             self.pub_tf_static = self.create_publisher(TFMessage, "/tf_static", QoSProfile(
                 depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        if cfg.camera_frame:
-            self._send_static_tf(cfg.camera_frame)
+            # the robot's tree: where the camera sits (URDF via robot_state_publisher, or the driver)
+            self.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), static_qos)
+            self.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), tf_qos)
+        if cfg.camera_frame and cfg.publish_camera_mount == "always":
+            self._settle_camera_mount(cfg.camera_frame)
         self.pub_diag = None
         if DiagnosticArray is not None and cfg.diagnostics_period > 0:
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -284,8 +298,8 @@ class MonodepthNode(Node):
             info = self._camera_info
         frame = pipeline.prepare(image, info, stamp, admitted)
         camera_frame = self._camera_frame(msg)
-        if camera_frame != self._static_sent_for:
-            self._send_static_tf(camera_frame)
+        if camera_frame != self._mount_settled_for:
+            self._settle_camera_mount(camera_frame)
         header = Header(stamp=msg.header.stamp, frame_id=camera_frame)
 
         depth = pipeline.depth(frame)
@@ -310,10 +324,15 @@ class MonodepthNode(Node):
         timer = self.pipeline.timer
         out_h, out_w = depth.size
         with timer.stage("publish"):
+            info = camera_info_msg(header, depth.K, out_w, out_h)
             self.pub_depth.publish(fill_image_msg(Image(header=header), depth.depth, "32FC1"))
-            self.pub_depth_info.publish(camera_info_msg(header, depth.K, out_w, out_h))
+            self.pub_depth_info.publish(info)
             if cfg.publish_colorized:
                 self.pub_colorized.publish(fill_image_msg(Image(header=header), depth.colorized(), "bgr8"))
+            # the colour frame registered to the depth (RGB-D consumers: rtabmap, nvblox), built only while wanted
+            if self.pub_rgb.get_subscription_count() > 0 or self.pub_rgb_info.get_subscription_count() > 0:
+                self.pub_rgb.publish(fill_image_msg(Image(header=header), depth.colour(), "rgb8"))
+                self.pub_rgb_info.publish(info)
         # The cloud is lazy, as image_pipeline's point-cloud nodes are: built only while someone subscribes (about
         # 1-2 ms a frame otherwise). The colorized image costs 0.5 ms and is always published.
         if cfg.publish_points and self.pub_points.get_subscription_count() > 0:
@@ -334,17 +353,67 @@ class MonodepthNode(Node):
             if cfg.publish_tf and self.pub_tf is not None:
                 self.pub_tf.publish(TFMessage(transforms=[transform_msg(header, cfg.base_frame, step.T_odom_base)]))
 
-    def _send_static_tf(self, camera_frame: str) -> None:
-        self._static_sent_for = camera_frame
-        if not self.cfg.publish_camera_mount or self.pub_tf_static is None:
+    def _on_tf(self, msg: Any, static: bool) -> None:
+        for t in msg.transforms:
+            tr, q = t.transform.translation, t.transform.rotation
+            self.tf_tree.add_pose(t.header.frame_id, t.child_frame_id, (tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w), static)
+
+    def _settle_camera_mount(self, camera_frame: str) -> None:
+        """Decide, once per camera frame, where the camera's pose on the robot comes from and whether this node
+        broadcasts it (publish_camera_mount). Frames before the decision use camera_mount.*."""
+        cfg = self.cfg
+        mode = cfg.publish_camera_mount
+        parent = self.tf_tree.parent(camera_frame)
+        ours = self._mount_published is not None and self._mount_published[0] == camera_frame
+        if parent is not None and not ours:
+            T = self.tf_tree.lookup(cfg.base_frame, camera_frame)
+            if T is not None:
+                self.pipeline.use_camera_mount(T, f"/tf ({cfg.base_frame} -> {camera_frame})")
+                self.get_logger().info(
+                    f"camera pose from the robot's TF tree: {cfg.base_frame} -> {camera_frame} (its parent is {parent}): "
+                    f"xyz {[round(float(v), 3) for v in T[:3, 3]]}; " + ("camera_mount.* is not published" if mode != "always"
+                                                                  else "publish_camera_mount is 'always': publishing "
+                                                                       "camera_mount.* too (a second parent!)"))
+            else:
+                self.get_logger().warning(
+                    f"{camera_frame} has the parent {parent} on /tf, which is not connected to base_frame "
+                    f"{cfg.base_frame}: odometry uses camera_mount.*, and the node publishes no mount of its own")
+            if mode == "always":
+                self._publish_mount(camera_frame)
+            self._mount_settled_for = camera_frame
+            return
+        if mode == "never":
+            self._mount_settled_for = camera_frame
+            return
+        waited = time.monotonic() - self._start >= cfg.camera_mount_wait
+        if mode == "always" or waited:
+            self._publish_mount(camera_frame)
+            self._mount_settled_for = camera_frame
+
+    def _publish_mount(self, camera_frame: str) -> None:
+        if self.pub_tf_static is None or (self._mount_published and self._mount_published[0] == camera_frame):
             return
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.cfg.base_frame)
-        mount = self.cfg.pipeline.camera_mount()
+        mount = self.pipeline.camera_mount
         self.pub_tf_static.publish(TFMessage(transforms=[transform_msg(header, camera_frame, mount)]))
-        self.get_logger().info(f"static transform {self.cfg.base_frame} -> {camera_frame} on /tf_static")
+        self._mount_published = (camera_frame, mount)
+        self.get_logger().info(f"static transform {self.cfg.base_frame} -> {camera_frame} on /tf_static "
+                               f"({self.pipeline.camera_mount_source}; nothing else gave {camera_frame} a parent)")
+
+    def _check_mount_conflict(self) -> None:
+        """Warn once when another publisher gives the camera frame a parent after this node broadcast its own."""
+        if self._mount_published is None or self._mount_conflict_warned:
+            return
+        frame, T = self._mount_published
+        if self.tf_tree.differs(frame, self.cfg.base_frame, T):
+            self._mount_conflict_warned = True
+            self.get_logger().warning(f"another node now gives {frame} the parent {self.tf_tree.parent(frame)} on /tf, besides this "
+                                      f"node's {self.cfg.base_frame} -> {frame}: set publish_camera_mount: never (or "
+                                      "auto, which waits camera_mount_wait seconds for it)")
 
     # ---------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
+        self._check_mount_conflict()
         if self.pub_diag is None:
             return
         pipeline = self.pipeline
@@ -380,9 +449,11 @@ def usage() -> str:
         "",
         "Monocular depth, point cloud and visual odometry from one camera.",
         "",
-        "subscribes: image (sensor_msgs/Image) or image/compressed, camera_info (sensor_msgs/CameraInfo)",
-        "publishes:  depth (32FC1, m), depth/camera_info, depth/colorized (bgr8), points (PointCloud2),",
-        "            odom (nav_msgs/Odometry), /tf, /tf_static, /diagnostics",
+        "subscribes: image (sensor_msgs/Image) or image/compressed, camera_info (sensor_msgs/CameraInfo),",
+        "            /tf_static and /tf (where the camera sits on the robot)",
+        "publishes:  depth/image (32FC1, m) + depth/camera_info, depth/colorized (bgr8), rgb/image (rgb8, registered",
+        "            to the depth) + rgb/camera_info, points (PointCloud2), odom (nav_msgs/Odometry), /tf, /tf_static,",
+        "            /diagnostics",
         "",
         "parameters (* = can be changed at run time):",
     ]

@@ -31,7 +31,8 @@ class NodeConfig:
     publish_colorized: bool = True
     publish_points: bool = True
     publish_tf: bool = True
-    publish_camera_mount: bool = True
+    publish_camera_mount: str = "auto"
+    camera_mount_wait: float = 2.0
     odom_frame: str = "odom"
     base_frame: str = "base_link"
     camera_frame: str = ""
@@ -55,6 +56,8 @@ class ParamSpec:
     step: Optional[float] = None
     dynamic: bool = False
     check: Optional[Checker] = None
+    # a value of another type is accepted and turned into the declared one (older parameter files)
+    convert: Optional[Callable[[Any], Any]] = None
 
     @property
     def field_name(self) -> str:
@@ -135,8 +138,14 @@ PARAMS: List[ParamSpec] = [
     ParamSpec("publish_odometry", _P.publish_odometry, "Run the pose network and publish odom (needs pose weights).",
               dynamic=True),
     ParamSpec("publish_tf", _N.publish_tf, "Broadcast odom_frame -> base_frame on /tf.", dynamic=True),
-    ParamSpec("publish_camera_mount", _N.publish_camera_mount, "Broadcast base_frame -> camera frame (camera_mount.*) "
-              "on /tf_static. Turn off when a robot_state_publisher already does."),
+    ParamSpec("publish_camera_mount", _N.publish_camera_mount, "Broadcast base_frame -> camera frame (camera_mount.*) on "
+              "/tf_static: 'auto' only when nothing else gives the camera frame a parent within camera_mount_wait "
+              "seconds (robot_state_publisher with the URDF, or the camera driver) and then the node takes the camera's "
+              "pose from /tf_static instead; 'always'; 'never' (true / false of older files mean always / never).",
+              choices=("auto", "always", "never"), convert=lambda v: {True: "always", False: "never"}.get(v, v)),
+    ParamSpec("camera_mount_wait", _N.camera_mount_wait, "Seconds the node listens on /tf_static for another publisher of "
+              "the camera frame's parent before publishing camera_mount.* itself (publish_camera_mount: auto).",
+              low=0.0, high=600.0),
     ParamSpec("odom_frame", _N.odom_frame, "Odometry frame (REP 105)."),
     ParamSpec("base_frame", _N.base_frame, "Robot base frame (REP 105), child of odom."),
     ParamSpec("camera_frame", _N.camera_frame, "Optical frame of the camera (z forward, x right, y down). Empty: the "
@@ -196,9 +205,12 @@ PIPELINE_FIELDS = frozenset(f.name for f in fields(PipelineConfig))
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=spec.description, read_only=not spec.dynamic)
+    d = ParameterDescriptor(description=spec.description, read_only=not spec.dynamic,
+                            dynamic_typing=spec.convert is not None)
     constraints = []
-    if isinstance(spec.default, bool):
+    if spec.convert is not None:
+        pass   # any type: converted by ``_normalise``
+    elif isinstance(spec.default, bool):
         d.type = ParameterType.PARAMETER_BOOL
     elif isinstance(spec.default, int):
         d.type = ParameterType.PARAMETER_INTEGER
@@ -243,6 +255,8 @@ def check_value(name: str, value: Any) -> Optional[str]:
 
 def _normalise(spec: ParamSpec, value: Any) -> Any:
     """A declared value in the type of its default (ROS gives 1 for 1.0; arrays as lists of floats)."""
+    if spec.convert is not None:
+        value = spec.convert(value)
     if isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(spec.default, list) and value is not None:

@@ -158,7 +158,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rclpy.init()
     node = rclpy.create_node("monodepth_demo")
     qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    topics = {f"{ns}/depth": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
+    topics = {f"{ns}/depth/image": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
               f"{ns}/odom": Odometry, f"{ns}/depth/colorized": Image}
     raw: Dict[str, List[tuple]] = {t: [] for t in topics}
 
@@ -201,7 +201,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     finally:
         node_proc.stop()
 
-    n_depth = len(raw[f"{ns}/depth"])
+    n_depth = len(raw[f"{ns}/depth/image"])
     print(f"[demo] received {n_depth} depth images, {len(raw[f'{ns}/points'])} clouds, {len(raw[f'{ns}/odom'])} odometry messages "
           f"for {len(frames)} frames")
     if n_depth == 0:
@@ -226,7 +226,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 writer.write(conn, t_ns, data)
 
     # --- pictures and files from the last frame ---
-    last_depth = deserialize_message(raw[f"{ns}/depth"][-1][1], Image)
+    last_depth = deserialize_message(raw[f"{ns}/depth/image"][-1][1], Image)
     depth = image_to_numpy(last_depth)
     np.save(out / "depth.npy", depth)
     stamp_last = last_depth.header.stamp.sec + 1e-9 * last_depth.header.stamp.nanosec

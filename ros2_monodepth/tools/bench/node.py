@@ -116,7 +116,7 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: np.ndarray) ->
     rclpy.init()
     node = rclpy.create_node("monodepth_bench")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    outputs = {"depth": (f"{ns}/depth", Image), "points": (f"{ns}/points", PointCloud2), "odom": (f"{ns}/odom", Odometry)}
+    outputs = {"depth": (f"{ns}/depth/image", Image), "points": (f"{ns}/points", PointCloud2), "odom": (f"{ns}/odom", Odometry)}
     received: Dict[str, List[Tuple[float, float]]] = {k: [] for k in outputs}   # (receive wall time, stamp)
     stages: Dict[str, float] = {}
     h, w = frames[0].shape[:2]

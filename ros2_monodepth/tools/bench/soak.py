@@ -106,7 +106,7 @@ def soak(cfg: SoakConfig) -> Dict[str, Any]:
                 if kv.key.startswith("refused: "):
                     refused[kv.key[9:]] = int(kv.value)
 
-    node.create_subscription(Image, f"{ns}/depth", keep("depth"), qos, raw=True)
+    node.create_subscription(Image, f"{ns}/depth/image", keep("depth"), qos, raw=True)
     node.create_subscription(Odometry, f"{ns}/odom", keep("odom"), qos, raw=True)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     pub_img = node.create_publisher(Image, f"{ns}/image", qos)
@@ -118,7 +118,7 @@ def soak(cfg: SoakConfig) -> Dict[str, Any]:
                               "bad_every": cfg.bad_every}
     try:
         deadline = time.time() + 120
-        while not (pub_img.get_subscription_count() and node.count_publishers(f"{ns}/depth")):
+        while not (pub_img.get_subscription_count() and node.count_publishers(f"{ns}/depth/image")):
             if not proc.alive():
                 raise RuntimeError(f"monodepth_node exited early, see {cfg.node_log}")
             if time.time() > deadline:
