@@ -42,9 +42,10 @@ def frames():
 class Feeder:
     """Publishes camera frames + camera_info with chosen stamps on a namespace."""
 
-    def __init__(self, node, ns: str, compressed: bool = False):
+    def __init__(self, node, ns: str, compressed: bool = False, frame_id: str = "test_cam_optical"):
         qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.node = node
+        self.frame_id = frame_id
         self.pub_img = node.create_publisher(CompressedImage if compressed else Image,
                                              f"{ns}/image/compressed" if compressed else f"{ns}/image", qos)
         self.pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
@@ -55,7 +56,7 @@ class Feeder:
 
     def send(self, image: np.ndarray, K: np.ndarray, t: float, encoding: str = "rgb8", info: CameraInfo | None = None,
              msg=None) -> None:
-        header = Header(stamp=stamp_msg(t), frame_id="test_cam_optical")
+        header = Header(stamp=stamp_msg(t), frame_id=self.frame_id)
         self.pub_info.publish(info if info is not None else camera_info_msg(header, K, image.shape[1], image.shape[0]))
         if msg is None:
             msg = fill_image_msg(Image(header=header), image, encoding)
@@ -69,13 +70,14 @@ class Feeder:
 
 def _topics(ns: str):
     return {f"{ns}/depth/image": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
-            f"{ns}/odom": Odometry, f"{ns}/depth/colorized": Image, "/tf": TFMessage, "/tf_static": TFMessage}
+            f"{ns}/odom": Odometry, f"{ns}/depth/colorized": Image, f"{ns}/rgb/image": Image, f"{ns}/rgb/camera_info": CameraInfo,
+            "/tf": TFMessage, "/tf_static": TFMessage}
 
 
-def _start(tmp_path, ros_context, ns, params, compressed=False, name="node"):
+def _start(tmp_path, ros_context, ns, params, compressed=False, name="node", frame_id="test_cam_optical"):
     proc = start_node(tmp_path, {**BASE_PARAMS, **params}, ns, name=name)
     collector = Collector(ros_context, _topics(ns), transient=("/tf_static",))
-    feeder = Feeder(ros_context, ns, compressed)
+    feeder = Feeder(ros_context, ns, compressed, frame_id)
     assert proc.wait_for_log("listening on", 90), proc.log()
     assert feeder.wait_for_subscriber(collector), "node never subscribed\n" + proc.log()
     # Matching is seen from our side first; give the node's readers time to match our writers too, or the
@@ -528,6 +530,59 @@ def test_compressed_input_faults_are_refused_before_decoding(tmp_path, ros_conte
             t += 0.5
         assert proc.alive() and "Traceback" not in proc.log()
     finally:
+        col.close()
+        feed.close()
+        proc.stop()
+
+
+def _static_transform(parent, child, xyz, rpy):
+    from geometry_msgs.msg import TransformStamped
+
+    from ros2_monodepth.core.geometry import matrix_to_quaternion, rpy_to_matrix
+
+    t = TransformStamped()
+    t.header.frame_id, t.child_frame_id = parent, child
+    t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = xyz
+    q = matrix_to_quaternion(rpy_to_matrix(*rpy))
+    t.transform.rotation.x, t.transform.rotation.y, t.transform.rotation.z, t.transform.rotation.w = (float(v) for v in q)
+    return t
+
+
+def test_the_robots_tf_tree_gives_the_camera_pose_and_no_second_parent_is_published(tmp_path, ros_context, frames):
+    """The URDF (robot_state_publisher) already publishes base_link -> urdf_camera_link -> urdf_cam_optical: the node
+    takes the camera's pose from it and publishes no mount of its own; a camera nobody places gets the fallback."""
+    from rclpy.qos import DurabilityPolicy
+
+    seq, data = frames
+    static_qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    urdf = ros_context.create_publisher(TFMessage, "/tf_static", static_qos)
+    urdf.publish(TFMessage(transforms=[
+        _static_transform("base_link", "urdf_camera_link", (0.3, 0.1, 0.8), (0.0, 0.2, math.pi / 2)),
+        _static_transform("urdf_camera_link", "urdf_cam_optical", (0.0, 0.0, 0.0), (-math.pi / 2, 0.0, -math.pi / 2))]))
+    ns = "/t_urdf"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"camera_mount_wait": 1.0}, frame_id="urdf_cam_optical")
+    try:
+        for i in range(3):
+            assert _send_and_wait(col, feed, ns, data[i][1], seq.K, 70.0 + 0.1 * i), proc.log()
+        assert proc.wait_for_log("camera pose from the robot's TF tree", 10), proc.log()
+        assert "xyz [0.3, 0.1, 0.8]" in proc.log() and "camera_mount.* is not published" in proc.log()
+        col.spin_until(lambda: False, 1.0)
+        parents = {t.header.frame_id for msg in col.messages["/tf_static"] for t in msg.transforms
+                   if t.child_frame_id == "urdf_cam_optical"}
+        assert parents == {"urdf_camera_link"}, parents            # one parent: the URDF's
+        # a camera frame nothing places: after camera_mount_wait the node publishes camera_mount.* for it
+        feed.frame_id = "loose_cam_optical"
+        for i in range(3):
+            assert _send_and_wait(col, feed, ns, data[i][1], seq.K, 71.0 + 0.1 * i), proc.log()
+        assert col.spin_until(lambda: any(t.child_frame_id == "loose_cam_optical" and t.header.frame_id == "base_link"
+                                          for msg in col.messages["/tf_static"] for t in msg.transforms), 5), proc.log()
+        # frame names are parameters; the registered colour frame is published while someone listens
+        rgb = col.messages[f"{ns}/rgb/image"]
+        assert rgb and rgb[-1].encoding == "rgb8" and (rgb[-1].width, rgb[-1].height) == (NET_W, NET_H)
+        info = col.messages[f"{ns}/rgb/camera_info"][-1]
+        assert (info.width, info.height) == (NET_W, NET_H)
+    finally:
+        ros_context.destroy_publisher(urdf)
         col.close()
         feed.close()
         proc.stop()

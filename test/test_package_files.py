@@ -26,16 +26,36 @@ def _console_scripts():
     return dict(re.findall(r'"([\w\-]+) = ([\w\.]+:\w+)"', text))
 
 
-def test_package_xml_format3_with_runtime_dependencies():
+def test_package_xml_declares_what_rosdep_resolves_and_no_gui():
+    """Every key resolves for Jazzy/noble and Humble/jammy (the facts in test/data/rosdep_keys.yaml, read from
+    ros/rosdistro); ament_python packages declare no buildtool_depend (rosdep has no key for ament_python); RViz is
+    opt-in, not a dependency of a headless robot."""
     root = ET.parse(REPO / "package.xml").getroot()
     assert root.get("format") == "3"
     assert root.findtext("name") == "ros2_monodepth"
     assert root.findtext("license") == "Apache-2.0"
-    exec_deps = {e.text for e in root.findall("exec_depend")} | {e.text for e in root.findall("depend")}
-    for dep in ("rclpy", "sensor_msgs", "nav_msgs", "geometry_msgs", "tf2_msgs", "std_msgs", "diagnostic_msgs",
-                "launch", "launch_ros", "rviz2", "rcl_interfaces", "builtin_interfaces"):
-        assert dep in exec_deps, dep
     assert root.find("export/build_type").text == "ament_python"
+    facts = yaml.safe_load((REPO / "test" / "data" / "rosdep_keys.yaml").read_text())
+    declared = [e.text for tag in ("buildtool_depend", "build_depend", "exec_depend", "depend", "test_depend")
+                for e in root.findall(tag)]
+    known = set(facts["ros_packages"]) | set(facts["system_keys"])
+    assert not [k for k in declared if k not in known], [k for k in declared if k not in known]
+    assert "ament_python" not in declared and "rviz2" not in declared
+    exec_deps = {e.text for e in root.findall("exec_depend")}
+    # every import of the package with a key is declared
+    for key in ("rclpy", "sensor_msgs", "nav_msgs", "geometry_msgs", "tf2_msgs", "diagnostic_msgs", "ament_index_python",
+                "launch", "launch_ros", "python3-torch", "python3-onnxruntime-pip", "python3-rosbags-pip", "python3-tqdm",
+                "python3-psutil", "python3-matplotlib", "python3-tensorboard-pip", "python3-scipy", "python3-opencv"):
+        assert key in exec_deps, key
+    assert {e.text for e in root.findall("test_depend")} == {"python3-pytest"}
+
+
+def test_setup_declares_pytest_so_colcon_test_runs_the_suite():
+    """colcon runs pytest for an ament_python package only when setup.py names it as a test dependency (otherwise
+    `colcon test` reports 0 tests)."""
+    text = (REPO / "setup.py").read_text()
+    assert 'extras_require={"test": ["pytest"]}' in text and 'tests_require=["pytest"]' in text
+    assert (REPO / "pytest.ini").is_file() and "testpaths = test" in (REPO / "pytest.ini").read_text()
 
 
 def test_console_scripts_resolve():
@@ -63,15 +83,20 @@ def test_launch_file_compiles_and_names_what_exists():
     assert 'executable="monodepth_node"' in text and "monodepth_node" in _console_scripts()
     assert '"config", "monodepth.yaml"' in text and (REPO / "config" / "monodepth.yaml").is_file()
     assert '"config", "monodepth.rviz"' in text and (REPO / "config" / "monodepth.rviz").is_file()
-    for arg in ("params_file", "image", "camera_info", "namespace", "use_rviz", "dds_profile"):
+    for arg in ("namespace", "node_name", "params_file", "image", "camera_info", "use_sim_time", "log_level", "use_rviz",
+                "dds_profile"):
         assert f'DeclareLaunchArgument("{arg}"' in text, arg
     assert "def generate_launch_description" in text
-    # the started processes get the large-message Fast DDS profile unless the user has one
-    assert 'SetEnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE", LaunchConfiguration("dds_profile"))' in text
-    # (its default is ros_session's choice: the loopback-only twin under ROS_LOCALHOST_ONLY=1, tested there)
-    assert 'EnvironmentVariable("FASTRTPS_DEFAULT_PROFILES_FILE"' in text
-    assert "default_value=large_message_dds_profile()" in text
-    assert "from ros2_monodepth.ros.dds import large_message_dds_profile" in text and "ros2_monodepth.tools" not in text
+    # the DDS profile goes to the node's process only (SetEnvironmentVariable would leak into every later process)
+    assert "SetEnvironmentVariable" not in text and "additional_env={FASTDDS_PROFILE_ENV:" in text
+    assert "from ros2_monodepth.ros.dds import" in text and "ros2_monodepth.tools" not in text
+    assert '"--log-level", LaunchConfiguration("log_level")' in text and "use_sim_time" in text
+    assert 'condition=IfCondition(LaunchConfiguration("use_rviz"))' in text
+    # every topic of the RViz config is one the launch file moves under the namespace
+    rviz = yaml.safe_load((REPO / "config" / "monodepth.rviz").read_text())
+    topics = {d["Topic"]["Value"] for d in rviz["Visualization Manager"]["Displays"] if "Topic" in d}
+    rewritten = re.search(r"RVIZ_TOPICS = \((.*?)\)", text).group(1)
+    assert topics <= set(re.findall(r'"([^"]+)"', rewritten)), topics
 
 
 def _flatten(d, prefix=""):
@@ -103,7 +128,7 @@ def test_rviz_config_shows_the_outputs():
                 "rviz_default_plugins/Image"):
         assert cls in classes, cls
     topics = {d["Topic"]["Value"] for d in vm["Displays"] if "Topic" in d}
-    assert {"/points", "/odom", "/depth/colorized", "/depth"} <= topics
+    assert {"/points", "/odom", "/depth/colorized", "/depth/image", "/rgb/image"} <= topics
 
 
 def test_node_help_lists_parameters():

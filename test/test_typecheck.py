@@ -18,6 +18,8 @@ def _mypy(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_tensorrt_stubs_are_what_mypy_sees(tmp_path):
+    if not (REPO / ".venv" / "trt-stubs" / "tensorrt").is_dir():
+        pytest.skip("the TensorRT type stubs are prepared by `make setup` (scripts/trt_stubs.sh), not here")
     probe = tmp_path / "probe.py"
     probe.write_text("import tensorrt as trt\nreveal_type(trt.Builder)\nreveal_type(trt.IExecutionContext.execute_async_v3)\n")
     run = _mypy(str(probe))
