@@ -103,6 +103,7 @@ class MonodepthNode(Node):
         self._mount_settled_for: Optional[str] = None     # camera frame whose mount is decided
         self._mount_published: Optional[Tuple[str, np.ndarray]] = None   # (camera frame, T_base_cam) we broadcast
         self._mount_conflict_warned = False
+        self._tf_others_since: Optional[float] = None       # when another /tf_static publisher was first seen
 
         # --- interfaces ---
         cfg = self.cfg
@@ -385,8 +386,13 @@ class MonodepthNode(Node):
         if mode == "never":
             self._mount_settled_for = camera_frame
             return
-        waited = time.monotonic() - self._start >= cfg.camera_mount_wait
-        if mode == "always" or waited:
+        # wait camera_mount_wait s from the start, or from when another /tf_static publisher (robot_state_publisher)
+        # was discovered if that was later: its latched transforms arrive right after discovery
+        now = time.monotonic()
+        if self._tf_others_since is None and self.count_publishers("/tf_static") > (1 if self.pub_tf_static else 0):
+            self._tf_others_since = now
+        since = max(self._start, self._tf_others_since or self._start)
+        if mode == "always" or now - since >= cfg.camera_mount_wait:
             self._publish_mount(camera_frame)
             self._mount_settled_for = camera_frame
 
