@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -91,7 +92,7 @@ def test_launch_file_runs_the_node_with_namespace_sim_time_log_level_and_the_rob
     env = {k: v for k, v in os.environ.items() if k != "FASTRTPS_DEFAULT_PROFILES_FILE"}
     proc = subprocess.Popen([sys.executable, "-c", RUN_LAUNCH, "namespace:=robot1", "use_sim_time:=true", "log_level:=debug",
                              f"params_file:={params}", "image:=/cam/image_raw", "camera_info:=/cam/camera_info"],
-                            stdout=log, stderr=subprocess.STDOUT, env=env)
+                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     text = lambda: (tmp_path / "launch.log").read_text()  # noqa: E731
     try:
         seq = SyntheticSequence(width=160, height=120)
@@ -126,12 +127,17 @@ def test_launch_file_runs_the_node_with_namespace_sim_time_log_level_and_the_rob
                    if t.child_frame_id == "launch_cam_optical"}
         assert parents == {"launch_cam_link"}, parents
         assert "PROBE_PROFILE=<unset>" in text(), text()[-2000:]      # the DDS profile did not leak
+        assert "camera pose from the robot's TF tree" in text()
     finally:
-        proc.terminate()
+        proc.send_signal(signal.SIGINT)           # as Ctrl-C on `ros2 launch`: launch stops the node with SIGINT
         try:
-            proc.wait(20)
+            proc.wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)   # nothing of the launch may outlive the test
+        except ProcessLookupError:
+            pass
         log.close()
         col.close()
         for pub in (tf_static, clock, pub_img, pub_info):
