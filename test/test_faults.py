@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from ros2_monodepth.core.artifacts import create_backend, exported_graphs, graph_set
-from ros2_monodepth.core.backends.base import BackendError, ModelSpec
+from ros2_monodepth.core.backends.base import ModelSpec
 from ros2_monodepth.core.bags import BagError, iter_frames
 from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint, read_metadata, save_checkpoint
 from ros2_monodepth.core.export import EXPORT_INFO, ExportInfo, export_onnx, weights_fingerprint

@@ -17,7 +17,6 @@ import sys
 import textwrap
 import time
 
-import numpy as np
 import pytest
 
 launch = pytest.importorskip("launch", reason="launch is not importable (it comes with a ROS install, not from PyPI)")

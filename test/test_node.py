@@ -589,3 +589,39 @@ def test_the_robots_tf_tree_gives_the_camera_pose_and_no_second_parent_is_publis
         col.close()
         feed.close()
         proc.stop()
+
+
+def test_a_checkpoint_runs_at_the_size_it_was_trained_at(tmp_path, ros_context, frames):
+    """Trained at 192x64 (its metadata says so): the node runs it there without being told, and says where the
+    setting came from; a parameter still overrides it, with a warning."""
+    import torch
+
+    from ros2_monodepth.core.checkpoint import CheckpointMetadata, save_checkpoint
+    from ros2_monodepth.core.networks import DepthNet, PoseNet
+
+    torch.manual_seed(0)
+    ck = save_checkpoint(tmp_path / "ck", DepthNet(18).eval(), PoseNet(18).eval(),
+                         CheckpointMetadata(height=64, width=192, min_depth=0.5, max_depth=50.0))
+    seq, data = frames
+    ns = "/t_ckpt"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"checkpoint_dir": str(ck), "network_width": 0, "network_height": 0})
+    try:
+        assert _send_and_wait(col, feed, ns, data[0][1], seq.K, 5.0), proc.log()
+        depth = col.messages[f"{ns}/depth/image"][-1]
+        assert (depth.width, depth.height) == (192, 64)
+        assert "network 192x64 (checkpoint), depth range 0.5-50 (checkpoint)" in proc.log()
+        assert np.nanmax(image_to_numpy(depth)) <= 50.0 + 1e-3
+    finally:
+        col.close()
+        feed.close()
+        proc.stop()
+    proc, col, feed = _start(tmp_path, ros_context, ns + "2", {"checkpoint_dir": str(ck), "network_width": 128,
+                                                              "network_height": 64}, name="override")
+    try:
+        assert _send_and_wait(col, feed, ns + "2", data[0][1], seq.K, 5.0), proc.log()
+        assert col.messages[f"{ns}2/depth/image"][-1].width == 128
+        assert "the checkpoint was trained at 192x64; running it at 128x64" in proc.log()
+    finally:
+        col.close()
+        feed.close()
+        proc.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,31 +59,69 @@ def test_synthetic_bag_has_ground_truth_and_is_deterministic(street_bag, tmp_pat
 
 def test_index_skips_static_frames_and_triplets_never_cross_a_gap(street_bag, tmp_path):
     index = index_frames([street_bag], IndexOptions())
-    assert index.considered == 40 and index.static_skipped == 5 and len(index.raw) == 35
-    assert set(index.segments.tolist()) == {0}   # skipping still frames does not split the recording
-    # a second recording 100 s later is its own segment
-    later = write_synthetic_bag(SynthConfig(tmp_path / "later", frames=10, width=128, height=64, start_stamp=1_700_000_100.0),
-                                progress=False)
-    both = index_frames([street_bag, later], IndexOptions())
-    assert set(both.segments.tolist()) == {0, 1}
-    centres = make_triplets(both)
-    for c in centres:
-        assert both.segments[c - 1] == both.segments[c] == both.segments[c + 1]
-    assert len(centres) == len(both.raw) - 4
-    train_c, val_c = split_by_time(both, centres, val_fraction=0.2)
-    t = (both.stamps - both.stamps[0]) / 1e9
-    assert len(val_c) > 0 and t[train_c + 1].max() < t[val_c - 1].min()
+    (seq,) = index.sequences
+    assert seq.considered == 40 and seq.static_skipped == 5 and len(seq.raw) == 35
+    assert set(seq.segments.tolist()) == {0}   # skipping still frames does not split the recording
+    triplets = make_triplets(index)
+    assert len(triplets) == len(seq.raw) - 2 and set(triplets[:, 0]) == {0}
+    train_t, val_t = split_by_time(index, triplets, val_fraction=0.2)
+    t = (seq.stamps - seq.stamps[0]) / 1e9
+    assert len(val_t) > 0 and t[train_t[:, 1] + 1].max() < t[val_t[:, 1] - 1].min()
     everything = index_frames([street_bag], IndexOptions(static_threshold=0.0, stride=2))
-    assert len(everything.raw) == 20
+    assert len(everything.sequences[0].raw) == 20
 
 
-def test_index_errors_name_the_problem(street_bag):
-    with pytest.raises(BagError, match=r"'/nope' is not in .*the bag has: .*/camera/image_raw"):
-        index_frames([street_bag], IndexOptions(topic="/nope"))
-    with pytest.raises(BagError, match="carries geometry_msgs/msg/PoseStamped"):
-        index_frames([street_bag], IndexOptions(topic=POSE_TOPIC))
-    with pytest.raises(BagError, match="no such bag"):
-        index_frames([street_bag.parent / "missing"], IndexOptions())
+def test_many_recordings_and_cameras_are_each_their_own_sequence(tmp_path):
+    """A car camera and a drone camera of different sizes and intrinsics, recorded over the same time span (their
+    stamps overlap), and a third bag with two cameras: every sequence is used, cropped and resized with its own K,
+    and no triplet mixes recordings or cameras."""
+    car = write_synthetic_bag(SynthConfig(tmp_path / "car", frames=20, width=192, height=64, seed=1), progress=False)
+    drone = write_synthetic_bag(SynthConfig(tmp_path / "drone", frames=16, width=96, height=72, seed=2, speed=2.0),
+                                progress=False)
+    index = index_frames([car, drone], IndexOptions(static_threshold=0.0))
+    assert [s.name for s in index.sequences] == ["car:/camera/image_raw", "drone:/camera/image_raw"]
+    assert [s.size for s in index.sequences] == [(64, 192), (72, 96)]
+    assert index.sequences[0].stamps[0] == index.sequences[1].stamps[0]          # overlapping time lines
+    triplets = make_triplets(index)
+    assert {int(k) for k in triplets[:, 0]} == {0, 1} and len(triplets) == 18 + 14
+    train_t, val_t = split_by_time(index, triplets, 0.2)
+    ds = TripletDataset(index, train_t, (64, 64))
+    Ks = {int(ds[i]["sequence"]): ds[i]["K"] for i in range(len(ds))}
+    assert set(Ks) == {0, 1} and not torch.allclose(Ks[0], Ks[1])               # each camera's own intrinsics
+    for k, seq in enumerate(index.sequences):
+        assert ds.plans[k].K[0, 0] == pytest.approx(ResizePlan.make(seq.size, (64, 64), seq.K).K[0, 0])
+    rows = index.summary((train_t, val_t))
+    assert [r["train triplets"] > 0 and r["val triplets"] > 0 for r in rows] == [True, True]
+    # the order of the bags does not matter, and a bag without the topic is reported, not fatal
+    other = write_synthetic_bag(SynthConfig(tmp_path / "other", frames=6, width=64, height=64, compressed=True),
+                                progress=False)
+    index = index_frames([drone, other, car], IndexOptions(static_threshold=0.0))
+    assert [bool(s.unusable) for s in index.sequences] == [False, True, False]
+    assert "is not in this bag" in index.sequences[1].unusable and "/camera/image_raw/compressed" in index.sequences[1].unusable
+    # two cameras of one bag: two sequences, each with the camera_info beside it
+    both = index_frames([other], IndexOptions(topics=("/camera/image_raw/compressed",), static_threshold=0.0))
+    assert both.sequences[0].size == (64, 64) and not both.sequences[0].unusable
+
+
+def test_training_on_two_cameras_uses_both_and_reports_each(tmp_path):
+    car = write_synthetic_bag(SynthConfig(tmp_path / "car", frames=14, width=128, height=64, seed=1), progress=False)
+    drone = write_synthetic_bag(SynthConfig(tmp_path / "drone", frames=14, width=96, height=96, seed=2), progress=False)
+    summary = train(parse_args([str(car), str(drone), *TINY, "--out", str(tmp_path / "run"), "--max-steps", "2",
+                                "--static-threshold", "0"]))
+    rows = {r["sequence"]: r for r in summary["data"]["sequences"]}
+    assert set(rows) == {"car:/camera/image_raw", "drone:/camera/image_raw"}
+    assert all(r["train triplets"] > 0 for r in rows.values())
+
+
+def test_nothing_usable_is_an_error_naming_each_sequence_and_why(street_bag, tmp_path):
+    still = write_synthetic_bag(SynthConfig(tmp_path / "still", frames=6, width=64, height=64, still=((0, 5),)), progress=False)
+    with pytest.raises(BagError) as err:
+        index_frames([street_bag, still], IndexOptions(topics=("/nope",)))
+    assert "street:/nope" in str(err.value) and "still:/nope" in str(err.value) and "is not in this bag" in str(err.value)
+    index = index_frames([still], IndexOptions())      # frames, but all static: usable sequence, no triplets
+    with pytest.raises(BagError, match="no training triplets"):
+        train(parse_args([str(still), *TINY, "--out", str(tmp_path / "r")]))
+    assert len(index.sequences[0].raw) == 1
 
 
 def test_resize_plan_crops_to_aspect_and_adjusts_intrinsics():
@@ -101,8 +140,10 @@ def test_resize_plan_crops_to_aspect_and_adjusts_intrinsics():
 
 
 def test_intrinsics_from_the_command_line_override_camera_info(street_bag):
-    index = index_frames([street_bag], IndexOptions(camera_info_topic=None, intrinsics=(80.0, 81.0, 64.0, 32.0)))
-    np.testing.assert_allclose(index.K, [[80, 0, 64], [0, 81, 32], [0, 0, 1]])
+    index = index_frames([street_bag], IndexOptions(camera_info_topics=("/none",), intrinsics=(80.0, 81.0, 64.0, 32.0)))
+    np.testing.assert_allclose(index.sequences[0].K, [[80, 0, 64], [0, 81, 32], [0, 0, 1]])
+    with pytest.raises(BagError, match="no camera_info with a valid K on '/none'"):
+        index_frames([street_bag], IndexOptions(camera_info_topics=("/none",)))
 
 
 def test_sample_order_is_deterministic_resumable_and_sharded():
@@ -164,7 +205,7 @@ def test_a_few_optimiser_steps_on_one_batch_lower_the_loss(street_bag, cfg):
 def test_stereo_source_trains(tmp_path):
     bag = write_synthetic_bag(SynthConfig(tmp_path / "stereo", frames=8, width=128, height=64, stereo_baseline=0.3), progress=False)
     index = index_frames([bag], IndexOptions(right_topic="/camera/right/image_raw", right_camera_info_topic="/camera/right/camera_info"))
-    assert index.baseline == pytest.approx(0.3)
+    assert index.sequences[0].baseline == pytest.approx(0.3)
     ds = TripletDataset(index, make_triplets(index), (64, 64))
     s = ds[0]
     assert s["stereo"].shape == (3, 64, 64) and float(s["T_stereo"][0, 3]) == pytest.approx(-0.3)
@@ -243,18 +284,31 @@ def test_odometry_metrics_with_true_relative_poses_beat_the_constant_baseline(st
     assert evaluate_odometry(frames, chain_trajectory(noisy))["ate_rmse_m"] > 0.01
 
 
-@pytest.mark.parametrize("module", ["synth_bag", "train", "evaluate"])
-def test_training_commands_have_help(module):
-    r = subprocess.run([sys.executable, "-m", f"ros2_monodepth_training.{module}", "--help"], capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0 and "usage:" in r.stdout
+COMMANDS = ["ros2_monodepth_training.synth_bag", "ros2_monodepth_training.train", "ros2_monodepth_training.evaluate",
+            "ros2_monodepth.tools.demo", "ros2_monodepth.tools.export_cli", "ros2_monodepth.tools.import_cli",
+            "ros2_monodepth.tools.bench", "ros2_monodepth.tools.gpu_check"]
+
+
+@pytest.mark.parametrize("module", COMMANDS, ids=lambda m: m.rsplit(".", 1)[1])
+def test_every_command_shows_its_defaults_in_help(module):
+    r = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "usage:" in r.stdout, r.stderr
+    text = " ".join(r.stdout.split())
+    # flags and computed defaults are not shown as argparse would ("default: False" on a flag reads backwards)
+    assert not re.search(r"default: (None|True|False)\)", text), text
+    assert text.count("default:") >= 3
+    if module.endswith(".train"):
+        for expected in ("passes over the training triplets (default: 20)", "(default: 15)", "(default: 0.1)"):
+            assert expected in text
 
 
 def test_compressed_frames_in_a_sqlite3_bag(tmp_path):
     bag = write_synthetic_bag(SynthConfig(tmp_path / "jpeg", frames=6, width=128, height=64, compressed=True, storage="sqlite3"),
                               progress=False)
     assert list((tmp_path / "jpeg").glob("*.db3"))
-    index = index_frames([bag], IndexOptions(topic=IMAGE_TOPIC + "/compressed"))
-    assert index.msgtype == "sensor_msgs/msg/CompressedImage" and len(index.raw) == 6
+    index = index_frames([bag], IndexOptions(topics=(IMAGE_TOPIC + "/compressed",)))
+    seq = index.sequences[0]
+    assert seq.msgtype == "sensor_msgs/msg/CompressedImage" and len(seq.raw) == 6
     s = TripletDataset(index, make_triplets(index), (64, 64))[0]
     assert s["images"].shape == (3, 3, 64, 64) and float(s["images"].std()) > 0.02
 
@@ -276,3 +330,121 @@ def test_encoders_initialise_from_a_torchvision_format_resnet_file(tmp_path):
     from ros2_monodepth.core.checkpoint import CheckpointError
     with pytest.raises(CheckpointError, match="not a torchvision ResNet-18"):
         init_from_resnet_file(tmp_path / "bad.pth", model.depth, model.pose)
+
+
+def _schedule(**kw):
+    from ros2_monodepth_training.config import TrainConfig
+    from ros2_monodepth_training.train import LearningRateSchedule
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1e-4)
+    return opt, LearningRateSchedule(opt, TrainConfig(bags=[], out="", **kw), steps_per_epoch=100)
+
+
+def test_the_step_schedule_follows_the_run_when_steps_or_minutes_end_it():
+    # 20 epochs of 100 steps, drop at 15: at step 1500
+    opt, s = _schedule(epochs=20, lr_step=15)
+    s.step(1499)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    s.step(1500)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+    # --max-steps 40 ends the run: the drop comes at 75 % of it, step 30, not at step 1500
+    opt, s = _schedule(epochs=20, lr_step=15, max_steps=40)
+    s.step(29)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    s.step(30)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5)
+    # --max-minutes 10: after 7.5 minutes of training (earlier parts of a resumed run included)
+    opt, s = _schedule(epochs=20, lr_step=15, max_minutes=10)
+    s.seconds_before = 7.4 * 60
+    s.step(5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-4)
+    s.load_state_dict({"seconds": 7.6 * 60})
+    s.step(6)
+    assert opt.param_groups[0]["lr"] == pytest.approx(1e-5) and s.state_dict()["seconds"] >= 7.6 * 60
+    opt, s = _schedule(lr_schedule="cosine", max_steps=10)
+    s.step(5)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.5e-4)
+
+
+def test_imagenet_start_uses_torch_hubs_cache_checks_the_hash_and_says_what_to_do_offline(tmp_path, monkeypatch):
+    """The real ImageNet files cannot be downloaded here: a file made by the test stands in for one, under its own
+    SHA-256 prefix, in torch.hub's cache."""
+    import hashlib
+
+    from ros2_monodepth.core.checkpoint import CheckpointError
+    from ros2_monodepth.core.resnet import ResNet
+    from ros2_monodepth_training import state
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(7)
+    weights = ResNet(18).state_dict()                 # torchvision's key layout, including fc.*
+    blob = tmp_path / "made.pth"
+    torch.save(weights, blob)
+    prefix = hashlib.sha256(blob.read_bytes()).hexdigest()[:8]
+    monkeypatch.setitem(state.IMAGENET_RESNET, 18, f"https://example.invalid/models/resnet18-{prefix}.pth")
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / f"resnet18-{prefix}.pth"
+
+    def offline(url, dst, hash_prefix=None, progress=True):
+        raise OSError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    model = TrainingModel(18, LossConfig())
+    with pytest.raises(CheckpointError) as err:
+        state.init_from_resnet("imagenet", model.depth, model.pose)
+    assert str(cached) in str(err.value) and "example.invalid/models/resnet18" in str(err.value)
+    # placed where the message says: used, keys mapped onto both encoders
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_bytes(blob.read_bytes())
+    msg = state.init_from_resnet("imagenet", model.depth, model.pose)
+    assert "ImageNet" in msg
+    torch.testing.assert_close(model.depth.encoder.encoder.layer3[1].conv2.weight, weights["layer3.1.conv2.weight"])
+    torch.testing.assert_close(model.pose.encoder.encoder.layer4[0].bn1.running_var, weights["layer4.0.bn1.running_var"])
+    # the pose encoder takes two stacked frames: its first convolution is the RGB kernel repeated and halved (the paper)
+    torch.testing.assert_close(model.pose.encoder.encoder.conv1.weight,
+                               torch.cat([weights["conv1.weight"]] * 2, 1) / 2)
+    # a file whose content does not match the hash in its name is refused
+    cached.write_bytes(blob.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        state.init_from_resnet("imagenet", model.depth, model.pose)
+
+
+def test_eval_scores_odometry_on_a_bag_with_poses_and_no_depth(tmp_path):
+    """A real recording's ground truth: the robot's poses (nav_msgs/Odometry, or a /tf chain), no depth. Metres as they
+    are (SE(3)) and with a fitted scale (Sim(3)), the camera mount from the bag's /tf_static."""
+    bag = write_synthetic_bag(SynthConfig(tmp_path / "drive", frames=12, width=128, height=64, depth=False, odometry=True,
+                                          yaw_amplitude=0.3), progress=False)
+    out = tmp_path / "eval"
+    cmd = [sys.executable, "-m", "ros2_monodepth_training.evaluate", str(bag), "--height", "64", "--width", "128"]
+    run = subprocess.run(cmd + ["--pose-topic", "/odom", "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    m = json.loads((out / "metrics.json").read_text())["untrained"]
+    assert "abs_rel" not in m and "no /ground_truth/depth" in m["notes"]["depth"]
+    assert m["ate_se3_m"] >= m["ate_sim3_m"] > 0 and m["rpe_se3_m"] > 0 and m["poses"] == 12
+    assert "/tf_static base_link -> camera_optical_frame" in m["notes"]["camera mount"]
+    assert (out / "trajectory.png").stat().st_size > 1000 and "ate_se3_m" in run.stdout
+    tf = subprocess.run(cmd + ["--pose-tf", "odom:camera_optical_frame"], capture_output=True, text=True, timeout=300)
+    assert tf.returncode == 0, tf.stderr
+    # nothing to compare with: an error that names what the bag has
+    none = subprocess.run(cmd + ["--pose-topic", ""], capture_output=True, text=True, timeout=300)
+    assert none.returncode == 2 and "nothing to evaluate against" in none.stderr and "/odom" in none.stderr
+
+
+def test_ground_truth_poses_are_interpolated_at_the_frames_and_moved_onto_the_camera(tmp_path):
+    from ros2_monodepth_training.evaluate import read_ground_truth
+
+    bag = write_synthetic_bag(SynthConfig(tmp_path / "b", frames=10, width=64, height=32, odometry=True, odom_rate=23.0,
+                                          yaw_amplitude=0.3), progress=False)
+    notes = {}
+    from_odom, _ = read_ground_truth([bag], IMAGE_TOPIC, None, "/odom", notes=notes)   # 23 Hz: never on a frame's stamp
+    truth, _ = read_ground_truth([bag], IMAGE_TOPIC, None, POSE_TOPIC)
+    for a, b, c, d in zip(from_odom, from_odom[1:], truth, truth[1:]):
+        np.testing.assert_allclose(np.linalg.inv(a.pose) @ b.pose, np.linalg.inv(c.pose) @ d.pose, atol=2e-3)
+    assert "10 of 10 frames covered" in notes["poses"]
+
+
+def test_evaluation_output_folders_never_collide(tmp_path):
+    from ros2_monodepth_training.evaluate import output_names
+
+    names = output_names([str(tmp_path / "runs" / "a" / "checkpoint"), str(tmp_path / "runs" / "b" / "checkpoint"),
+                          "untrained"])
+    assert names == ["a_checkpoint", "b_checkpoint", "untrained"]

@@ -19,6 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
+from ros2_monodepth.cli_help import HelpFormatter
 
 
 def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Dict[str, Dict[str, Any]], frame: int) -> None:
@@ -59,7 +60,7 @@ def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Di
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ros2_monodepth_training.ablation", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--out", required=True, help="folder for the bags, both runs, ablation.png and ablation.json")
     p.add_argument("--steps", type=int, default=600, help="training steps of each run")
     p.add_argument("--frames", type=int, default=400, help="frames in the training bag")

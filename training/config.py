@@ -14,15 +14,16 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence, Tuple
+from ros2_monodepth.cli_help import HelpFormatter
 
 
 @dataclass
 class TrainConfig:
     bags: List[str]
     out: str
-    # data
-    topic: str = "/camera/image_raw"
-    camera_info_topic: str = "/camera/camera_info"
+    # data: every (bag, image topic) is a sequence with its own camera
+    topics: Tuple[str, ...] = ("/camera/image_raw",)
+    camera_info_topics: Tuple[str, ...] = ()        # one per topic, in order; () = each topic's sibling camera_info
     intrinsics: Optional[Tuple[float, float, float, float]] = None
     right_topic: Optional[str] = None
     right_camera_info_topic: Optional[str] = None
@@ -67,6 +68,13 @@ class TrainConfig:
     monocular: bool = True
     min_depth: float = 0.1
     max_depth: float = 100.0
+    # metric scale from the robot's own motion (velocity supervision)
+    odometry_topic: str = ""
+    odometry_tf: str = ""
+    odometry_camera_mount: Optional[Tuple[float, float, float, float, float, float]] = None
+    odometry_max_gap: float = 0.5
+    velocity_weight: float = 0.05
+    velocity_min_speed: float = 0.05
     # output
     checkpoint_every: int = 200
     log_every: int = 20
@@ -83,10 +91,23 @@ class TrainConfig:
             out.append("--stereo needs --right-topic and --right-camera-info-topic")
         if not self.monocular and not self.stereo:
             out.append("--no-monocular needs --stereo")
+        if self.camera_info_topics and len(self.camera_info_topics) != len(self.topics):
+            out.append(f"{len(self.topics)} --topic but {len(self.camera_info_topics)} --camera-info-topic: give one per "
+                       "image topic, in the same order, or none")
+        if self.stereo and len(self.topics) != 1:
+            out.append("--stereo needs exactly one (left) --topic")
         if self.init_resnet and self.init_checkpoint:
             out.append("give --init-resnet or --init-checkpoint, not both")
         if self.resume and self.overwrite:
             out.append("give --resume (continue the run in --out) or --overwrite (start again there), not both")
+        if self.odometry_topic and self.odometry_tf:
+            out.append("give --odometry-topic or --odometry-tf, not both")
+        if self.odometry_tf and ":" not in self.odometry_tf:
+            out.append(f"--odometry-tf is PARENT:CHILD (e.g. odom:base_link), got '{self.odometry_tf}'")
+        if (self.odometry_topic or self.odometry_tf) and not self.monocular:
+            out.append("velocity supervision scales the pose network: it needs monocular training")
+        if self.velocity_weight < 0 or self.velocity_min_speed < 0:
+            out.append("--velocity-weight and --velocity-min-speed must be >= 0")
         if self.batch_size < 1 or self.epochs < 1:
             out.append("--batch-size and --epochs must be >= 1")
         return out
@@ -97,7 +118,14 @@ class TrainConfig:
         return LossConfig(scales=tuple(self.scales), min_reprojection=self.min_reprojection, automask=self.automask,
                           full_res_multiscale=self.full_res, smoothness=self.smoothness,
                           explainability=self.explainability, min_depth=self.min_depth, max_depth=self.max_depth,
-                          monocular=self.monocular, stereo=self.stereo)
+                          monocular=self.monocular, stereo=self.stereo,
+                          velocity=self.velocity_weight if self.odometry_source().enabled else 0.0,
+                          velocity_min_speed=self.velocity_min_speed)
+
+    def odometry_source(self) -> Any:
+        from .odometry_source import OdometrySource
+
+        return OdometrySource(self.odometry_topic, self.odometry_tf, self.odometry_camera_mount, self.odometry_max_gap)
 
     def to_json(self) -> Dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -107,12 +135,16 @@ def train_parser() -> argparse.ArgumentParser:
     d = TrainConfig(bags=[], out="")
     p = argparse.ArgumentParser(prog="ros2-monodepth-train",
                                 description="Self-supervised training of the depth and pose networks from ROS 2 bags.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("bags", nargs="+", help="ROS 2 bag folders (.db3 or .mcap)")
-    p.add_argument("--out", required=True, help="run folder: checkpoint/, tensorboard/, config.json")
+    p.add_argument("--out", required=True, help="run folder: checkpoint/, tensorboard/, config.json (required)")
     g = p.add_argument_group("data")
-    g.add_argument("--topic", default=d.topic, help="Image or CompressedImage topic")
-    g.add_argument("--camera-info-topic", default=d.camera_info_topic, help="CameraInfo topic for the intrinsics")
+    g.add_argument("--topic", dest="topics", action="append", metavar="TOPIC",
+                   help="Image or CompressedImage topic; repeat for several cameras (each bag and topic is its own "
+                        f"sequence) (default: {d.topics[0]})")
+    g.add_argument("--camera-info-topic", dest="camera_info_topics", action="append", metavar="TOPIC",
+                   help="CameraInfo topic of each --topic, in the same order (default: each image topic's sibling, as "
+                        "image_transport pairs them: /cam/image_raw -> /cam/camera_info)")
     g.add_argument("--intrinsics", type=float, nargs=4, metavar=("FX", "FY", "CX", "CY"),
                    help="intrinsics at the bag's image size (instead of camera_info)")
     g.add_argument("--right-topic", help="stereo: right camera topic (rectified, same size)")
@@ -144,7 +176,11 @@ def train_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-step", type=int, default=d.lr_step, help="epochs between learning-rate drops (step schedule)")
     t.add_argument("--lr-gamma", type=float, default=d.lr_gamma, help="learning-rate factor at each drop (step schedule)")
     t.add_argument("--seed", type=int, default=d.seed, help="seed of the initialisation and the sample order")
-    t.add_argument("--init-resnet", help="torchvision-format ResNet .pth to initialise both encoders")
+    t.add_argument("--init-resnet", metavar="imagenet|FILE",
+                   help="start both encoders from ImageNet: 'imagenet' takes torchvision's published weights (downloaded "
+                        "once into torch.hub's cache, hash checked; offline, the message says which file to place where), "
+                        "or a torchvision-format ResNet .pth file. Recommended on real recordings: from scratch, depth can "
+                        "come out inverted")
     t.add_argument("--init-checkpoint", help="checkpoint folder (this project's or Monodepth2's) to start from")
     t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint")
     t.add_argument("--overwrite", action="store_true",
@@ -172,6 +208,22 @@ def train_parser() -> argparse.ArgumentParser:
                     help="stereo only: no temporal sources, no pose network")
     lo.add_argument("--min-depth", type=float, default=d.min_depth, help="depth of disparity 1")
     lo.add_argument("--max-depth", type=float, default=d.max_depth, help="depth of disparity 0")
+    v = p.add_argument_group("metric scale from the robot's motion (velocity supervision, PackNet-SfM)")
+    v.add_argument("--odometry-topic", default=d.odometry_topic, metavar="TOPIC",
+                   help="the robot's odometry in each bag (nav_msgs/Odometry, PoseStamped, PoseWithCovarianceStamped or "
+                        "TransformStamped, e.g. /odom): the distance travelled between frames supervises the pose "
+                        "network's translation, which makes depth and odometry metric (default: off)")
+    v.add_argument("--odometry-tf", default=d.odometry_tf, metavar="PARENT:CHILD",
+                   help="the same from the bag's /tf chain, e.g. odom:base_link (default: off)")
+    v.add_argument("--odometry-camera-mount", type=float, nargs=6, metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
+                   help="pose of the camera's optical frame in the odometry's child frame (default: the bag's "
+                        "/tf_static between them, else the odometry is taken as the camera's)")
+    v.add_argument("--odometry-max-gap", type=float, default=d.odometry_max_gap,
+                   help="seconds between two odometry poses around a frame, at most (interpolated)")
+    v.add_argument("--velocity-weight", type=float, default=d.velocity_weight,
+                   help="weight of the velocity loss |t_pred| vs distance travelled")
+    v.add_argument("--velocity-min-speed", type=float, default=d.velocity_min_speed,
+                   help="m/s: slower frame pairs are not velocity-supervised (odometry noise dominates)")
     o = p.add_argument_group("output")
     o.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="steps between checkpoints (a kill loses at most this many)")
@@ -182,7 +234,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def _from_namespace(cls: Any, ns: argparse.Namespace) -> Any:
-    values = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name)}
+    values = {f.name: getattr(ns, f.name) for f in fields(cls) if hasattr(ns, f.name) and getattr(ns, f.name) is not None}
     for name, value in values.items():
         if isinstance(value, list) and name not in ("bags", "checkpoints"):
             values[name] = tuple(value)
@@ -206,8 +258,11 @@ class EvalConfig:
     out: Optional[str] = None
     topic: str = "/camera/image_raw"
     camera_info_topic: str = "/camera/camera_info"
-    depth_topic: str = "/ground_truth/depth"
-    pose_topic: str = "/ground_truth/pose"
+    depth_topic: Optional[str] = None            # None: /ground_truth/depth when the bag has it; '' skips depth
+    pose_topic: Optional[str] = None             # None: /ground_truth/pose when the bag has it; '' skips odometry
+    pose_tf: str = ""                            # PARENT:CHILD of the bag's /tf (instead of a pose topic)
+    camera_mount: Optional[Tuple[float, float, float, float, float, float]] = None   # camera in the pose's child frame
+    max_pose_gap: float = 0.5                    # s between two ground-truth poses around a frame, at most
     mask_topic: str = ""
     height: int = 0
     width: int = 0
@@ -221,26 +276,39 @@ class EvalConfig:
 
 def eval_parser() -> argparse.ArgumentParser:
     d = EvalConfig(bags=[])
-    p = argparse.ArgumentParser(prog="ros2-monodepth-eval", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = argparse.ArgumentParser(prog="ros2-monodepth-eval", formatter_class=HelpFormatter,
                                 description="Depth metrics (Monodepth2's) and odometry ATE/RPE (evo) of a checkpoint "
                                             "against the ground-truth topics of a bag; table on stdout, metrics.json and "
                                             "plots in --out.")
     p.add_argument("bags", nargs="+", help="bag folders with the camera and ground-truth topics")
     p.add_argument("--checkpoint", dest="checkpoints", action="append", default=[],
-                   help="checkpoint folder; repeat to compare; 'untrained' for random networks (--seed)")
-    p.add_argument("--out", help="folder for metrics.json and the PNGs (one subfolder per checkpoint when several)")
+                   help="checkpoint folder; repeat to compare; 'untrained' for random networks (--seed) (default: untrained)")
+    p.add_argument("--out", help="folder for metrics.json and the PNGs, one subfolder per checkpoint named after the "
+                                 "shortest unique tail of its path when several (default: none, the table only)")
     p.add_argument("--topic", default=d.topic, help="camera Image or CompressedImage topic")
     p.add_argument("--camera-info-topic", default=d.camera_info_topic, help="CameraInfo of --topic (for the crop's intrinsics)")
-    p.add_argument("--depth-topic", default=d.depth_topic, help="32FC1 metres or 16UC1 millimetres")
-    p.add_argument("--pose-topic", default=d.pose_topic, help="geometry_msgs/PoseStamped T_world_camera ('' to skip)")
-    p.add_argument("--mask-topic", default=d.mask_topic, help="mono8 moving-object mask for the per-object metrics")
+    p.add_argument("--depth-topic", default=d.depth_topic,
+                   help="ground-truth depth, 32FC1 metres or 16UC1 millimetres (default: /ground_truth/depth when the bag "
+                        "has it; '' skips depth)")
+    p.add_argument("--pose-topic", default=d.pose_topic,
+                   help="ground-truth poses: PoseStamped, PoseWithCovarianceStamped, TransformStamped or nav_msgs/Odometry "
+                        "(motion capture, GNSS, a SLAM system) (default: /ground_truth/pose when the bag has it; '' skips)")
+    p.add_argument("--pose-tf", default=d.pose_tf, metavar="PARENT:CHILD",
+                   help="ground-truth poses from the bag's /tf chain instead, e.g. map:base_link")
+    p.add_argument("--camera-mount", type=float, nargs=6, metavar=("X", "Y", "Z", "ROLL", "PITCH", "YAW"),
+                   help="pose of the camera's optical frame in the ground-truth pose's frame (default: the bag's /tf_static "
+                        "between them when it has it, else the poses are the camera's)")
+    p.add_argument("--max-pose-gap", type=float, default=d.max_pose_gap,
+                   help="seconds between the two ground-truth poses around a frame, at most (interpolated)")
+    p.add_argument("--mask-topic", default=d.mask_topic, help="mono8 moving-object mask for the per-object metrics (default: none)")
     p.add_argument("--height", type=int, default=d.height, help="network input height (0: the checkpoint's)")
     p.add_argument("--width", type=int, default=d.width, help="network input width (0: the checkpoint's)")
     p.add_argument("--crop", choices=("center", "bottom", "top", "none"), default=d.crop,
                    help="crop to the network's aspect ratio before resizing (none: squash)")
     p.add_argument("--min-depth", type=float, default=d.min_depth, help="ground truth and prediction capped below")
     p.add_argument("--max-depth", type=float, default=d.max_depth, help="ground truth and prediction capped above")
-    p.add_argument("--fixed-scale", type=float, help="one scale for every image instead of per-image median scaling")
+    p.add_argument("--fixed-scale", type=float, help="one scale for every image instead of per-image median scaling; 1 for a metric checkpoint (default: "
+                        "median scaling)")
     p.add_argument("--stride", type=int, default=d.stride, help="use every N-th frame")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the untrained networks")
     return p

@@ -1,17 +1,21 @@
-"""Training samples from ROS 2 bags: frame index, triplets, time split, and the torch Dataset.
+"""Training samples from ROS 2 bags: sequences, triplets, time split, and the torch Dataset.
 
 Owns, in order of use:
-- ``index_frames``: one pass over the bags (rosbags, no ROS runtime) that keeps the *serialized* camera
-  messages of the frames to train on: every ``stride``-th frame or at most ``fps`` frames per second, minus
-  frames where the camera did not move (mean absolute difference of small blurred grey thumbnails below a
-  threshold). Decoding to full images happens later, in DataLoader workers.
-- segments: consecutive frames further apart in time than ``gap_factor`` x the median spacing (a
-  dropped stretch, or two bags) start a new segment; ``make_triplets`` never crosses one.
-- ``split_by_time``: validation is a contiguous time range (the last fraction, or given seconds), and
-  triplets that touch it are kept out of training.
-- ``TripletDataset``: (t-1, t, t+1) decoded, cropped to the training aspect ratio, resized, with the
-  intrinsics adjusted; colour jitter and horizontal flip as in Monodepth2, seeded per sample so that a run is
-  reproducible whatever the number of workers.
+- ``index_frames``: one pass over each bag (rosbags, no ROS runtime). Every (bag, image topic) is a *sequence* with
+  its own camera: intrinsics from its own camera_info (the image topic's sibling, as image_transport pairs them),
+  its own image size, its own time line. A sequence keeps the *serialized* camera messages of the frames to train
+  on: every ``stride``-th frame or at most ``fps`` frames per second, minus frames where the camera did not move
+  (mean absolute difference of small blurred grey thumbnails below a threshold). Decoding happens later, in
+  DataLoader workers. A sequence that cannot be used (topic absent, no intrinsics, no frame) is kept with the
+  reason, for the summary; only when no sequence is usable is it an error, naming each and why.
+- segments: within a sequence, consecutive frames further apart in time than ``gap_factor`` x the median spacing
+  (a dropped stretch) start a new segment; ``make_triplets`` never crosses a segment or a sequence, whatever the
+  stamps of different recordings.
+- ``split_by_time``: in each sequence, validation is a contiguous time range (its last fraction, or given seconds
+  from its first frame), and triplets that touch it are kept out of training.
+- ``TripletDataset``: (t-1, t, t+1) decoded, cropped to the training aspect ratio and resized *per camera*, with
+  that camera's intrinsics adjusted; colour jitter and horizontal flip as in Monodepth2, seeded per sample so that
+  a run is reproducible whatever the number of workers.
 """
 
 from __future__ import annotations
@@ -19,25 +23,40 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, FrameStats, decode_rgb, open_bags, require_topic, skip_reason, stamp_ns
+from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, FrameStats, decode_rgb, open_bags, skip_reason, stamp_ns
 from ros2_monodepth.core.geometry import scale_intrinsics
 from ros2_monodepth.core.image_codec import ImageFormatError
 
 THUMB_WIDTH = 64
 
 
+def sibling_camera_info(image_topic: str) -> str:
+    """The camera_info topic beside an image topic, as image_transport pairs them: /cam/image_raw ->
+    /cam/camera_info, /cam/image_raw/compressed -> /cam/camera_info.
+
+    >>> sibling_camera_info("/front/image_rect/compressed")
+    '/front/camera_info'
+    """
+    topic = image_topic.rstrip("/")
+    for transport in ("/compressed", "/compressedDepth", "/theora"):
+        if topic.endswith(transport):
+            topic = topic[: -len(transport)]
+    return topic.rsplit("/", 1)[0] + "/camera_info" if "/" in topic.strip("/") else "/camera_info"
+
+
 @dataclass
 class IndexOptions:
-    topic: str = "/camera/image_raw"
-    camera_info_topic: Optional[str] = "/camera/camera_info"
-    # fx, fy, cx, cy at the bag's image size; overrides camera_info when given
+    topics: Tuple[str, ...] = ("/camera/image_raw",)
+    # camera_info topic of each image topic, in the same order; () = each image topic's sibling
+    camera_info_topics: Tuple[str, ...] = ()
+    # fx, fy, cx, cy at the bag's image size; overrides camera_info when given (every camera)
     intrinsics: Optional[Tuple[float, float, float, float]] = None
     right_topic: Optional[str] = None           # stereo: the right camera (same size, rectified)
     right_camera_info_topic: Optional[str] = None
@@ -48,23 +67,88 @@ class IndexOptions:
     static_threshold: float = 0.3
     gap_factor: float = 2.5
 
+    def info_topics(self) -> Tuple[str, ...]:
+        if self.camera_info_topics:
+            if len(self.camera_info_topics) != len(self.topics):
+                raise BagError(f"{len(self.topics)} image topics but {len(self.camera_info_topics)} camera_info topics: "
+                               "give one --camera-info-topic per --topic, in the same order (or none: each image topic's "
+                               "sibling camera_info is used)")
+            return tuple(self.camera_info_topics)
+        return tuple(sibling_camera_info(t) for t in self.topics)
+
 
 @dataclass
-class FrameIndex:
-    """Kept frames in time order: stamps (ns), serialized messages, segment ids, and the camera."""
+class FrameSequence:
+    """One camera in one recording: kept frames in time order (stamps ns, serialized messages, segment ids), its
+    intrinsics and image size, and what was dropped and why. ``unusable`` says why the whole sequence is (or '')."""
 
-    msgtype: str
+    name: str
+    bag: str
+    topic: str
+    msgtype: str = ""
     stamps: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     raw: List[bytes] = field(default_factory=list)
     segments: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     right_raw: List[bytes] = field(default_factory=list)
     right_msgtype: str = ""
     K: np.ndarray = field(default_factory=lambda: np.eye(3))
-    size: Tuple[int, int] = (0, 0)              # (H, W) of the bag's images
+    size: Tuple[int, int] = (0, 0)              # (H, W) of this camera's images
     baseline: float = 0.0                       # metres, from the right camera_info P
     stats: FrameStats = field(default_factory=FrameStats)
     considered: int = 0                         # frames after stride / fps, before the static check
     static_skipped: int = 0
+    unusable: str = ""
+    # metres travelled by the camera between consecutive kept frames (NaN where not covered); set by
+    # ``odometry_source.attach_travel`` for velocity supervision, None without an odometry source
+    travel: Optional[np.ndarray] = None
+    travel_source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+
+@dataclass
+class FrameIndex:
+    """Every sequence of the recordings given, usable or not."""
+
+    sequences: List[FrameSequence] = field(default_factory=list)
+
+    @property
+    def usable(self) -> List[FrameSequence]:
+        return [s for s in self.sequences if not s.unusable]
+
+    def summary(self, triplets: Optional[Tuple[np.ndarray, np.ndarray]] = None) -> List[Dict[str, Any]]:
+        """One row per sequence: size, frames, what was dropped and why, segments, train/val triplets."""
+        rows = []
+        for i, s in enumerate(self.sequences):
+            row: Dict[str, Any] = {"sequence": s.name, "size": f"{s.size[1]}x{s.size[0]}" if s.size[0] else "-",
+                                   "frames considered": s.considered, "kept": len(s), "static": s.static_skipped,
+                                   "unreadable": s.stats.skipped, "reasons": dict(s.stats.reasons),
+                                   "segments": int(s.segments.max()) + 1 if len(s.segments) else 0}
+            if triplets is not None:
+                row["train triplets"] = int((triplets[0][:, 0] == i).sum()) if len(triplets[0]) else 0
+                row["val triplets"] = int((triplets[1][:, 0] == i).sum()) if len(triplets[1]) else 0
+            if s.travel is not None:
+                row["odometry coverage"] = f"{np.isfinite(s.travel).mean():.0%} ({s.travel_source})"
+            if s.unusable:
+                row["unusable"] = s.unusable
+            rows.append(row)
+        return rows
+
+
+def format_summary(rows: List[Dict[str, Any]]) -> str:
+    """The per-sequence summary as lines of text (printed at the start of training)."""
+    lines = []
+    for r in rows:
+        if "unusable" in r:
+            lines.append(f"  {r['sequence']}: not used: {r['unusable']}")
+            continue
+        dropped = ", ".join(f"{n} {k}" for k, n in r["reasons"].items())
+        lines.append(f"  {r['sequence']}: {r['size']}, {r['kept']} of {r['frames considered']} frames kept "
+                     f"({r['static']} static" + (f", {dropped}" if dropped else "") + f"), {r['segments']} segment(s)"
+                     + (f", {r['train triplets']} train / {r['val triplets']} validation triplets" if "train triplets" in r else "")
+                     + (f", odometry {r['odometry coverage']}" if "odometry coverage" in r else ""))
+    return "\n".join(lines)
 
 
 def _thumbnail(rgb: np.ndarray) -> np.ndarray:
@@ -74,7 +158,7 @@ def _thumbnail(rgb: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(grey, (3, 3), 0)
 
 
-def _info_K(msg) -> Tuple[np.ndarray, Tuple[int, int], float]:
+def _info_K(msg: Any) -> Tuple[np.ndarray, Tuple[int, int], float]:
     K = np.asarray(msg.k, np.float64).reshape(3, 3)
     P = np.asarray(msg.p, np.float64).reshape(3, 4)
     baseline = -P[0, 3] / P[0, 0] if P[0, 0] else 0.0
@@ -82,137 +166,217 @@ def _info_K(msg) -> Tuple[np.ndarray, Tuple[int, int], float]:
 
 
 def index_frames(paths: Sequence[str | Path], opts: IndexOptions, progress: bool = False) -> FrameIndex:
-    """Read the bags once and keep the frames to train on (see the module docstring)."""
-    from tqdm import tqdm
-
+    """Read each bag once and keep the frames of every (bag, image topic) sequence (module docstring). BagError only
+    when no sequence is usable, naming each and why."""
     bag_paths = [Path(p) for p in paths]
-    with open_bags(bag_paths) as reader:
-        def need(topic: str, types: Tuple[str, ...]) -> list:
-            return require_topic(reader, topic, types, bag_paths)
-
-        image_conns = need(opts.topic, IMAGE_TYPES)
-        index = FrameIndex(msgtype=image_conns[0].msgtype)
-        right_conns = need(opts.right_topic, IMAGE_TYPES) if opts.right_topic else []
-        index.right_msgtype = right_conns[0].msgtype if right_conns else ""
-        info_conns = []
-        if opts.intrinsics is None:
-            if not opts.camera_info_topic:
-                raise BagError("no intrinsics: give a camera_info topic or --intrinsics fx fy cx cy")
-            info_conns = need(opts.camera_info_topic, ("sensor_msgs/msg/CameraInfo",))
-        right_info_conns = need(opts.right_camera_info_topic, ("sensor_msgs/msg/CameraInfo",)) if opts.right_camera_info_topic else []
-
-        K = None
-        for conn, _, raw in (reader.messages(connections=info_conns) if info_conns else ()):
-            K, info_size, _ = _info_K(reader.deserialize(raw, conn.msgtype))
-            if K[0, 0] > 0:
-                break
-        if opts.intrinsics is None and (K is None or K[0, 0] <= 0):
-            raise BagError(f"camera_info on '{opts.camera_info_topic}' has no valid K (k[0] = 0): give --intrinsics")
-        for conn, _, raw in (reader.messages(connections=right_info_conns) if right_info_conns else ()):
-            index.baseline = _info_K(reader.deserialize(raw, conn.msgtype))[2]
-            break
-        if opts.right_topic and index.baseline <= 0:
-            raise BagError(f"stereo needs a baseline: P[3] of '{opts.right_camera_info_topic}' must be -fx * baseline < 0")
-
-        right_by_stamp: Dict[int, bytes] = {}
-        for conn, _, raw in (reader.messages(connections=right_conns) if right_conns else ()):
-            right_by_stamp[stamp_ns(reader.deserialize(raw, conn.msgtype))] = raw
-
-        stamps: List[int] = []
-        last_thumb: Optional[np.ndarray] = None
-        last_kept_ns: Optional[int] = None
-        all_stamps: List[int] = []
-        kept_raw_pos: List[int] = []
-        total = sum(c.msgcount for c in image_conns)
-        for i, (conn, _, raw) in enumerate(tqdm(reader.messages(connections=image_conns), total=total,
-                                                desc="indexing", unit="frame", disable=not progress)):
-            if i % max(1, opts.stride):
-                continue
-            try:
-                msg = reader.deserialize(raw, conn.msgtype)
-                stamp = stamp_ns(msg)
-                rgb = decode_rgb(msg, conn.msgtype)
-            except (ImageFormatError, ValueError, KeyError) as exc:
-                index.stats.skip(skip_reason(exc))
-                continue
-            if opts.fps > 0 and last_kept_ns is not None and stamp - last_kept_ns < 0.95e9 / opts.fps:
-                continue
-            last_kept_ns = stamp
-            index.considered += 1
-            all_stamps.append(stamp)
-            if index.size == (0, 0):
-                index.size = rgb.shape[:2]
-            elif rgb.shape[:2] != index.size:
-                index.stats.skip("size changed")
-                continue
-            if opts.right_topic and stamp not in right_by_stamp:
-                index.stats.skip("no right frame with this stamp")
-                continue
-            thumb = _thumbnail(rgb)
-            if opts.static_threshold > 0 and last_thumb is not None and \
-                    float(np.abs(thumb - last_thumb).mean()) < opts.static_threshold:
-                index.static_skipped += 1
-                continue
-            last_thumb = thumb
-            index.stats.read += 1
-            stamps.append(stamp)
-            index.raw.append(raw)
-            kept_raw_pos.append(len(all_stamps) - 1)
-            if opts.right_topic:
-                index.right_raw.append(right_by_stamp[stamp])
-    if not index.raw:
-        raise BagError(f"no usable frames on '{opts.topic}' (read {index.considered}, static {index.static_skipped}, "
-                       f"unreadable {index.stats.skipped}: {index.stats.reasons})")
-    # Segments come from the spacing of the *considered* frames, so that skipping static frames does not
-    # split a segment but a real hole in the recording does.
-    t = np.asarray(all_stamps, np.int64)
-    order_ok = np.all(np.diff(t) > 0) if len(t) > 1 else True
-    dt = np.diff(t)
-    median = float(np.median(dt[dt > 0])) if np.any(dt > 0) else 1.0
-    breaks = np.concatenate([[0], ((dt > opts.gap_factor * median) | (dt <= 0)).astype(np.int64)])
-    seg_all = np.cumsum(breaks)
-    index.segments = seg_all[np.asarray(kept_raw_pos, np.int64)]
-    index.stamps = np.asarray(stamps, np.int64)
-    if not order_ok:
-        index.stats.reasons["stamps not increasing (new segment)"] = int(np.sum(dt <= 0))
-    if opts.intrinsics is not None:
-        fx, fy, cx, cy = opts.intrinsics
-        index.K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
-    else:
-        assert K is not None   # checked when camera_info was read
-        if info_size != index.size and info_size[0] > 0:
-            K = scale_intrinsics(K, index.size[1] / info_size[1], index.size[0] / info_size[0])
-        index.K = K
+    missing = [str(p) for p in bag_paths if not p.exists()]
+    if missing:
+        raise BagError(f"no such bag: {', '.join(missing)}")
+    info_topics = opts.info_topics()
+    if opts.right_topic and len(opts.topics) != 1:
+        raise BagError("stereo (--right-topic) needs exactly one left image topic")
+    index = FrameIndex()
+    for bag in bag_paths:
+        index.sequences += _index_bag(bag, opts, info_topics, progress)
+    if not index.usable:
+        raise BagError("no usable frames in " + ", ".join(map(str, bag_paths)) + ":\n"
+                       + "\n".join(f"  {s.name}: {s.unusable}" for s in index.sequences))
     return index
 
 
+def _index_bag(bag: Path, opts: IndexOptions, info_topics: Tuple[str, ...], progress: bool) -> List[FrameSequence]:
+    from tqdm import tqdm
+
+    sequences = [FrameSequence(f"{bag.name}:{topic}", str(bag), topic) for topic in opts.topics]
+    with open_bags([bag]) as reader:
+        by_topic: Dict[str, list] = {}
+        for c in reader.connections:
+            by_topic.setdefault(c.topic, []).append(c)
+        have = ", ".join(f"{t} ({conns[0].msgtype})" for t, conns in sorted(by_topic.items())) or "no topics at all"
+        wanted: Dict[str, FrameSequence] = {}
+        for seq, info_topic in zip(sequences, info_topics):
+            conns = by_topic.get(seq.topic, [])
+            if not conns:
+                seq.unusable = f"topic '{seq.topic}' is not in this bag; it has: {have}"
+                continue
+            if conns[0].msgtype not in IMAGE_TYPES:
+                seq.unusable = f"topic '{seq.topic}' carries {conns[0].msgtype}, not an image"
+                continue
+            if sum(c.msgcount for c in conns) == 0:
+                seq.unusable = f"topic '{seq.topic}' has no messages"
+                continue
+            seq.msgtype = conns[0].msgtype
+            if opts.intrinsics is None:
+                K, info_size = _first_K(reader, by_topic.get(info_topic, []))
+                if K is None:
+                    seq.unusable = (f"no camera_info with a valid K on '{info_topic}' (give --camera-info-topic, or "
+                                    "--intrinsics FX FY CX CY)")
+                    continue
+                seq.K, seq.size = K, info_size      # size: camera_info's until the first frame says otherwise
+            else:
+                fx, fy, cx, cy = opts.intrinsics
+                seq.K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+            wanted[seq.topic] = seq
+        right_by_stamp: Dict[int, bytes] = {}
+        if opts.right_topic and wanted:
+            right_conns = by_topic.get(opts.right_topic, [])
+            seq = next(iter(wanted.values()))
+            if not right_conns:
+                seq.unusable = f"stereo: right topic '{opts.right_topic}' is not in this bag"
+                wanted.clear()
+            else:
+                seq.right_msgtype = right_conns[0].msgtype
+                right_info = by_topic.get(opts.right_camera_info_topic or "", [])
+                for conn, _, raw in (reader.messages(connections=right_info) if right_info else ()):
+                    seq.baseline = _info_K(reader.deserialize(raw, conn.msgtype))[2]
+                    break
+                if seq.baseline <= 0:
+                    seq.unusable = (f"stereo needs a baseline: P[3] of '{opts.right_camera_info_topic}' must be "
+                                    "-fx * baseline < 0")
+                    wanted.clear()
+                for conn, _, raw in reader.messages(connections=right_conns):
+                    right_by_stamp[stamp_ns(reader.deserialize(raw, conn.msgtype))] = raw
+        if not wanted:
+            return sequences
+        state = {t: _SequenceState() for t in wanted}
+        conns = [c for t in wanted for c in by_topic[t]]
+        total = sum(c.msgcount for c in conns)
+        for conn, _, raw in tqdm(reader.messages(connections=conns), total=total, desc=f"indexing {bag.name}",
+                                 unit="frame", disable=not progress):
+            _keep_frame(wanted[conn.topic], state[conn.topic], reader, conn, raw, opts, right_by_stamp)
+    for seq in wanted.values():
+        _finish(seq, state[seq.topic], opts)
+    return sequences
+
+
+def _first_K(reader: Any, conns: list) -> Tuple[Optional[np.ndarray], Tuple[int, int]]:
+    if not conns:          # rosbags reads every message when given no connection
+        return None, (0, 0)
+    for conn, _, raw in reader.messages(connections=conns):
+        K, size, _ = _info_K(reader.deserialize(raw, conn.msgtype))
+        if K[0, 0] > 0 and np.isfinite(K).all():
+            return K, size
+    return None, (0, 0)
+
+
+@dataclass
+class _SequenceState:
+    """What one pass needs while it reads a sequence's frames."""
+
+    i: int = 0
+    last_thumb: Optional[np.ndarray] = None
+    last_kept_ns: Optional[int] = None
+    all_stamps: List[int] = field(default_factory=list)   # every considered frame (for segments)
+    kept_pos: List[int] = field(default_factory=list)
+    stamps: List[int] = field(default_factory=list)
+    info_size: Tuple[int, int] = (0, 0)
+    seen_size: Tuple[int, int] = (0, 0)
+
+
+def _keep_frame(seq: FrameSequence, st: _SequenceState, reader: Any, conn: Any, raw: bytes, opts: IndexOptions,
+                right_by_stamp: Dict[int, bytes]) -> None:
+    st.i += 1
+    if (st.i - 1) % max(1, opts.stride):
+        return
+    try:
+        msg = reader.deserialize(raw, conn.msgtype)
+        stamp = stamp_ns(msg)
+        rgb = decode_rgb(msg, conn.msgtype)
+    except (ImageFormatError, ValueError, KeyError) as exc:
+        seq.stats.skip(skip_reason(exc))
+        return
+    if opts.fps > 0 and st.last_kept_ns is not None and 0 <= stamp - st.last_kept_ns < 0.95e9 / opts.fps:
+        return
+    st.last_kept_ns = stamp
+    seq.considered += 1
+    st.all_stamps.append(stamp)
+    if st.seen_size == (0, 0):
+        st.info_size, st.seen_size = seq.size, rgb.shape[:2]
+    elif rgb.shape[:2] != st.seen_size:
+        seq.stats.skip("size changed")
+        return
+    if opts.right_topic and stamp not in right_by_stamp:
+        seq.stats.skip("no right frame with this stamp")
+        return
+    thumb = _thumbnail(rgb)
+    if opts.static_threshold > 0 and st.last_thumb is not None and \
+            float(np.abs(thumb - st.last_thumb).mean()) < opts.static_threshold:
+        seq.static_skipped += 1
+        return
+    st.last_thumb = thumb
+    seq.stats.read += 1
+    st.stamps.append(stamp)
+    seq.raw.append(raw)
+    st.kept_pos.append(len(st.all_stamps) - 1)
+    if opts.right_topic:
+        seq.right_raw.append(right_by_stamp[stamp])
+
+
+def _finish(seq: FrameSequence, st: _SequenceState, opts: IndexOptions) -> None:
+    if not seq.raw:
+        seq.unusable = (f"no usable frames (considered {seq.considered}, static {seq.static_skipped}, unreadable "
+                        f"{seq.stats.skipped}: {seq.stats.reasons})")
+        return
+    # Segments come from the spacing of the *considered* frames, so that skipping static frames does not split a
+    # segment but a real hole in the recording does; a stamp that does not increase starts a new segment too.
+    t = np.asarray(st.all_stamps, np.int64)
+    dt = np.diff(t)
+    median = float(np.median(dt[dt > 0])) if np.any(dt > 0) else 1.0
+    breaks = np.concatenate([[0], ((dt > opts.gap_factor * median) | (dt <= 0)).astype(np.int64)])
+    seq.segments = np.cumsum(breaks)[np.asarray(st.kept_pos, np.int64)]
+    seq.stamps = np.asarray(st.stamps, np.int64)
+    if np.any(dt <= 0):
+        seq.stats.reasons["stamps not increasing (new segment)"] = int(np.sum(dt <= 0))
+    info_size = st.info_size
+    seq.size = st.seen_size
+    if opts.intrinsics is None and info_size[0] > 0 and info_size != seq.size:
+        # camera_info of another size than the images (a binned or resized stream): scale K to the images
+        seq.K = scale_intrinsics(seq.K, seq.size[1] / info_size[1], seq.size[0] / info_size[0])
+
+
 def make_triplets(index: FrameIndex) -> np.ndarray:
-    """Centre positions i with i-1 and i+1 in the same segment. Shapes: -> (N,) int64."""
-    seg = index.segments
-    if len(seg) < 3:
-        return np.zeros(0, np.int64)
-    centre = np.arange(1, len(seg) - 1)
-    ok = (seg[centre - 1] == seg[centre]) & (seg[centre + 1] == seg[centre])
-    return centre[ok]
+    """(sequence, centre position) of every frame whose two neighbours are in its segment of its sequence.
 
-
-def split_by_time(index: FrameIndex, centres: np.ndarray, val_fraction: float = 0.1,
-                  val_range: Optional[Tuple[float, float]] = None) -> Tuple[np.ndarray, np.ndarray]:
-    """(train centres, validation centres): validation is one time range, seconds from the first frame.
-
-    Default range: the last ``val_fraction`` of the recording's time span. A triplet with any frame inside
-    the range is validation; triplets that touch it from outside are dropped from both.
+    Shapes: -> (N, 2) int64.
     """
-    t = (index.stamps - index.stamps[0]) / 1e9
-    if val_range is None:
-        span = float(t[-1]) if len(t) else 0.0
-        val_range = (span * (1.0 - val_fraction), math.inf) if val_fraction > 0 else (math.inf, math.inf)
-    lo, hi = val_range
-    inside = (t >= lo) & (t <= hi)
-    c = centres
-    all_in = inside[c - 1] & inside[c] & inside[c + 1]
-    any_in = inside[c - 1] | inside[c] | inside[c + 1]
-    return c[~any_in], c[all_in]
+    out = []
+    for k, seq in enumerate(index.sequences):
+        seg = seq.segments
+        if seq.unusable or len(seg) < 3:
+            continue
+        centre = np.arange(1, len(seg) - 1)
+        ok = (seg[centre - 1] == seg[centre]) & (seg[centre + 1] == seg[centre])
+        out.append(np.stack([np.full(int(ok.sum()), k), centre[ok]], 1))
+    return np.concatenate(out).astype(np.int64) if out else np.zeros((0, 2), np.int64)
+
+
+def split_by_time(index: FrameIndex, triplets: np.ndarray, val_fraction: float = 0.1,
+                  val_range: Optional[Tuple[float, float]] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """(train triplets, validation triplets): in each sequence, validation is one time range, in seconds from that
+    sequence's first frame.
+
+    Default range: the last ``val_fraction`` of each sequence's time span. A triplet with any frame inside the range
+    is validation; triplets that touch it from outside are dropped from both.
+    """
+    train, val = [], []
+    for k, seq in enumerate(index.sequences):
+        mine = triplets[triplets[:, 0] == k] if len(triplets) else triplets
+        if not len(mine):
+            continue
+        t = (seq.stamps - seq.stamps[0]) / 1e9
+        if val_range is None:
+            span = float(t[-1]) if len(t) else 0.0
+            lo, hi = (span * (1.0 - val_fraction), math.inf) if val_fraction > 0 else (math.inf, math.inf)
+        else:
+            lo, hi = val_range
+        inside = (t >= lo) & (t <= hi)
+        c = mine[:, 1]
+        all_in = inside[c - 1] & inside[c] & inside[c + 1]
+        any_in = inside[c - 1] | inside[c] | inside[c + 1]
+        train.append(mine[~any_in])
+        val.append(mine[all_in])
+    empty = np.zeros((0, 2), np.int64)
+    return (np.concatenate(train) if train else empty), (np.concatenate(val) if val else empty)
 
 
 @dataclass
@@ -295,37 +459,41 @@ class _Decoder:
 
 
 class TripletDataset(Dataset):
-    """Samples around the centre positions given.
+    """Samples around the triplets given ((sequence, centre) rows, ``make_triplets``).
 
     ``__getitem__(i)`` or ``__getitem__((i, seed))`` (seed picks the augmentation; see ``SampleOrder``) ->
       images   (3, 3, H, W) float32 in [0, 1], frames t-1, t, t+1, as the loss sees them
       aug      (3, 3, H, W) the same after colour jitter (what the networks see)
-      K        (3, 3) float32 at (H, W)
-      stereo, stereo_aug (3, H, W) and T_stereo (4, 4) (right <- left camera) when the index has a right camera
-      centre   int
+      K        (3, 3) float32 at (H, W), this sample's camera
+      stereo, stereo_aug (3, H, W) and T_stereo (4, 4) (right <- left camera) when the sequence has a right camera
+      travel   (2,) float32 metres the camera moved (t-1 -> t, t -> t+1), NaN where unknown (velocity supervision)
+      dt       (2,) float32 seconds between those frames
+      sequence, centre  int
+    Each sequence is cropped to the training aspect ratio and resized with its own plan (its camera's size and K).
     """
 
-    def __init__(self, index: FrameIndex, centres: np.ndarray, size: Tuple[int, int], crop: str = "center",
+    def __init__(self, index: FrameIndex, triplets: np.ndarray, size: Tuple[int, int], crop: str = "center",
                  augmentation: Optional[Augmentation] = None):
         self.index = index
-        self.centres = np.asarray(centres, np.int64)
-        self.plan = ResizePlan.make(index.size, size, index.K, crop)
+        self.triplets = np.asarray(triplets, np.int64).reshape(-1, 2)
+        self.plans = {k: ResizePlan.make(seq.size, size, seq.K, crop)
+                      for k, seq in enumerate(index.sequences) if not seq.unusable}
         self.aug = augmentation or Augmentation(enabled=False)
 
     def __len__(self) -> int:
-        return len(self.centres)
+        return len(self.triplets)
 
     def __getitem__(self, item) -> Dict[str, torch.Tensor]:
         i, seed = item if isinstance(item, tuple) else (item, None)
-        c = int(self.centres[i])
-        ix = self.index
-        frames = [self.plan.apply(_Decoder.rgb(ix.raw[j], ix.msgtype)) for j in (c - 1, c, c + 1)]
-        stereo = bool(ix.right_raw)
+        k, c = (int(v) for v in self.triplets[i])
+        seq, plan = self.index.sequences[k], self.plans[k]
+        frames = [plan.apply(_Decoder.rgb(seq.raw[j], seq.msgtype)) for j in (c - 1, c, c + 1)]
+        stereo = bool(seq.right_raw)
         if stereo:
-            frames.append(self.plan.apply(_Decoder.rgb(ix.right_raw[c], ix.right_msgtype)))
+            frames.append(plan.apply(_Decoder.rgb(seq.right_raw[c], seq.right_msgtype)))
         arr = np.stack(frames).astype(np.float32) / 255.0
-        K = self.plan.K.copy()
-        baseline = ix.baseline
+        K = plan.K.copy()
+        baseline = seq.baseline
         aug = arr
         if self.aug.enabled and seed is not None:
             rng = np.random.default_rng(seed)
@@ -333,11 +501,16 @@ class TripletDataset(Dataset):
                 aug = self.aug.jitter(arr, rng)
             if rng.random() < 0.5:
                 arr, aug = arr[:, :, ::-1], aug[:, :, ::-1]
-                K[0, 2] = self.plan.out_size[1] - 1 - K[0, 2]
+                K[0, 2] = plan.out_size[1] - 1 - K[0, 2]
                 baseline = -baseline   # a mirrored rig has the right camera on the left
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
+        travel = (np.array([seq.travel[c - 1], seq.travel[c]], np.float32) if seq.travel is not None
+                  else np.full(2, np.nan, np.float32))
         out = {"images": to_t(arr[:3]), "aug": to_t(aug[:3]), "K": torch.from_numpy(K.astype(np.float32)),
-               "centre": torch.tensor(c)}
+               "travel": torch.from_numpy(travel),
+               "dt": torch.tensor([(seq.stamps[c] - seq.stamps[c - 1]) / 1e9, (seq.stamps[c + 1] - seq.stamps[c]) / 1e9],
+                                  dtype=torch.float32),
+               "sequence": torch.tensor(k), "centre": torch.tensor(c)}
         if stereo:
             T = torch.eye(4)
             T[0, 3] = -baseline   # points in the left camera -> right camera: x_r = x_l - baseline

@@ -33,8 +33,11 @@ from ros2_monodepth.core.networks import DepthNet, PoseNet
 
 from .config import EvalConfig, parse_eval_args
 from .dataset import ResizePlan
+from .poses import camera_poses_at, mount_from, read_pose_track, read_recorded_tf
 
 DEPTH_METRICS = ("abs_rel", "sq_rel", "rmse", "rmse_log", "a1", "a2", "a3")
+DEFAULT_DEPTH_TOPIC = "/ground_truth/depth"
+DEFAULT_POSE_TOPIC = "/ground_truth/pose"
 
 
 def depth_errors(gt: np.ndarray, pred: np.ndarray) -> Dict[str, float]:
@@ -60,26 +63,23 @@ class GroundTruthFrame:
     mask: Optional[np.ndarray] = None          # moving object, bool
 
 
-def _pose_matrix(msg) -> np.ndarray:
-    from scipy.spatial.transform import Rotation
-
-    p, q = msg.pose.position, msg.pose.orientation
-    T = np.eye(4)
-    T[:3, :3] = Rotation.from_quat([q.x, q.y, q.z, q.w]).as_matrix()
-    T[:3, 3] = [p.x, p.y, p.z]
-    return T
-
-
 def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Optional[str], pose_topic: Optional[str],
-                      mask_topic: Optional[str] = None, stride: int = 1, info_topic: Optional[str] = "/camera/camera_info"
-                      ) -> Tuple[List[GroundTruthFrame], np.ndarray]:
+                      mask_topic: Optional[str] = None, stride: int = 1, info_topic: Optional[str] = "/camera/camera_info",
+                      pose_tf: Optional[str] = None, camera_mount: Optional[np.ndarray] = None, max_pose_gap: float = 0.5,
+                      notes: Optional[Dict[str, str]] = None) -> Tuple[List[GroundTruthFrame], np.ndarray]:
     """Frames of ``topic`` with the ground truth stamped like them, and K from the first ``info_topic`` message
-    (identity when ``info_topic`` is None)."""
+    (identity when ``info_topic`` is None).
+
+    Depth and masks match frames by stamp. Poses come from ``pose_topic`` (PoseStamped, PoseWithCovarianceStamped,
+    TransformStamped or nav_msgs/Odometry) or the bag's TF chain ``pose_tf`` ('PARENT:CHILD'), interpolated at the
+    frames' stamps (``max_pose_gap`` s at most between two poses), and moved onto the camera: ``camera_mount``
+    (T_child_camera) when given, else the bag's /tf_static between the pose's child frame and the images' frame,
+    else taken as the camera's own. ``notes`` receives what was used."""
+    notes = {} if notes is None else notes
     bag_paths = [Path(p) for p in paths]
     with open_bags(bag_paths) as reader:
         image_conns = require_topic(reader, topic, IMAGE_TYPES, bag_paths)
-        gt_conns = [c for t, kind in ((depth_topic, ("sensor_msgs/msg/Image",)), (pose_topic, ("geometry_msgs/msg/PoseStamped",)),
-                                      (mask_topic, ("sensor_msgs/msg/Image",))) if t
+        gt_conns = [c for t, kind in ((depth_topic, ("sensor_msgs/msg/Image",)), (mask_topic, ("sensor_msgs/msg/Image",))) if t
                     for c in require_topic(reader, t, kind, bag_paths)]
         K = np.eye(3)
         if info_topic:
@@ -87,17 +87,21 @@ def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Opti
             conn, _, raw = next(iter(reader.messages(connections=info_conns)))
             info: Any = reader.deserialize(raw, conn.msgtype)
             K = np.asarray(info.k, np.float64).reshape(3, 3)
+        track, recorded = None, None
+        if pose_topic or pose_tf:
+            recorded = read_recorded_tf(reader)
+            track = read_pose_track(reader, pose_topic or None, pose_tf or None, recorded)
         frames: Dict[int, GroundTruthFrame] = {}
-        extra: Dict[str, Dict[int, np.ndarray]] = {"depth": {}, "pose": {}, "mask": {}}
+        extra: Dict[str, Dict[int, np.ndarray]] = {"depth": {}, "mask": {}}
+        camera_frame_id = ""
         for conn, _, raw in reader.messages(connections=image_conns + gt_conns):
             msg: Any = reader.deserialize(raw, conn.msgtype)
             stamp = stamp_ns(msg)
             if conn.topic == topic:
                 frames[stamp] = GroundTruthFrame(stamp, decode_rgb(msg, conn.msgtype))
+                camera_frame_id = camera_frame_id or msg.header.frame_id.lstrip("/")
             elif conn.topic == depth_topic:
                 extra["depth"][stamp] = image_to_numpy(msg, ("32FC1", "16UC1")).astype(np.float32) * (1e-3 if msg.encoding == "16UC1" else 1.0)
-            elif conn.topic == pose_topic:
-                extra["pose"][stamp] = _pose_matrix(msg)
             elif conn.topic == mask_topic:
                 extra["mask"][stamp] = image_to_numpy(msg, ("mono8",)) > 0
     out = []
@@ -105,10 +109,20 @@ def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Opti
         if i % stride:
             continue
         f = frames[s]
-        f.depth, f.pose, f.mask = extra["depth"].get(s), extra["pose"].get(s), extra["mask"].get(s)
+        f.depth, f.mask = extra["depth"].get(s), extra["mask"].get(s)
         out.append(f)
     if not out:
         raise BagError(f"no frames on '{topic}'")
+    if track is not None:
+        poses, valid = camera_poses_at(track, np.array([f.stamp_ns for f in out], np.int64), camera_frame_id, recorded,
+                                       camera_mount, max_pose_gap, notes)
+        if camera_mount is not None:
+            notes["camera mount"] = "--camera-mount"
+        elif notes["camera mount"].startswith("none"):
+            notes["camera mount"] += " (give --camera-mount X Y Z ROLL PITCH YAW when they are the robot's)"
+        for f, T, ok in zip(out, poses, valid):
+            f.pose = T if ok else None
+        notes["poses"] = f"{track.source}, {int(valid.sum())} of {len(out)} frames covered"
     return out, K
 
 
@@ -173,44 +187,68 @@ def chain_trajectory(relative: List[np.ndarray]) -> List[np.ndarray]:
     return poses
 
 
+def _plane_of_motion(positions: np.ndarray) -> Tuple[np.ndarray, Tuple[str, str]]:
+    """The two principal axes of a track (its plane of motion: a car's ground plane, a drone's, whatever the frames'
+    conventions, y down for a camera frame included), as a (3, 2) basis, and their names for the plot."""
+    centred = positions - positions.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    basis = vt[:2].T
+    return basis, ("first principal axis [m]", "second principal axis [m]")
+
+
 def evaluate_odometry(frames: List[GroundTruthFrame], estimated: List[np.ndarray], plot: Optional[Path] = None) -> Dict[str, float]:
-    """ATE (Sim(3)-aligned) and RPE (one frame) with evo, and the constant-position baseline ATE."""
+    """ATE and RPE (one frame) with evo after an SE(3) alignment (metres as they are: is the odometry metric?) and
+    after a Sim(3) alignment (a scale fitted: is its shape right?), and the constant-position baseline ATE."""
     from evo.core import metrics
     from evo.core.trajectory import PoseTrajectory3D
 
     keep = [i for i, f in enumerate(frames) if f.pose is not None]
     if len(keep) < 3:
-        raise BagError("fewer than 3 frames with a ground-truth pose")
+        raise BagError(f"fewer than 3 frames with a ground-truth pose ({len(keep)} of {len(frames)} covered)")
     stamps = np.array([frames[i].stamp_ns for i in keep], np.float64) / 1e9
     gt = PoseTrajectory3D(poses_se3=[frames[i].pose for i in keep], timestamps=stamps)
-    est = PoseTrajectory3D(poses_se3=[estimated[i] for i in keep], timestamps=stamps)
-    est_aligned = PoseTrajectory3D(poses_se3=[p.copy() for p in est.poses_se3], timestamps=stamps)
-    r, t, scale = est_aligned.align(gt, correct_scale=True)
-    ape = metrics.APE(metrics.PoseRelation.translation_part)
-    ape.process_data((gt, est_aligned))
-    rpe = metrics.RPE(metrics.PoseRelation.translation_part, delta=1, delta_unit=metrics.Unit.frames, all_pairs=False)
-    rpe.process_data((gt, est_aligned))
+    out: Dict[str, float] = {}
+    aligned = {}
+    for name, scale_too in (("sim3", True), ("se3", False)):
+        est = PoseTrajectory3D(poses_se3=[estimated[i].copy() for i in keep], timestamps=stamps)
+        _, _, scale = est.align(gt, correct_scale=scale_too)
+        ape = metrics.APE(metrics.PoseRelation.translation_part)
+        ape.process_data((gt, est))
+        rpe = metrics.RPE(metrics.PoseRelation.translation_part, delta=1, delta_unit=metrics.Unit.frames, all_pairs=False)
+        rpe.process_data((gt, est))
+        out[f"ate_{name}_m"] = float(ape.get_statistic(metrics.StatisticsType.rmse))
+        out[f"rpe_{name}_m"] = float(rpe.get_statistic(metrics.StatisticsType.rmse))
+        if scale_too:
+            out["sim3_scale"] = float(scale)
+        aligned[name] = est.positions_xyz
     positions = gt.positions_xyz
     baseline = float(np.sqrt(np.mean(np.sum((positions - positions.mean(0)) ** 2, 1))))
-    out = {"ate_rmse_m": float(ape.get_statistic(metrics.StatisticsType.rmse)),
-           "rpe_rmse_m": float(rpe.get_statistic(metrics.StatisticsType.rmse)),
-           "ate_constant_position_m": baseline, "sim3_scale": float(scale),
-           "path_length_m": float(gt.path_length), "poses": len(keep)}
+    out.update({"ate_rmse_m": out["ate_sim3_m"], "rpe_rmse_m": out["rpe_sim3_m"], "ate_constant_position_m": baseline,
+                "path_length_m": float(gt.path_length), "poses": len(keep)})
     if plot is not None:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=(7, 4))
-        e = est_aligned.positions_xyz
-        ax.plot(positions[:, 0], positions[:, 1], "k-", label="ground truth")
-        ax.plot(e[:, 0], e[:, 1], "r-", label=f"estimate (Sim(3)-aligned), ATE {out['ate_rmse_m']:.3f} m")
-        ax.plot(*positions.mean(0)[:2], "bx", label=f"constant position, ATE {baseline:.3f} m")
-        ax.set_xlabel("x [m]")
-        ax.set_ylabel("y [m]")
+        basis, labels = _plane_of_motion(positions)
+        origin = positions.mean(0)
+
+        def project(p: np.ndarray) -> np.ndarray:
+            return (p - origin) @ basis
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        g = project(positions)
+        ax.plot(g[:, 0], g[:, 1], "k-", label="ground truth")
+        e = project(aligned["sim3"])
+        ax.plot(e[:, 0], e[:, 1], "r-", label=f"estimate, Sim(3)-aligned: ATE {out['ate_sim3_m']:.3f} m")
+        e = project(aligned["se3"])
+        ax.plot(e[:, 0], e[:, 1], "b--", lw=0.8, label=f"estimate, SE(3)-aligned (metric as is): ATE {out['ate_se3_m']:.3f} m")
+        ax.plot(0, 0, "gx", label=f"constant position, ATE {baseline:.3f} m")
+        ax.set_xlabel(labels[0])
+        ax.set_ylabel(labels[1])
         ax.axis("equal")
         ax.legend(fontsize=8)
-        ax.set_title("Odometry, top view")
+        ax.set_title("Odometry in its plane of motion")
         fig.tight_layout()
         fig.savefig(plot, dpi=110)
         plt.close(fig)
@@ -234,9 +272,10 @@ def depth_figure(path: Path, frames: List[GroundTruthFrame], depths: List[np.nda
     cv2.imwrite(str(path), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
 
 
-def print_table(results: Dict[str, Dict[str, object]]) -> str:
-    keys = list(DEPTH_METRICS) + ["moving_object_abs_rel", "moving_object_depth_ratio", "ate_rmse_m", "rpe_rmse_m",
-                                  "ate_constant_position_m"]
+def print_table(results: Dict[str, Dict[str, Any]]) -> str:
+    keys = list(DEPTH_METRICS) + [f"{k}_fixed_scale" for k in ("abs_rel", "rmse", "a1")] + [
+        "scale_median", "moving_object_abs_rel", "moving_object_depth_ratio", "ate_sim3_m", "ate_se3_m", "rpe_sim3_m",
+        "rpe_se3_m", "sim3_scale", "ate_constant_position_m"]
     names = list(results)
     width = max(12, *(len(n) for n in names))
     lines = [f"{'metric':<26}" + "".join(f"{n:>{width + 2}}" for n in names)]
@@ -245,7 +284,37 @@ def print_table(results: Dict[str, Dict[str, object]]) -> str:
         if all(v is None for v in vals):
             continue
         lines.append(f"{k:<26}" + "".join(f"{v:>{width + 2}.4f}" if isinstance(v, float) else f"{'-':>{width + 2}}" for v in vals))
+    for n in names:
+        for what, note in (results[n].get("notes") or {}).items():
+            lines.append(f"{what} ({n}): {note}")
     return "\n".join(lines)
+
+
+def _topics_to_use(cfg: EvalConfig) -> Tuple[Optional[str], Optional[str], Optional[str], Dict[str, str]]:
+    """(depth topic, pose topic, TF chain, notes): 'auto' (None) takes /ground_truth/depth and /ground_truth/pose when the
+    bag has them; '' skips; what is asked for explicitly must be there."""
+    from ros2_monodepth.core.bags import list_topics
+
+    topics = list_topics(cfg.bags)
+    notes: Dict[str, str] = {}
+    depth = cfg.depth_topic
+    if depth is None:
+        depth = DEFAULT_DEPTH_TOPIC if DEFAULT_DEPTH_TOPIC in topics else ""
+        if not depth:
+            notes["depth"] = f"not evaluated: the bag has no {DEFAULT_DEPTH_TOPIC} (give --depth-topic)"
+    pose, tf = cfg.pose_topic, cfg.pose_tf or None
+    if tf:
+        pose = ""
+    elif pose is None:
+        pose = DEFAULT_POSE_TOPIC if DEFAULT_POSE_TOPIC in topics else ""
+        if not pose:
+            notes["odometry"] = (f"not evaluated: the bag has no {DEFAULT_POSE_TOPIC} (give --pose-topic with a PoseStamped, "
+                                 "Odometry or TransformStamped topic, or --pose-tf PARENT:CHILD)")
+    if not depth and not pose and not tf:
+        have = ", ".join(f"{t} ({kind})" for t, (kind, _) in sorted(topics.items()))
+        raise BagError(f"nothing to evaluate against in {', '.join(cfg.bags)}: no ground-truth depth and no poses. Give "
+                       f"--depth-topic, --pose-topic or --pose-tf; the bag has: {have}")
+    return depth or None, pose or None, tf, notes
 
 
 def evaluate(checkpoint: Optional[str], cfg: EvalConfig, out: Optional[Path] = None) -> Dict[str, Any]:
@@ -256,30 +325,53 @@ def evaluate(checkpoint: Optional[str], cfg: EvalConfig, out: Optional[Path] = N
         torch.manual_seed(cfg.seed)
         meta = CheckpointMetadata(height=cfg.height or 96, width=cfg.width or 320, source="untrained")
         depth_net, pose_net = DepthNet(meta.num_layers).eval(), PoseNet(meta.num_layers).eval()
-    frames, K = read_ground_truth(cfg.bags, cfg.topic, cfg.depth_topic, cfg.pose_topic, cfg.mask_topic, cfg.stride,
-                                  cfg.camera_info_topic)
+    depth_topic, pose_topic, pose_tf, notes = _topics_to_use(cfg)
+    frames, K = read_ground_truth(cfg.bags, cfg.topic, depth_topic, pose_topic, cfg.mask_topic, cfg.stride,
+                                  cfg.camera_info_topic, pose_tf, mount_from(cfg.camera_mount), cfg.max_pose_gap, notes)
     size = (cfg.height or meta.height, cfg.width or meta.width)
     plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, cfg.crop)
     depths, rel = predict(depth_net, pose_net, frames, plan, meta)
     result: Dict[str, Any] = {"checkpoint": checkpoint or "untrained", "size": list(size)}
-    result.update(evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth, cfg.fixed_scale))
-    if pose_net is not None and cfg.pose_topic:
+    if depth_topic:
+        result.update(evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth))
+        if cfg.fixed_scale is not None:
+            fixed = evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth, cfg.fixed_scale)
+            result.update({f"{k}_fixed_scale": v for k, v in fixed.items() if k in DEPTH_METRICS})
+            result["fixed_scale"] = cfg.fixed_scale
+    if pose_net is not None and (pose_topic or pose_tf):
         result.update(evaluate_odometry(frames, chain_trajectory(rel), out / "trajectory.png" if out else None))
+    result["notes"] = notes
     if out is not None:
         picks = [int(i) for i in np.linspace(0, len(frames) - 1, 4).round()]
         depth_figure(out / "depth_examples.png", frames, depths, plan, picks)
     return result
 
 
+def output_names(checkpoints: Sequence[str]) -> List[str]:
+    """A folder name per checkpoint that no other gets: the shortest tail of its path that is unique
+    (runs/a/checkpoint and runs/b/checkpoint -> a_checkpoint, b_checkpoint).
+
+    >>> output_names(["runs/a/checkpoint", "runs/b/checkpoint", "untrained"])
+    ['a_checkpoint', 'b_checkpoint', 'untrained']
+    """
+    parts = [Path(c).resolve().parts if c != "untrained" else ("untrained",) for c in checkpoints]
+    for n in range(1, max(len(p) for p in parts) + 1):
+        names = ["_".join(p[-n:]).strip("/_") or "root" for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [f"{i}_{name}" for i, name in enumerate(names)]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = parse_eval_args(argv)
     names = cfg.checkpoints or ["untrained"]
+    folders = output_names(names)
     results: Dict[str, Dict[str, Any]] = {}
     try:
-        for name in names:
+        for name, folder in zip(names, folders):
             out = None
             if cfg.out:
-                out = Path(cfg.out) / (Path(name).name if len(names) > 1 else "")
+                out = Path(cfg.out) / (folder if len(names) > 1 else "")
                 out.mkdir(parents=True, exist_ok=True)
             results[name] = evaluate(None if name == "untrained" else name, cfg, out)
     except (BagError, CheckpointError) as exc:

@@ -40,6 +40,8 @@ class LossConfig:
     max_depth: float = 100.0
     monocular: bool = True              # temporal sources t-1, t+1
     stereo: bool = False                # the right camera as a source (needs stereo batches)
+    velocity: float = 0.0               # > 0: velocity supervision weight (batches carry "travel" and "dt")
+    velocity_min_speed: float = 0.0     # m/s: pairs slower than this are not velocity-supervised
 
 
 class ExplainabilityNet(nn.Module):
@@ -88,6 +90,28 @@ def predict_poses(pose_net: PoseNet, prev: torch.Tensor, cur: torch.Tensor, nxt:
     t_p, t_n = translation.float().chunk(2)
     return {-1: pose_params_to_matrix(aa_p, t_p, invert=True),   # (prev, cur) gives T_cur_prev; invert
             1: pose_params_to_matrix(aa_n, t_n)}                 # (cur, next) gives T_next_cur
+
+
+def velocity_loss(translation_norms: torch.Tensor, travel: torch.Tensor, dt: torch.Tensor, min_speed: float = 0.0
+                  ) -> Tuple[torch.Tensor, torch.Tensor, int]:
+    """PackNet-SfM's velocity supervision: L1 between the pose network's translation length and the distance the
+    camera travelled (from the robot's odometry), over the frame pairs where that is known and the camera moved at
+    least ``min_speed``. Returns (loss, per-pair ratio predicted / measured of those pairs, how many).
+
+    Shapes: translation_norms, travel, dt (B, 2) -> (), (N,), int.
+
+    >>> loss, ratio, n = velocity_loss(torch.tensor([[0.2, 0.1]]), torch.tensor([[0.1, float("nan")]]), torch.ones(1, 2))
+    >>> round(float(loss), 3), n
+    (0.1, 1)
+    """
+    valid = torch.isfinite(travel) & (dt > 0)
+    if min_speed > 0:
+        valid &= torch.nan_to_num(travel, nan=0.0) >= min_speed * dt
+    n = int(valid.sum())
+    if n == 0:
+        return translation_norms.sum() * 0.0, translation_norms.new_zeros(0), 0   # keeps the graph for DDP
+    pred, measured = translation_norms[valid], travel[valid]
+    return (pred - measured).abs().mean(), (pred / measured.clamp_min(1e-6)).detach(), n
 
 
 def _identity_errors(sources: List[torch.Tensor], target: torch.Tensor, photometric: PhotometricFn = photometric_error
@@ -154,6 +178,12 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
         transforms.append(batch["T_stereo"])
     if not sources:
         raise ValueError("LossConfig has neither monocular nor stereo sources")
+    velocity_term: Optional[torch.Tensor] = None
+    if cfg.velocity > 0 and cfg.monocular and "travel" in batch:
+        # |t| of T_cur_prev and T_next_cur: the distance travelled t-1 -> t and t -> t+1
+        norms = torch.stack([poses[-1][:, :3, 3].norm(dim=1), poses[1][:, :3, 3].norm(dim=1)], 1)
+        velocity_term, ratios, n_supervised = velocity_loss(norms, batch["travel"].float(), batch["dt"].float(),
+                                                            cfg.velocity_min_speed)
     mask = mask.float() if mask is not None else None
 
     identity_full = _identity_errors(sources, target, photometric) if cfg.automask else None
@@ -200,6 +230,13 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
             terms["automask_fraction"] = float(automask.float().mean())
             terms["photometric"] = float(per_pixel.detach().mean())
     out.total = total / len(cfg.scales)
+    if velocity_term is not None:
+        out.total = out.total + cfg.velocity * velocity_term
+        terms["velocity"] = float(velocity_term.detach())
+        terms["velocity_pairs"] = float(n_supervised)
+        if n_supervised:
+            # how metric the pose network is: 1.0 when its translation is in metres
+            terms["translation_scale_ratio"] = float(ratios.median())
     terms["loss"] = float(out.total.detach())
     if mask is not None:
         terms["explainability_mean"] = float(mask.detach().mean())

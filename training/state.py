@@ -149,6 +149,52 @@ def load_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Opt
     return Progress(int(state["epoch"]), int(state["done_in_epoch"]), int(state["step"]))
 
 
+# torchvision's published ImageNet weights (IMAGENET1K_V1, the ones the Monodepth2 paper starts from). The file names
+# carry the first 8 hex digits of the file's SHA-256, which torch.hub checks.
+IMAGENET_RESNET = {
+    18: "https://download.pytorch.org/models/resnet18-f37072fd.pth",
+    34: "https://download.pytorch.org/models/resnet34-b627a593.pth",
+    50: "https://download.pytorch.org/models/resnet50-0676ba61.pth",
+}
+
+
+def imagenet_resnet_file(num_layers: int) -> Path:
+    """The ImageNet ResNet weights file in torch.hub's cache (``$TORCH_HOME/hub/checkpoints``), downloaded once
+    when the machine is online; its SHA-256 is checked against the prefix in its name either way. Offline and not
+    cached: CheckpointError saying which file to place where."""
+    import hashlib
+
+    url = IMAGENET_RESNET[num_layers]
+    name = url.rsplit("/", 1)[1]
+    prefix = name.rsplit("-", 1)[1].split(".")[0]
+    path = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch.hub.download_url_to_file(url, str(path), hash_prefix=prefix, progress=True)
+        except Exception as exc:   # no network (URLError, socket errors), or a download that does not match its hash
+            raise CheckpointError(
+                f"ImageNet weights for ResNet-{num_layers} are not in torch.hub's cache and could not be downloaded "
+                f"({type(exc).__name__}: {exc}). On a machine with internet, download {url} and copy it to {path} "
+                "(torch.hub's cache, $TORCH_HOME/hub/checkpoints), or give --init-resnet PATH with the file") from exc
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    if not h.hexdigest().startswith(prefix):
+        raise CheckpointError(f"{path}: its SHA-256 starts {h.hexdigest()[:8]}, not {prefix} as its name says (a damaged "
+                              f"or different file): delete it and run again to download {url}")
+    return path
+
+
+def init_from_resnet(spec: str, depth_net: DepthNet, pose_net: Optional[PoseNet]) -> str:
+    """``--init-resnet``: 'imagenet' (torchvision's ImageNet weights, ``imagenet_resnet_file``) or a file path."""
+    if spec.lower() == "imagenet":
+        path = imagenet_resnet_file(depth_net.encoder.num_layers)
+        return init_from_resnet_file(path, depth_net, pose_net).replace("weights", "ImageNet weights", 1)
+    return init_from_resnet_file(Path(spec), depth_net, pose_net)
+
+
 def init_from_resnet_file(path: Path, depth_net: DepthNet, pose_net: Optional[PoseNet]) -> str:
     """Load a torchvision-format ResNet state_dict (e.g. ImageNet weights the user has) into both encoders.
 

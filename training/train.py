@@ -21,7 +21,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -34,10 +34,12 @@ from ros2_monodepth.core.hardware import cpu_has_bf16
 from ros2_monodepth.core.networks import DepthNet, PoseNet
 
 from .config import TrainConfig, parse_train_args
-from .dataset import Augmentation, IndexOptions, SampleOrder, TripletDataset, index_frames, make_triplets, split_by_time
+from .dataset import (Augmentation, IndexOptions, SampleOrder, TripletDataset, format_summary, index_frames,
+                      make_triplets, split_by_time)
 from .losses import photometric_error
 from .objective import ExplainabilityNet, LossConfig, LossOutput, self_supervised_loss
-from .state import (STATE_FILE, Progress, checkpoint_exists, init_from_checkpoint, init_from_resnet_file, load_training_checkpoint,
+from .odometry_source import attach_travel
+from .state import (STATE_FILE, Progress, checkpoint_exists, init_from_checkpoint, init_from_resnet, load_training_checkpoint,
                     recover_checkpoint, save_training_checkpoint)
 
 CHECKPOINT_DIR = "checkpoint"
@@ -137,37 +139,107 @@ def pick_precision(name: str, device: torch.device) -> Tuple[Optional[torch.dtyp
     return torch.bfloat16, None
 
 
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """Stepped once per optimiser step; the schedule is expressed in epochs."""
-    total = max(1, cfg.epochs * steps_per_epoch)
-    if cfg.lr_schedule == "step":
-        step_len = max(1, cfg.lr_step * steps_per_epoch)
-        gamma = cfg.lr_gamma
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: gamma ** (s // step_len))
-    if cfg.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+class LearningRateSchedule:
+    """The learning rate as a function of the run's progress, a fraction 0..1 of what ends it: the steps of
+    ``--epochs`` (or ``--max-steps`` when that ends the run first), or the time of ``--max-minutes`` when that ends it
+    first. So a run cut by steps or minutes still decays (the paper's step schedule: x0.1 at 15 of 20 epochs, i.e. at
+    75 % of the run). The minutes count the run's training time over all its parts (resumes included).
+
+    Stepped once per optimiser step; ``state_dict`` carries the training time so far for ``--resume``.
+    """
+
+    def __init__(self, opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+        self.opt = opt
+        self.kind, self.gamma = cfg.lr_schedule, cfg.lr_gamma
+        self.drop_at = cfg.lr_step / max(1, cfg.epochs)       # fraction of the run between two drops
+        epoch_steps = max(1, cfg.epochs * steps_per_epoch)
+        self.total_steps = min(epoch_steps, cfg.max_steps) if cfg.max_steps else epoch_steps
+        self.total_seconds = 60.0 * cfg.max_minutes
+        self.base = [float(g["lr"]) for g in opt.param_groups]
+        self.seconds_before = 0.0                              # training time of earlier parts of this run
+        self._t0 = time.monotonic()
+        self.fraction = 0.0
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.monotonic() - self._t0
+
+    def progress(self, step: int) -> float:
+        f = step / self.total_steps
+        if self.total_seconds > 0:
+            f = max(f, self.seconds() / self.total_seconds)
+        return min(1.0, f)
+
+    def factor(self, fraction: float) -> float:
+        if self.kind == "step":
+            return self.gamma ** math.floor(fraction / self.drop_at + 1e-9) if self.drop_at > 0 else 1.0
+        if self.kind == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * fraction))
+        return 1.0
+
+    def step(self, step: int) -> None:
+        self.fraction = self.progress(step)
+        factor = self.factor(self.fraction)
+        for group, base in zip(self.opt.param_groups, self.base):
+            group["lr"] = base * factor
+
+    def get_last_lr(self) -> List[float]:
+        return [float(g["lr"]) for g in self.opt.param_groups]
+
+    def state_dict(self) -> Dict[str, float]:
+        return {"seconds": self.seconds(), "fraction": self.fraction}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        # a checkpoint of an earlier version holds a LambdaLR state (no training time): the steps carry the progress
+        self.seconds_before = float(state.get("seconds", 0.0))
+        self._t0 = time.monotonic()
 
 
 def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, TripletDataset, Dict[str, Any]]:
-    opts = IndexOptions(topic=cfg.topic, camera_info_topic=cfg.camera_info_topic, intrinsics=cfg.intrinsics,
-                        right_topic=cfg.right_topic if cfg.stereo else None,
+    opts = IndexOptions(topics=tuple(cfg.topics), camera_info_topics=tuple(cfg.camera_info_topics),
+                        intrinsics=cfg.intrinsics, right_topic=cfg.right_topic if cfg.stereo else None,
                         right_camera_info_topic=cfg.right_camera_info_topic if cfg.stereo else None,
                         stride=cfg.stride, fps=cfg.fps, static_threshold=cfg.static_threshold)
     index = index_frames(cfg.bags, opts, progress=progress)
-    centres = make_triplets(index)
-    train_c, val_c = split_by_time(index, centres, cfg.val_fraction, cfg.val_range)
-    if len(train_c) == 0:
-        raise BagError(f"no training triplets: {len(index.raw)} frames kept in {int(index.segments.max()) + 1} segments, "
-                       f"{len(val_c)} triplets in the validation range")
+    odometry = cfg.odometry_source()
+    odometry_notes = attach_travel(index, odometry) if odometry.enabled else {}
+    triplets = make_triplets(index)
+    train_t, val_t = split_by_time(index, triplets, cfg.val_fraction, cfg.val_range)
+    rows = index.summary((train_t, val_t))
+    if len(train_t) == 0:
+        raise BagError("no training triplets (three consecutive frames of one segment of one sequence, outside the "
+                       "validation range):\n" + format_summary(rows))
     size = (cfg.height, cfg.width)
-    train = TripletDataset(index, train_c, size, cfg.crop, Augmentation(enabled=cfg.augment))
-    val = TripletDataset(index, val_c, size, cfg.crop)
-    info = {"frames_considered": index.considered, "frames_kept": len(index.raw), "static_skipped": index.static_skipped,
-            "unreadable": index.stats.skipped, "unreadable_reasons": index.stats.reasons,
-            "segments": int(index.segments.max()) + 1, "train_triplets": len(train_c), "val_triplets": len(val_c),
-            "bag_size": list(index.size), "K_train": train.plan.K.round(3).tolist(), "baseline_m": index.baseline}
+    train = TripletDataset(index, train_t, size, cfg.crop, Augmentation(enabled=cfg.augment))
+    val = TripletDataset(index, val_t, size, cfg.crop)
+    info = {"sequences": rows, "train_triplets": len(train_t), "val_triplets": len(val_t),
+            "K_train": {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()}}
+    if odometry.enabled:
+        info["odometry"] = odometry_notes
+        info["velocity_coverage"] = velocity_coverage(index, train_t)
+        info["odometry_source"] = odometry.describe()
     return train, val, info
+
+
+def velocity_coverage(index: Any, triplets: np.ndarray) -> float:
+    """Fraction of the training triplets' frame pairs with a measured distance travelled."""
+    pairs = known = 0
+    for k, c in np.asarray(triplets).reshape(-1, 2):
+        travel = index.sequences[int(k)].travel
+        pairs += 2
+        if travel is not None:
+            known += int(np.isfinite(travel[c - 1])) + int(np.isfinite(travel[c]))
+    return known / pairs if pairs else 0.0
+
+
+def scale_provenance(cfg: TrainConfig, data_info: Dict[str, Any]) -> Tuple[bool, str]:
+    """(metric, how): whether the trained networks give metres as they are, and from what."""
+    if cfg.stereo:
+        return True, "stereo baseline from the right camera_info's P"
+    coverage = data_info.get("velocity_coverage", 0.0)
+    if coverage > 0:
+        return True, (f"velocity supervision from {data_info['odometry_source']} ({coverage:.0%} of the training frame "
+                      f"pairs, weight {cfg.velocity_weight:g})")
+    return False, ""
 
 
 def _to_device(batch: Dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> Dict[str, torch.Tensor]:
@@ -231,7 +303,7 @@ def train(a: TrainConfig) -> Dict[str, Any]:
     cfg = a.loss_config()
     model = TrainingModel(a.num_layers, cfg)
     if a.init_resnet:
-        msg = init_from_resnet_file(Path(a.init_resnet), model.depth, model.pose)
+        msg = init_from_resnet(a.init_resnet, model.depth, model.pose)
     elif a.init_checkpoint:
         msg = init_from_checkpoint(Path(a.init_checkpoint), model.depth, model.pose)
     else:
@@ -244,7 +316,7 @@ def train(a: TrainConfig) -> Dict[str, Any]:
     if steps_per_epoch == 0:
         raise BagError(f"{len(train_ds)} training triplets over {world} process(es) make no batch of {a.batch_size}")
     opt = model.optimizer(a.lr)
-    sched = make_scheduler(opt, a, steps_per_epoch)
+    sched = LearningRateSchedule(opt, a, steps_per_epoch)
     progress = Progress()
     if a.resume:
         progress = load_training_checkpoint(ckpt_dir, model.depth, model.pose, opt, sched, scaler, model.explain)
@@ -256,8 +328,10 @@ def train(a: TrainConfig) -> Dict[str, Any]:
         ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
                         find_unused_parameters=set(cfg.scales) != {0, 1, 2, 3})  # unused disparity heads
 
+    metric, scale_source = scale_provenance(a, data_info)
     meta = CheckpointMetadata(num_layers=a.num_layers, height=a.height, width=a.width, use_stereo=a.stereo,
                               min_depth=a.min_depth, max_depth=a.max_depth, stereo_scale=1.0, has_pose=model.pose is not None,
+                              metric=metric, scale_source=scale_source,
                               source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
     config = a.to_json()
     writer = None
@@ -265,7 +339,15 @@ def train(a: TrainConfig) -> Dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(config, indent=2))
         print(f"[train] {msg}", flush=True)
-        print(f"[train] data: {json.dumps(data_info)}", flush=True)
+        used = sum(1 for r in data_info["sequences"] if "unusable" not in r)
+        print(f"[train] data: {used} of {len(data_info['sequences'])} sequence(s) used, {data_info['train_triplets']} training and "
+              f"{data_info['val_triplets']} validation triplets\n" + format_summary(data_info["sequences"]), flush=True)
+        if "odometry" in data_info:
+            print(f"[train] velocity supervision from {data_info['odometry_source']}: "
+                  f"{data_info['velocity_coverage']:.0%} of the training frame pairs covered\n" +
+                  "\n".join(f"  {name}: {note}" for name, note in data_info["odometry"].items()), flush=True)
+            if not metric:
+                print("[train] WARNING: no training frame pair has odometry: the checkpoint will not be metric", flush=True)
         print(f"[train] {world} process(es) on {device}, precision {str(dtype).replace('torch.', '') if dtype else 'fp32'}, "
               f"channels_last {channels_last}, compiled loss {compiled}, batch {a.batch_size}/process, "
               f"{steps_per_epoch} steps/epoch", flush=True)
@@ -310,8 +392,8 @@ def train(a: TrainConfig) -> Dict[str, Any]:
             else:
                 out.total.backward()
                 opt.step()
-            sched.step()
             progress.step += 1
+            sched.step(progress.step)
             progress.done_in_epoch += a.batch_size
             n = batch["images"].shape[0] * world
             images_seen += n
@@ -332,7 +414,7 @@ def train(a: TrainConfig) -> Dict[str, Any]:
                 checkpoint()
             if a.max_steps and progress.step >= a.max_steps:
                 stop_reason, done = f"--max-steps {a.max_steps}", True
-            elif a.max_minutes and time.monotonic() - t_start > 60 * a.max_minutes:
+            elif a.max_minutes and sched.seconds() > 60 * a.max_minutes:
                 stop_reason, done = f"--max-minutes {a.max_minutes}", True
             if done:
                 break

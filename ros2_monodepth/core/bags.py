@@ -9,6 +9,7 @@ benchmark; ``rosbags`` is imported inside the functions, so importing this modul
 from __future__ import annotations
 
 import contextlib
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional, Sequence, Tuple
@@ -83,6 +84,24 @@ def list_topics(paths: Sequence[str | Path]) -> Dict[str, Tuple[str, int]]:
 def stamp_ns(msg) -> int:
     """header.stamp of a deserialized message in nanoseconds."""
     return int(msg.header.stamp.sec) * 1_000_000_000 + int(msg.header.stamp.nanosec)
+
+
+def header_stamp_ns(raw: bytes) -> int:
+    """The header stamp (ns) of a serialized message that starts with std_msgs/Header, read without deserializing
+    (CDR: 4-byte encapsulation, then int32 sec and uint32 nanosec).
+
+    >>> header_stamp_ns(bytes([0, 1, 0, 0]) + (3).to_bytes(4, "little") + (5).to_bytes(4, "little"))
+    3000000005
+    """
+    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
+    return sec * 1_000_000_000 + nanosec
+
+
+def header_frame_id(raw: bytes) -> str:
+    """The header frame_id of a serialized message that starts with std_msgs/Header (after the stamp: uint32 length
+    including the terminating NUL, then the characters)."""
+    (n,) = struct.unpack_from("<I" if raw[1] == 1 else ">I", raw, 12)
+    return bytes(raw[16:16 + max(0, n - 1)]).decode("utf-8", "replace")
 
 
 def decode_rgb(msg, msgtype: str) -> np.ndarray:

@@ -5,7 +5,8 @@ A checkpoint is a folder:
   depth.pth         depth decoder state_dict (``decoder.{0..13}.*``)
   pose_encoder.pth  pose encoder state_dict (``encoder.conv1.weight`` is [64, 6, 7, 7])   [optional]
   pose.pth          pose decoder state_dict (``net.{0..3}.*``)                           [optional]
-  metadata.json     this project's: encoder depth, min/max depth, stereo scale, provenance  [optional]
+  metadata.json     this project's: encoder depth, min/max depth, stereo scale, metric or not, provenance
+                    [optional]
 
 Files are read with ``torch.load(..., weights_only=True)`` only, and every key and shape is checked
 against the model before anything is loaded, so a wrong file is refused with a message naming what differs.
@@ -54,6 +55,10 @@ class CheckpointMetadata:
     stereo_scale: float = 5.4
     has_pose: bool = True
     source: str = "ros2_monodepth"
+    # True when depth and pose translation are in metres as the networks give them (velocity supervision from the
+    # robot's odometry, or stereo training with a real baseline); scale_source says from what
+    metric: bool = False
+    scale_source: str = ""
     extra: Dict[str, Any] = field(default_factory=dict)
 
 

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -47,10 +47,11 @@ class PipelineConfig:
     device: str = "auto"
     precision: str = "auto"
     encoder_layers: int = 18
-    network_width: int = 640
-    network_height: int = 192
-    min_depth: float = 0.1
-    max_depth: float = 100.0
+    # 0: the checkpoint's own (its metadata), else Monodepth2's 640x192 and 0.1-100 (``with_checkpoint_settings``)
+    network_width: int = 0
+    network_height: int = 0
+    min_depth: float = 0.0
+    max_depth: float = 0.0
     # intrinsics used while no camera_info arrives (fx 0: wait for camera_info)
     intrinsics_fx: float = 0.0
     intrinsics_fy: float = 0.0
@@ -78,6 +79,25 @@ class PipelineConfig:
     camera_height: float = 0.0
     scale_smoothing: float = 0.9
     ground_region: float = 0.4
+
+    def with_checkpoint_settings(self, meta: Optional[Any]) -> Tuple["PipelineConfig", Dict[str, str]]:
+        """The network size and depth range to run with: a value set here (non-zero) wins, else the checkpoint's
+        metadata (``core.checkpoint.CheckpointMetadata``, None for untrained networks), else Monodepth2's defaults.
+        Returns the settled config and where each value came from."""
+        defaults = {"network_width": 640, "network_height": 192, "min_depth": 0.1, "max_depth": 100.0}
+        from_meta = {} if meta is None else {"network_width": meta.width, "network_height": meta.height,
+                                             "min_depth": meta.min_depth, "max_depth": meta.max_depth}
+        values: Dict[str, Any] = {}
+        sources: Dict[str, str] = {}
+        for name, default in defaults.items():
+            mine = getattr(self, name)
+            if mine:
+                values[name], sources[name] = mine, "parameter"
+            elif name in from_meta:
+                values[name], sources[name] = type(default)(from_meta[name]), "checkpoint"
+            else:
+                values[name], sources[name] = default, "default"
+        return replace(self, **values), sources
 
     def model_spec(self) -> ModelSpec:
         return ModelSpec(checkpoint_dir=self.checkpoint_dir, num_layers=self.encoder_layers,
@@ -223,6 +243,8 @@ class FramePipeline:
     def __init__(self, backend: InferenceBackend, cfg: PipelineConfig):
         self.backend = backend
         self.cfg = cfg
+        self.settings_sources: Dict[str, str] = {}
+        self.checkpoint_meta: Optional[Any] = None
         self.timer = StageTimer()
         self._lock = threading.Lock()
         self._rays_out = RayGrid()
@@ -236,12 +258,19 @@ class FramePipeline:
 
     @classmethod
     def create(cls, cfg: PipelineConfig) -> Tuple["FramePipeline", str]:
-        """The pipeline on the backend ``cfg`` asks for (``core.artifacts.create_backend``); returns it and why that
-        backend was chosen."""
+        """The pipeline on the backend ``cfg`` asks for (``core.artifacts.create_backend``), with the network size and
+        depth range the checkpoint was trained at unless ``cfg`` sets them (``settings_sources`` says which); returns
+        it and why that backend was chosen."""
         from .artifacts import create_backend
+        from .checkpoint import read_metadata
 
-        backend, why = create_backend(cfg.backend, cfg.model_spec())
-        return cls(backend, cfg), why
+        meta = read_metadata(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+        settled, sources = cfg.with_checkpoint_settings(meta)
+        backend, why = create_backend(settled.backend, settled.model_spec())
+        pipeline = cls(backend, settled)
+        pipeline.settings_sources = sources
+        pipeline.checkpoint_meta = meta
+        return pipeline, why
 
     # ---------------------------------------------------------------------------------------------- settings
     def _make_scale(self, cfg: PipelineConfig) -> ScaleEstimator:

@@ -112,7 +112,8 @@ class NodeHealth:
             self.latency_sum += latency
 
     def statuses(self, now: float, context: Dict[str, Any]) -> List[StatusReport]:
-        """The three statuses at time ``now``. ``context`` gives what the node knows: 'input_topic', 'backend',
+        """The three statuses at time ``now``. ``context`` gives what the node knows: 'input_topic', 'input_format'
+        (encoding or compressed format and size of the last decoded frame), 'backend',
         'precision', 'network_size', 'scale_mode', 'scale', 'metric' (bool), 'untrained' (bool), 'dropped_newer'
         (frames replaced before processing), 'stages' ({stage: mean s})."""
         with self._lock:
@@ -136,7 +137,8 @@ class NodeHealth:
         rate = rx.rate(now)
         recent = Counter(self._recent(self.refused_recent, now))
         values: Dict[str, Any] = {
-            "topic": ctx.get("input_topic", ""), "frames received": rx.total, "rate (Hz)": f"{rate:.2f}",
+            "topic": ctx.get("input_topic", ""), "format": ctx.get("input_format") or "no frame decoded yet",
+            "frames received": rx.total, "rate (Hz)": f"{rate:.2f}",
             "expected rate (Hz)": f"{cfg.rate_min:g} .. {cfg.rate_max:g}" if cfg.rate_max else f">= {cfg.rate_min:g}",
             "frames refused": sum(self.refused_total.values()),
             "frames dropped (a newer frame arrived first)": ctx.get("dropped_newer", 0),

@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
@@ -103,6 +104,7 @@ class MonodepthNode(Node):
         self._mount_settled_for: Optional[str] = None     # camera frame whose mount is decided
         self._mount_published: Optional[Tuple[str, np.ndarray]] = None   # (camera frame, T_base_cam) we broadcast
         self._mount_conflict_warned = False
+        self._input_format = ""   # encoding (or compressed format) and size of the last decoded frame
         self._tf_others_since: Optional[float] = None       # when another /tf_static publisher was first seen
 
         # --- interfaces ---
@@ -159,6 +161,7 @@ class MonodepthNode(Node):
     # ---------------------------------------------------------------- set-up
     def _create_pipeline(self) -> FramePipeline:
         p = self.cfg.pipeline
+        meta = None
         if p.checkpoint_dir:
             try:
                 meta = read_metadata(p.checkpoint_dir)
@@ -173,6 +176,15 @@ class MonodepthNode(Node):
             pipeline, why = FramePipeline.create(self.cfg.pipeline)
         except (BackendError, CheckpointError) as exc:
             raise RuntimeError(f"cannot create backend '{p.backend}': {exc}") from exc
+        self.cfg = replace(self.cfg, pipeline=pipeline.cfg)      # the network size and depth range it runs with
+        p, sources = pipeline.cfg, pipeline.settings_sources
+        self.get_logger().info(
+            f"network {p.network_width}x{p.network_height} ({sources['network_width']}), depth range "
+            f"{p.min_depth:g}-{p.max_depth:g} ({sources['min_depth']})" + (f", {p.checkpoint_dir}" if meta else ""))
+        if meta is not None and sources["network_width"] == "parameter" and \
+                (p.network_width, p.network_height) != (meta.width, meta.height):
+            self.get_logger().warning(f"the checkpoint was trained at {meta.width}x{meta.height}; running it at "
+                                      f"{p.network_width}x{p.network_height} as network_width / network_height ask")
         self.get_logger().info(f"inference backend: {pipeline.backend.describe()} ({why})")
         if p.publish_odometry and not pipeline.has_pose:
             self.get_logger().warning("no pose network: odometry and /tf are not published")
@@ -273,13 +285,16 @@ class MonodepthNode(Node):
         message's fields (raw) or the image's header (compressed), before anything is decoded."""
         order = self.pipeline.channel_order
         if self.compressed:
-            compressed_format(msg)
+            fmt = compressed_format(msg)
             size = compressed_image_size(msg.data)
             if size is not None:
                 self.pipeline.check_size(*size)
-            return decode_compressed(msg, order)
+            frame = decode_compressed(msg, order)
+            self._input_format = f"{fmt or 'compressed, no format given'} {frame.shape[1]}x{frame.shape[0]}"
+            return frame
         self.pipeline.check_size(int(msg.width), int(msg.height))
         raw = image_to_numpy(msg, CAMERA_ENCODINGS)
+        self._input_format = f"{msg.encoding} {msg.width}x{msg.height}"
         return to_rgb8(raw, msg.encoding, order)
 
     def _camera_frame(self, msg: Any) -> str:
@@ -424,7 +439,7 @@ class MonodepthNode(Node):
             return
         pipeline = self.pipeline
         p = pipeline.cfg
-        context = {"input_topic": self.image_topic, "backend": pipeline.backend.describe(),
+        context = {"input_topic": self.image_topic, "input_format": self._input_format, "backend": pipeline.backend.describe(),
                    "precision": pipeline.backend.spec.precision, "network_size": f"{p.network_width}x{p.network_height}",
                    "scale_mode": pipeline.scale.mode, "scale": pipeline.scale.scale, "metric": pipeline.depth_is_metric,
                    "untrained": not p.checkpoint_dir, "dropped_newer": self._slot.dropped, "stages": pipeline.timer.means()}

@@ -65,6 +65,10 @@ class ParamSpec:
 
 
 def _multiple_of_32(v: Any) -> Optional[str]:
+    if v == 0:
+        return None   # the checkpoint's own
+    if v < 64:
+        return f"{v} is below 64"
     return None if v % 32 == 0 else f"{v} is not a multiple of 32 (the encoder downsamples by 32)"
 
 
@@ -117,14 +121,14 @@ PARAMS: List[ParamSpec] = [
               choices=("auto", "fp32", "bf16", "fp16", "int8")),
     ParamSpec("encoder_layers", _P.encoder_layers, "ResNet depth of untrained networks (a checkpoint's own depth wins).",
               low=18, high=50, check=lambda v: None if v in (18, 34, 50) else "must be 18, 34 or 50"),
-    ParamSpec("network_width", _P.network_width, "Network input width in pixels (multiple of 32).", low=64, high=4096,
-              check=_multiple_of_32),
-    ParamSpec("network_height", _P.network_height, "Network input height in pixels (multiple of 32).", low=64,
-              high=4096, check=_multiple_of_32),
-    ParamSpec("min_depth", _P.min_depth, "Depth the disparity 1.0 maps to, in network units (Monodepth2: 0.1).",
-              low=1e-3, high=1e3),
-    ParamSpec("max_depth", _P.max_depth, "Depth the disparity 0.0 maps to, in network units (Monodepth2: 100).",
-              low=1e-2, high=1e5),
+    ParamSpec("network_width", _P.network_width, "Network input width in pixels (multiple of 32); 0 = the checkpoint's "
+              "(its metadata), 640 for untrained networks.", low=0, high=4096, check=_multiple_of_32),
+    ParamSpec("network_height", _P.network_height, "Network input height in pixels (multiple of 32); 0 = the "
+              "checkpoint's, 192 for untrained networks.", low=0, high=4096, check=_multiple_of_32),
+    ParamSpec("min_depth", _P.min_depth, "Depth the disparity 1.0 maps to, in network units; 0 = the checkpoint's "
+              "(Monodepth2: 0.1).", low=0.0, high=1e3),
+    ParamSpec("max_depth", _P.max_depth, "Depth the disparity 0.0 maps to, in network units; 0 = the checkpoint's "
+              "(Monodepth2: 100).", low=0.0, high=1e5),
     # outputs
     ParamSpec("depth_resolution", _P.depth_resolution, "Resolution of the published depth and points: 'network' or "
               "'camera'.", choices=("network", "camera")),

@@ -21,6 +21,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
+from ..cli_help import HelpFormatter
 from ..core.synthetic import SceneConfig, SyntheticSequence, TrajectoryConfig
 from .image_messages import fill_image_msg
 from .messages import camera_info_msg
@@ -75,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         k = args_in.index("--ros-args")
         args_in, ros_args = args_in[:k], args_in[k:]
     p = argparse.ArgumentParser(prog="synthetic_camera", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--frames", type=int, default=60, help="distinct frames rendered (then looped)")

@@ -34,13 +34,14 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ..cli_help import HelpFormatter
 from .node_process import NodeProcess
 from .ros_session import force_loopback_env, params_file, use_large_message_dds_profile
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ros2-monodepth-demo", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
     p.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
     p.add_argument("--checkpoint", default="", help="use this checkpoint instead of training one")
     p.add_argument("--no-train", action="store_true", help="skip training: the node runs untrained networks")
@@ -122,7 +123,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from ..core.geometry import matrix_to_quaternion, se3_inverse
     from ..core.pointcloud import write_ply
     from ..core.image_codec import image_to_numpy
-    from ..ros.image_messages import fill_image_msg
+    from .bag_player import BagPlayer
     from ..ros.messages import camera_info_msg
     from ..ros.pointcloud2 import cloud_colors, cloud_to_numpy
 
@@ -143,14 +144,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     params: Dict[str, object] = {"backend": args.backend, "input_qos": "reliable"}
     if checkpoint:
-        from ..core.checkpoint import read_metadata
         from ..core.synthetic import TrajectoryConfig
 
-        meta = read_metadata(checkpoint)
-        # Trained depth has an arbitrary scale: the ground plane and the known camera height make it metric
-        # (a --param given by the user comes later and wins).
-        params.update(checkpoint_dir=checkpoint, network_width=meta.width, network_height=meta.height,
-                      scale_mode="camera_height", camera_height=TrajectoryConfig().camera_height)
+        # Trained depth has an arbitrary scale: the ground plane and the known camera height make it metric (a --param
+        # given by the user comes later and wins). The network size and depth range come from the checkpoint.
+        params.update(checkpoint_dir=checkpoint, scale_mode="camera_height", camera_height=TrajectoryConfig().camera_height)
     log_path = out / "node.log"
     print(f"[demo] starting monodepth_node (log: {log_path}), ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, discovery on localhost")
     node_proc = NodeProcess(log_path, params, namespace=ns, extra_params=list(args.param))
@@ -167,8 +165,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     for topic, msg_type in topics.items():
         node.create_subscription(msg_type, topic, keep(topic), qos, raw=True)
-    pub_img = node.create_publisher(Image, f"{ns}/image", qos)
-    pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+    # the test bag's camera messages are published as recorded (as `ros2 bag play` would)
+    player = BagPlayer([test_bag], "/camera/image_raw", "/camera/camera_info")
+    pub_img, pub_info = player.publishers(node, ns, qos)
     try:
         deadline = time.time() + 120
         def matched() -> bool:
@@ -189,10 +188,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rclpy.spin_once(node, timeout_sec=0.1)
         period = 1.0 / args.rate
         t0 = time.time()
-        for i, image in enumerate(tqdm(frames, desc="publishing", unit="frame")):
-            header = Header(stamp=rclpy.time.Time(nanoseconds=int(stamps[i])).to_msg(), frame_id="camera_optical_frame")
-            pub_info.publish(camera_info_msg(header, K, args.width, args.height))
-            pub_img.publish(fill_image_msg(Image(header=header), image, "rgb8"))
+        for i in tqdm(range(len(player.frames)), desc="publishing", unit="frame"):
+            image_bytes, info_bytes, _ = player.frame(i)
+            if info_bytes is not None:
+                pub_info.publish(info_bytes)
+            pub_img.publish(image_bytes)
             while time.time() < t0 + (i + 1) * period:
                 rclpy.spin_once(node, timeout_sec=0.01)
         end = time.time() + 10

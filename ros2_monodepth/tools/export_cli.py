@@ -14,6 +14,7 @@ import json
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+from ..cli_help import HelpFormatter
 
 
 def _size(text: str) -> tuple:
@@ -26,7 +27,7 @@ def _size(text: str) -> tuple:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="ros2-monodepth-export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("checkpoint_dir", help="Monodepth2-layout checkpoint folder")
     p.add_argument("--out", default=None, help="output folder (default: CHECKPOINT_DIR/onnx)")
     p.add_argument("--camera-size", type=_size, default=None, metavar="WxH",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..cli_help import HelpFormatter
 import numpy as np
 
 # Tolerances against the CPU fp32 reference: (depth mean relative, depth max relative, pose translation difference
@@ -204,7 +205,7 @@ def table(result: Dict[str, Any]) -> str:
 
 def parse_args(argv: Optional[Sequence[str]]) -> CheckConfig:
     p = argparse.ArgumentParser(prog="ros2-monodepth-gpu-check", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks, seeded)")
     p.add_argument("--network-size", default="640x192", metavar="WxH", help="network input size (default: %(default)s)")
     p.add_argument("--frames", type=int, default=8, help="generated frames compared (default: %(default)s)")

@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
+from ..cli_help import HelpFormatter
 
 LICENCE_NOTICE = """\
 NOTICE: the Monodepth2 weights published by Niantic, Inc. are licensed for NON-COMMERCIAL use only
@@ -22,7 +23,7 @@ responsible for using them under its terms. ros2_monodepth (Apache-2.0) ships no
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="ros2-monodepth-import", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
     p.add_argument("source", help="folder with the downloaded encoder.pth, depth.pth [, pose_encoder.pth, pose.pth]")
     p.add_argument("--out", required=True, help="checkpoint folder to write")
     p.add_argument("--stereo-scale", type=float, default=5.4,

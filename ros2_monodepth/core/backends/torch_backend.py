@@ -14,7 +14,7 @@ import contextlib
 import logging
 import warnings
 from collections import OrderedDict
-from typing import Callable, ContextManager, Dict, Optional, Tuple
+from typing import Callable, ContextManager, Optional, Tuple
 
 import numpy as np
 import torch

@@ -26,8 +26,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
+import numpy as np
+
+from ...cli_help import HelpFormatter
 from ..ros_session import force_loopback_env, use_large_message_dds_profile
 from .common import bag_frames, generated_frames, stats_ms
 from .model import MODEL_CONFIGS, ModelBenchConfig, model_bench, print_model_table
@@ -39,21 +42,25 @@ __all__ = ["main", "stats_ms"]
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ros2-monodepth-bench", description=__doc__.split("\n\n")[0],
-                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+                                epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
     p.add_argument("mode", choices=("model", "node", "train", "soak"),
                    help="model-only timings, the whole node, training steps against a plain fp32 implementation, or the "
                         "node under a long hostile stream")
     p.add_argument("--out", default="bench.json", help="JSON file to write (default: %(default)s)")
     p.add_argument("--plot", help="also draw the result into this PNG (model and node modes)")
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
-    p.add_argument("--bag", help="take camera frames from this bag instead of generating them")
+    p.add_argument("--bag", help="take camera frames from this bag instead of generating them; node mode plays it as "
+                                 "recorded (encoding, stamps, camera_info, raw or compressed)")
     p.add_argument("--topic", default="/camera/image_raw", help="image topic in --bag (default: %(default)s)")
     p.add_argument("--camera-info-topic", default="/camera/camera_info", help="CameraInfo topic in --bag (default: %(default)s)")
-    p.add_argument("--frames", type=int, default=20, help="distinct frames, looped (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="distinct frames, looped (default: 20; node mode with --bag: the whole recording)")
     p.add_argument("--width", type=int, default=640, help="camera width (default: %(default)s)")
     p.add_argument("--height", type=int, default=480, help="camera height (default: %(default)s)")
-    p.add_argument("--network-width", type=int, default=640, help="(default: %(default)s)")
-    p.add_argument("--network-height", type=int, default=192, help="(default: %(default)s)")
+    p.add_argument("--network-width", type=int, default=0,
+                   help="network input width (default: the checkpoint's, 640 for untrained networks)")
+    p.add_argument("--network-height", type=int, default=0,
+                   help="network input height (default: the checkpoint's, 192 for untrained networks)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="model and train modes: torch threads (default: %(default)s, torch's)")
     p.add_argument("--repeats", type=int, default=30, help="timed frames per configuration / of the baseline (default: %(default)s)")
@@ -70,6 +77,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="skip timing the eager fp32 networks first (the speed-up ratio needs them)")
     n.add_argument("--rate", type=float, default=0.0, help="publish rate in Hz; 0 = closed loop, the highest sustained "
                                                           "rate (default: %(default)s; soak: 0 means 10 Hz)")
+    n.add_argument("--bag-rate", type=float, default=0.0,
+                   help="with --bag: play at the recorded pace times this factor (1 = real time); 0 = as --rate "
+                        "(default: %(default)s)")
     n.add_argument("--bad-every", type=int, default=5, help="soak: one bad input in every N messages (default: %(default)s)")
     n.add_argument("--duration", type=float, default=30.0, help="seconds of measurement (default: %(default)s)")
     n.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
@@ -82,11 +92,22 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _network_size(args: argparse.Namespace) -> Tuple[int, int]:
+    """--network-height/width, else the checkpoint's training size, else Monodepth2's 192x640."""
+    meta_size = (192, 640)
+    if args.checkpoint:
+        from ...core.checkpoint import read_metadata
+
+        meta = read_metadata(args.checkpoint)
+        meta_size = (meta.height, meta.width)
+    return (args.network_height or meta_size[0], args.network_width or meta_size[1])
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     force_loopback_env()
     use_large_message_dds_profile()
-    network_size = (args.network_height, args.network_width)
+    network_size = _network_size(args)
     if args.mode == "soak":
         from .soak import SoakConfig, print_soak_table, soak
 
@@ -97,17 +118,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         Path(args.out).write_text(json.dumps(soaked, indent=2))
         print(f"[bench] wrote {args.out}")
         return 0 if soaked["crashes"] == 0 else 1
-    if args.bag:
-        frames, K = bag_frames(args.bag, args.topic, args.camera_info_topic, args.frames)
+    player = None
+    K: Optional[np.ndarray]
+    if args.bag and args.mode == "node":
+        from ..bag_player import BagPlayer
+
+        player = BagPlayer([args.bag], args.topic, args.camera_info_topic, max_frames=args.frames or 0)
+        print(f"[bench] playing {len(player.frames)} frames of {args.topic} ({player.msgtype}, {player.encoding}) as recorded",
+              flush=True)
+        frames, K = player.decoded(args.repeats), None
+    elif args.bag:
+        frames, K = bag_frames(args.bag, args.topic, args.camera_info_topic, args.frames or 20)
     else:
-        print(f"[bench] rendering {args.frames} frames at {args.width}x{args.height}", flush=True)
-        frames, K = generated_frames(args.width, args.height, args.frames)
+        count = args.frames or 20
+        print(f"[bench] rendering {count} frames at {args.width}x{args.height}", flush=True)
+        frames, K = generated_frames(args.width, args.height, count)
     res: Dict[str, Any]
     if args.mode == "model":
         res = model_bench(ModelBenchConfig(args.checkpoint, network_size, args.warmup, args.repeats, args.threads,
                                            list(args.configs)), frames)
         table = print_model_table(res)
     elif args.mode == "train":
+        assert K is not None, "train mode reads frames with their intrinsics"
         if len(frames) < args.batch_size + 2:
             raise SystemExit(f"train mode needs --frames >= --batch-size + 2 ({args.batch_size + 2})")
         res = train_bench(TrainBenchConfig(network_size, args.batch_size, args.warmup, args.repeats, args.threads,
@@ -116,7 +148,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         res = node_bench(NodeBenchConfig(args.checkpoint, network_size, args.backend, args.precision, args.rate,
                                          args.duration, args.warmup, args.repeats, args.baseline, args.attach,
-                                         args.attach_pid, args.namespace, list(args.param), args.node_log), frames, K)
+                                         args.attach_pid, args.namespace, list(args.param), args.node_log, args.bag_rate),
+                         frames, K, player)
         table = print_node_table(res)
     print(table)
     Path(args.out).write_text(json.dumps(res, indent=2))

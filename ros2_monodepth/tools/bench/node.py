@@ -11,7 +11,6 @@ same run (before and after) for the speed-up ratio.
 from __future__ import annotations
 
 import bisect
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ...core.bags import header_stamp_ns
+from ..bag_player import BagPlayer
 from ..node_process import NodeProcess
 from .common import stats_ms
 from .model import eager_baseline
@@ -41,6 +42,7 @@ class NodeBenchConfig:
     namespace: str = "/bench"
     params: List[str] = field(default_factory=list)    # extra NAME:=VALUE node parameters
     node_log: str = "bench_node.log"
+    bag_rate: float = 0.0          # with a bag player: real-time factor (0: --rate / closed loop as without a bag)
 
 
 class ProcessMonitor(threading.Thread):
@@ -84,15 +86,12 @@ class ProcessMonitor(threading.Thread):
                 "rss_mb_every_30s": [round(float(v), 1) for v in s[::every, 2]], "samples": int(len(s))}
 
 
-def header_stamp(raw: bytes) -> float:
-    """The header stamp of a serialized message that starts with std_msgs/Header (every output of the node):
-    the 8 bytes after the 4-byte CDR encapsulation. Reading the stamp this way, instead of deserializing 1 MB of
-    depth and points per frame in Python, leaves the CPU to the node under test."""
-    sec, nanosec = struct.unpack_from("<iI" if raw[1] == 1 else ">iI", raw, 4)
-    return sec + 1e-9 * nanosec
-
-
-def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: np.ndarray) -> Dict[str, Any]:
+def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: Optional[np.ndarray],
+               player: Optional[BagPlayer] = None) -> Dict[str, Any]:
+    """Run the node benchmark on generated ``frames`` (published as rgb8 with wall-clock stamps), or with ``player``
+    on a recording published as recorded (its encoding, stamps and camera_info; compressed recordings to
+    image/compressed with the node's image_transport set to match). Latency is always measured from the moment a
+    frame is published to the output carrying its stamp."""
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Odometry
@@ -104,7 +103,9 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: np.ndarray) ->
     from ...ros.messages import camera_info_msg
 
     ns = cfg.namespace
-    baseline_s = eager_baseline(cfg.checkpoint, cfg.network_size, frames, cfg.warmup, cfg.repeats) if cfg.baseline else []
+    if player is not None and not frames:
+        frames = player.decoded(cfg.repeats)
+    baseline_s = eager_baseline(cfg.checkpoint, cfg.network_size, frames, cfg.warmup, cfg.repeats) if cfg.baseline and frames else []
     proc: Optional[NodeProcess] = None
     if not cfg.attach:
         params: Dict[str, Any] = {"backend": cfg.backend, "precision": cfg.precision, "input_qos": "reliable",
@@ -112,34 +113,48 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: np.ndarray) ->
                                   "diagnostics_period": 1.0}
         if cfg.checkpoint:
             params["checkpoint_dir"] = cfg.checkpoint
+        if player is not None and player.compressed:
+            params["image_transport"] = "compressed"
         proc = NodeProcess(Path(cfg.node_log), params, namespace=ns, extra_params=cfg.params)
     rclpy.init()
     node = rclpy.create_node("monodepth_bench")
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     outputs = {"depth": (f"{ns}/depth/image", Image), "points": (f"{ns}/points", PointCloud2), "odom": (f"{ns}/odom", Odometry)}
-    received: Dict[str, List[Tuple[float, float]]] = {k: [] for k in outputs}   # (receive wall time, stamp)
+    received: Dict[str, List[Tuple[float, int]]] = {k: [] for k in outputs}   # (receive wall time, stamp ns)
     stages: Dict[str, float] = {}
-    h, w = frames[0].shape[:2]
+    h, w = player.size if player is not None else frames[0].shape[:2]
     result: Dict[str, Any] = {"mode": "node", "camera_size": [h, w], "network_size": list(cfg.network_size),
                               "backend": cfg.backend, "precision": cfg.precision}
 
     def on_output(kind: str) -> Callable[[bytes], None]:
-        return lambda raw: received[kind].append((time.time(), header_stamp(raw)))
+        # the stamp read from the serialized bytes: deserializing 1 MB of depth and points per frame in Python would
+        # take the CPU from the node under test
+        return lambda raw: received[kind].append((time.time(), header_stamp_ns(raw)))
+
+    if player is not None:
+        result["bag"] = {"topic": player.image_topic, "type": player.msgtype, "frames": len(player.frames),
+                         "encoding": player.encoding, "camera_size": list(player.size)}
+        result["camera_size"] = list(player.size)
 
     def on_diag(msg: Any) -> None:
         for st in msg.status:
             if st.hardware_id:
                 result["node_backend"] = st.hardware_id   # the node's backend.describe()
             for kv in st.values:
+                if kv.key == "format" and st.name.endswith(": input"):
+                    result["node_input_format"] = kv.value   # what the node decoded: encoding (or format) and size
                 if kv.key.startswith("stage ") and kv.key.endswith(" mean (ms)"):
                     stages[kv.key[6:-10]] = float(kv.value)
 
     for kind, (topic, typ) in outputs.items():
         node.create_subscription(typ, topic, on_output(kind), qos, raw=True)
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    pub_img = node.create_publisher(Image, f"{ns}/image", qos)
-    pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
-    msgs = [fill_image_msg(Image(), f, "rgb8") for f in frames]
+    if player is not None:
+        pub_img, pub_info = player.publishers(node, ns, qos)
+    else:
+        pub_img = node.create_publisher(Image, f"{ns}/image", qos)
+        pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+        msgs = [fill_image_msg(Image(), f, "rgb8") for f in frames]
     monitor = None
     try:
         deadline = time.time() + 120
@@ -156,16 +171,26 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: np.ndarray) ->
         if pid:
             monitor = ProcessMonitor(pid)
             monitor.start()
-        published: List[float] = []
+        published: List[int] = []                   # stamps (ns) of the measured frames, in order
+        sent_at: Dict[int, float] = {}               # stamp (ns) -> wall time it was published
 
-        def publish(i: int) -> float:
-            stamp = time.time()
-            header = Header(stamp=rclpy.time.Time(seconds=stamp).to_msg(), frame_id="camera_optical_frame")
-            pub_info.publish(camera_info_msg(header, K, w, h))
-            m = msgs[i % len(msgs)]
-            m.header = header
-            pub_img.publish(m)
-            return stamp
+        def publish(i: int) -> int:
+            """Publish play-out frame ``i``; returns its stamp (ns)."""
+            if player is not None:
+                image, info, stamp_ns = player.frame(i)
+                if info is not None:
+                    pub_info.publish(info)
+                pub_img.publish(image)
+            else:
+                stamp_ns = time.time_ns()
+                header = Header(stamp=rclpy.time.Time(nanoseconds=stamp_ns).to_msg(), frame_id="camera_optical_frame")
+                assert K is not None, "generated frames come with their intrinsics"
+                pub_info.publish(camera_info_msg(header, K, w, h))
+                m = msgs[i % len(msgs)]
+                m.header = header
+                pub_img.publish(m)
+            sent_at[stamp_ns] = time.time()
+            return stamp_ns
 
         # warm-up frames are not counted
         for i in range(cfg.warmup):
@@ -177,22 +202,28 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: np.ndarray) ->
         for k in received:
             received[k].clear()
 
-        def unanswered(sent: List[float]) -> int:
+        def unanswered(sent: List[int]) -> int:
             """Frames published after the newest answered one (the node answers in order; a frame older than
             an answered one was dropped, latest frame wins, and is not waited for)."""
-            last = received["odom"][-1][1] if received["odom"] else -1.0
-            return len(sent) - bisect.bisect_right(sent, last + 1e-7)
+            last = received["odom"][-1][1] if received["odom"] else -1
+            return len(sent) - bisect.bisect_right(sent, last)
 
         t_start = time.time()
         i = 0
+        next_at = t_start
         while time.time() - t_start < cfg.duration:
-            if cfg.rate > 0:
+            if player is not None and cfg.bag_rate > 0:   # the recording's own pace, scaled
+                next_at += player.delay_s(cfg.warmup + i) / cfg.bag_rate
+                while time.time() < next_at:
+                    rclpy.spin_once(node, timeout_sec=max(0.0, next_at - time.time()))
+                published.append(publish(cfg.warmup + i))
+            elif cfg.rate > 0:
                 target = t_start + i / cfg.rate
                 while time.time() < target:
                     rclpy.spin_once(node, timeout_sec=max(0.0, target - time.time()))
-                published.append(publish(i))
+                published.append(publish(cfg.warmup + i))
             else:   # closed loop: one frame in flight
-                published.append(publish(i))
+                published.append(publish(cfg.warmup + i))
                 t_end = time.time() + 10
                 # spin_once returns when a message arrives: a long timeout does not add latency, and not
                 # polling leaves both cores to the node (on 2 cores a busy harness halves its speed)
@@ -202,12 +233,16 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: np.ndarray) ->
         t_end = time.time() + 3
         while time.time() < t_end:
             rclpy.spin_once(node, timeout_sec=0.01)
-        elapsed = published[-1] - published[0] if len(published) > 1 else 1.0
-        sent = set(round(p, 6) for p in published)
-        result.update({"rate_mode": f"fixed {cfg.rate} Hz" if cfg.rate > 0 else "closed loop (max sustained)",
-                       "duration_s": round(elapsed, 1), "frames_published": len(published)})
+        elapsed = sent_at[published[-1]] - sent_at[published[0]] if len(published) > 1 else 1.0
+        counted = set(published)
+        mode = "closed loop (max sustained)"
+        if player is not None and cfg.bag_rate > 0:
+            mode = f"recorded pace x {cfg.bag_rate:g}"
+        elif cfg.rate > 0:
+            mode = f"fixed {cfg.rate} Hz"
+        result.update({"rate_mode": mode, "duration_s": round(elapsed, 1), "frames_published": len(published)})
         for kind, recs in received.items():
-            lat = [r - s for r, s in recs if round(s, 6) in sent]
+            lat = [r - sent_at[s] for r, s in recs if s in counted]
             arrivals = np.diff([r for r, _ in recs])
             result[kind] = {"received": len(recs), "dropped": len(published) - len(lat),
                             "rate_hz": (len(recs) - 1) / max(1e-6, recs[-1][0] - recs[0][0]) if len(recs) > 1 else 0.0,
@@ -259,6 +294,10 @@ def print_node_table(res: Dict[str, Any]) -> str:
                      f"{s['p99']:>8.1f}{s['max']:>8.1f}{r['jitter_ms']:>8.1f}")
     if res.get("node_backend"):
         lines.append(f"node backend: {res['node_backend']}")
+    if res.get("bag"):
+        b = res["bag"]
+        lines.append(f"played {b['frames']} recorded frames of {b['topic']} ({b['type']}, {b['encoding']}); the node decoded "
+                     f"{res.get('node_input_format', '?')}")
     if "speedup_vs_baseline" in res:
         lines.append(f"whole node {res['odom']['rate_hz']:.2f} Hz = {res['speedup_vs_baseline']:.2f} x the plain fp32 eager "
                      f"depth + pose networks ({res['baseline_eager_fp32_fps']:.2f} Hz, no ROS, timed in this run before "
