@@ -601,7 +601,8 @@ def test_a_checkpoint_runs_at_the_size_it_was_trained_at(tmp_path, ros_context, 
 
     torch.manual_seed(0)
     ck = save_checkpoint(tmp_path / "ck", DepthNet(18).eval(), PoseNet(18).eval(),
-                         CheckpointMetadata(height=64, width=192, min_depth=0.5, max_depth=50.0))
+                         CheckpointMetadata(height=64, width=192, min_depth=0.5, max_depth=50.0, metric=True,
+                                            scale_source="velocity supervision from /odom"))
     seq, data = frames
     ns = "/t_ckpt"
     proc, col, feed = _start(tmp_path, ros_context, ns, {"checkpoint_dir": str(ck), "network_width": 0, "network_height": 0})
@@ -611,6 +612,8 @@ def test_a_checkpoint_runs_at_the_size_it_was_trained_at(tmp_path, ros_context, 
         assert (depth.width, depth.height) == (192, 64)
         assert "network 192x64 (checkpoint), depth range 0.5-50 (checkpoint)" in proc.log()
         assert np.nanmax(image_to_numpy(depth)) <= 50.0 + 1e-3
+        # a metric checkpoint is published as it is under the default scale_mode auto
+        assert "scale_mode auto -> checkpoint: metric (the checkpoint is metric (velocity supervision from /odom))" in proc.log()
     finally:
         col.close()
         feed.close()
@@ -625,3 +628,70 @@ def test_a_checkpoint_runs_at_the_size_it_was_trained_at(tmp_path, ros_context, 
         col.close()
         feed.close()
         proc.stop()
+
+
+def test_odometry_scale_converges_to_the_robots_motion(tmp_path, ros_context):
+    """Untrained networks (arbitrary scale) and the robot's wheel odometry on odometry_topic: scale_mode auto picks
+    the odometry scale, /diagnostics says metric after a few frames of motion, and from then on the node's odometry
+    travels as far as the robot did. The node's own odom output is refused as a source."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from ros2_monodepth.core.geometry import matrix_to_quaternion, rpy_to_matrix, se3_inverse
+
+    seq = SyntheticSequence(SceneConfig(seed=5), TrajectoryConfig(num_frames=24, fps=10.0, speed=2.0), CAM_W, CAM_H)
+    mount = np.eye(4)
+    mount[:3, :3] = rpy_to_matrix(-math.pi / 2, 0.0, -math.pi / 2)
+    mount[:3, 3] = (0.0, 0.0, 1.5)
+    ns = "/t_oscale"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"odometry_topic": "/robot/wheel_odom", "scale_min_motion": 0.05})
+    diag = Collector(ros_context, {"/diagnostics": DiagnosticArray})
+    pub_wheel = ros_context.create_publisher(Odometry, "/robot/wheel_odom", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    try:
+        assert "scale_mode auto -> odometry" in proc.log(), proc.log()
+        assert col.spin_until(lambda: pub_wheel.get_subscription_count() > 0, 20), proc.log()
+        broken = Odometry(header=Header(stamp=stamp_msg(199.0), frame_id="odom"), child_frame_id="base_link")
+        broken.pose.pose.position.x = float("nan")
+        pub_wheel.publish(broken)     # refused with topic, field and value; the node goes on
+        assert proc.wait_for_log("/robot/wheel_odom: field pose.pose.position = [nan, 0.0, 0.0]: not finite", 10), proc.log()
+        base_positions, metric_at = [], None
+        T0 = None
+        for i in range(len(seq)):
+            t, image, _, T_world_cam, _ = seq.frame(i)
+            T_world_base = T_world_cam @ se3_inverse(mount)
+            T0 = T_world_base if T0 is None else T0
+            T_odom_base = se3_inverse(T0) @ T_world_base
+            base_positions.append(T_odom_base[:3, 3])
+            wheel = Odometry(header=Header(stamp=stamp_msg(200.0 + t - seq.frame(0)[0]), frame_id="odom"), child_frame_id="base_link")
+            q = matrix_to_quaternion(T_odom_base[:3, :3])
+            wheel.pose.pose.position.x, wheel.pose.pose.position.y, wheel.pose.pose.position.z = map(float, T_odom_base[:3, 3])
+            wheel.pose.pose.orientation.x, wheel.pose.pose.orientation.y, wheel.pose.pose.orientation.z, wheel.pose.pose.orientation.w = map(float, q)
+            pub_wheel.publish(wheel)
+            assert _send_and_wait(col, feed, ns, image, seq.K, 200.0 + t - seq.frame(0)[0]), f"frame {i}\n" + proc.log()
+            diag.spin_until(lambda: False, 0.6)
+            inference = [_status(a, "inference") for a in diag.messages["/diagnostics"] if _status(a, "inference")]
+            if metric_at is None and inference and inference[-1]["depth is metric"] == "yes":
+                metric_at = i
+                assert inference[-1]["scale mode"] == "odometry" and "/robot/wheel_odom" in inference[-1]["scale source"]
+        # 5 frame pairs of 0.2 m make the scale; diagnostics come every 0.5 s, one frame later at most
+        assert metric_at is not None and metric_at <= 8, (metric_at, proc.log())
+        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= len(seq), 10)
+        odom = sorted(col.messages[f"{ns}/odom"], key=stamp_of)
+        published = np.array([[o.pose.pose.position.x, o.pose.pose.position.y, o.pose.pose.position.z] for o in odom])
+        truth = np.array(base_positions)
+        later = slice(10, len(seq))
+        node_path = np.linalg.norm(np.diff(published[later], axis=0), axis=1).sum()
+        true_path = np.linalg.norm(np.diff(truth[later], axis=0), axis=1).sum()
+        assert true_path > 2.0 and abs(node_path / true_path - 1.0) < 0.2, (node_path, true_path)
+    finally:
+        ros_context.destroy_publisher(pub_wheel)
+        diag.close()
+        col.close()
+        feed.close()
+        proc.stop()
+    proc2, col2, feed2 = _start(tmp_path, ros_context, ns + "_self", {"odometry_topic": "odom"}, name="self_odom")
+    try:
+        assert proc2.wait_for_log("is this node's own odometry output", 10), proc2.log()
+    finally:
+        col2.close()
+        feed2.close()
+        proc2.stop()

@@ -113,6 +113,53 @@ def test_training_on_two_cameras_uses_both_and_reports_each(tmp_path):
     assert all(r["train triplets"] > 0 for r in rows.values())
 
 
+def test_velocity_supervision_measures_the_cameras_travel_from_the_robots_odometry(tmp_path):
+    from ros2_monodepth.core.checkpoint import read_metadata
+    from ros2_monodepth_training.odometry_source import OdometrySource, attach_travel
+
+    # 1 m/s at 10 Hz: 0.1 m per frame, the odometry 3 % long (drift) and a little noisy
+    bag = write_synthetic_bag(SynthConfig(tmp_path / "odo", frames=16, width=96, height=64, odometry=True,
+                                          odom_drift=0.03, odom_noise=0.001, depth=False), progress=False)
+    index = index_frames([bag], IndexOptions(static_threshold=0.0))
+    notes = attach_travel(index, OdometrySource(topic="/odom"))
+    travel = index.sequences[0].travel
+    assert travel is not None and len(travel) == 15 and np.isfinite(travel).all()
+    assert float(np.median(travel)) == pytest.approx(0.103, rel=0.03)
+    assert "base_link -> camera_optical_frame" in notes["odo:/camera/image_raw"]   # the mount from /tf_static
+    # the same from the TF chain odom -> base_link
+    by_tf = index_frames([bag], IndexOptions(static_threshold=0.0))
+    attach_travel(by_tf, OdometrySource(tf_chain="odom:base_link"))
+    np.testing.assert_allclose(by_tf.sequences[0].travel, travel, rtol=0.02)
+    # a bag without odometry trains photometrically, and says so
+    plain = write_synthetic_bag(SynthConfig(tmp_path / "plain", frames=16, width=96, height=64, seed=1), progress=False)
+    mixed = index_frames([bag, plain], IndexOptions(static_threshold=0.0))
+    notes = attach_travel(mixed, OdometrySource(topic="/odom"))
+    assert "no odometry" in notes["plain:/camera/image_raw"] and np.isnan(mixed.sequences[1].travel).all()
+    item = TripletDataset(mixed, make_triplets(mixed), (64, 96))[0]
+    assert item["travel"].shape == (2,) and float(item["dt"][0]) == pytest.approx(0.1, abs=1e-6)
+    # training records that the checkpoint is metric, and from what
+    summary = train(parse_args([str(bag), str(plain), *TINY, "--out", str(tmp_path / "run"), "--max-steps", "2",
+                                "--static-threshold", "0", "--odometry-topic", "/odom"]))
+    assert 0.4 < summary["data"]["velocity_coverage"] < 0.6
+    meta = read_metadata(tmp_path / "run" / "checkpoint")
+    assert meta.metric and "velocity supervision from /odom" in meta.scale_source
+    with pytest.raises(SystemExit):
+        parse_args([str(bag), "--out", "x", "--odometry-topic", "/odom", "--odometry-tf", "odom:base_link"])
+
+
+def test_velocity_loss_pulls_the_translation_length_to_the_distance_travelled():
+    from ros2_monodepth_training.objective import velocity_loss
+
+    norms = torch.tensor([[0.5, 0.02], [0.2, 0.3]], requires_grad=True)
+    travel = torch.tensor([[0.1, 0.01], [float("nan"), 0.3]])
+    loss, ratio, n = velocity_loss(norms, travel, torch.full((2, 2), 0.1), min_speed=0.5)
+    assert n == 2                                   # 0.01 m in 0.1 s is too slow, NaN is unknown
+    loss.backward()
+    assert loss.item() == pytest.approx((0.4 + 0.0) / 2)
+    assert norms.grad[0, 0] > 0 and norms.grad[0, 1] == 0 and norms.grad[1, 0] == 0
+    assert sorted(ratio.tolist()) == pytest.approx([1.0, 5.0])
+
+
 def test_nothing_usable_is_an_error_naming_each_sequence_and_why(street_bag, tmp_path):
     still = write_synthetic_bag(SynthConfig(tmp_path / "still", frames=6, width=64, height=64, still=((0, 5),)), progress=False)
     with pytest.raises(BagError) as err:

@@ -75,6 +75,11 @@ class TrainConfig:
     odometry_max_gap: float = 0.5
     velocity_weight: float = 0.05
     velocity_min_speed: float = 0.05
+    # training-loop details that differ from Monodepth2's reference trainer (issue 18's ablations)
+    tie_break: str = "fixed"
+    pose_batch: str = "joint"
+    pose_precision: str = "auto"
+    resize_filter: str = "area"
     # output
     checkpoint_every: int = 200
     log_every: int = 20
@@ -120,7 +125,8 @@ class TrainConfig:
                           explainability=self.explainability, min_depth=self.min_depth, max_depth=self.max_depth,
                           monocular=self.monocular, stereo=self.stereo,
                           velocity=self.velocity_weight if self.odometry_source().enabled else 0.0,
-                          velocity_min_speed=self.velocity_min_speed)
+                          velocity_min_speed=self.velocity_min_speed, tie_break=self.tie_break,
+                          pose_batch=self.pose_batch, pose_fp32=self.pose_precision == "fp32")
 
     def odometry_source(self) -> Any:
         from .odometry_source import OdometrySource
@@ -224,6 +230,16 @@ def train_parser() -> argparse.ArgumentParser:
                    help="weight of the velocity loss |t_pred| vs distance travelled")
     v.add_argument("--velocity-min-speed", type=float, default=d.velocity_min_speed,
                    help="m/s: slower frame pairs are not velocity-supervised (odometry noise dominates)")
+    x = p.add_argument_group("training-loop details (the reference trainer's choice in brackets; for ablations)")
+    x.add_argument("--tie-break", choices=("fixed", "noise"), default=d.tie_break,
+                   help="identity vs reprojection ties: a fixed 1e-5 bias, or zero-mean noise of that size [noise]")
+    x.add_argument("--pose-batch", choices=("joint", "separate"), default=d.pose_batch,
+                   help="both frame pairs in one pose-network call, or one call per pair (batch-norm statistics per "
+                        "pair) [separate]")
+    x.add_argument("--pose-precision", choices=("auto", "fp32"), default=d.pose_precision,
+                   help="the pose network under --precision's autocast, or always fp32 [fp32]")
+    x.add_argument("--resize-filter", choices=("area", "linear", "lanczos"), default=d.resize_filter,
+                   help="filter that resizes camera frames to the training size [lanczos]")
     o = p.add_argument_group("output")
     o.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="steps between checkpoints (a kill loses at most this many)")
@@ -307,8 +323,9 @@ def eval_parser() -> argparse.ArgumentParser:
                    help="crop to the network's aspect ratio before resizing (none: squash)")
     p.add_argument("--min-depth", type=float, default=d.min_depth, help="ground truth and prediction capped below")
     p.add_argument("--max-depth", type=float, default=d.max_depth, help="ground truth and prediction capped above")
-    p.add_argument("--fixed-scale", type=float, help="one scale for every image instead of per-image median scaling; 1 for a metric checkpoint (default: "
-                        "median scaling)")
+    p.add_argument("--fixed-scale", type=float,
+                   help="also score depth with this one scale for every image (1: as the network gives it), next to "
+                        "per-image median scaling (default: 1 for a metric checkpoint, else median scaling only)")
     p.add_argument("--stride", type=int, default=d.stride, help="use every N-th frame")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the untrained networks")
     return p

@@ -21,7 +21,7 @@ Owns, in order of use:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -386,6 +386,7 @@ class ResizePlan:
     crop: Tuple[int, int, int, int]   # y0, x0, h, w in the source image
     out_size: Tuple[int, int]         # (H, W)
     K: np.ndarray                     # at the output size
+    interpolation: int = cv2.INTER_AREA
 
     @classmethod
     def make(cls, src_size: Tuple[int, int], out_size: Tuple[int, int], K: np.ndarray, crop: str = "center") -> "ResizePlan":
@@ -410,7 +411,7 @@ class ResizePlan:
         y0, x0, ch, cw = self.crop
         rgb = rgb[y0:y0 + ch, x0:x0 + cw]
         if rgb.shape[:2] != self.out_size:
-            rgb = cv2.resize(rgb, (self.out_size[1], self.out_size[0]), interpolation=cv2.INTER_AREA)
+            rgb = cv2.resize(rgb, (self.out_size[1], self.out_size[0]), interpolation=self.interpolation)
         return rgb
 
 
@@ -458,6 +459,9 @@ class _Decoder:
         return decode_rgb(cls._store.deserialize_cdr(raw, msgtype), msgtype)
 
 
+RESIZE_FILTERS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
+
+
 class TripletDataset(Dataset):
     """Samples around the triplets given ((sequence, centre) rows, ``make_triplets``).
 
@@ -473,10 +477,10 @@ class TripletDataset(Dataset):
     """
 
     def __init__(self, index: FrameIndex, triplets: np.ndarray, size: Tuple[int, int], crop: str = "center",
-                 augmentation: Optional[Augmentation] = None):
+                 augmentation: Optional[Augmentation] = None, resize_filter: str = "area"):
         self.index = index
         self.triplets = np.asarray(triplets, np.int64).reshape(-1, 2)
-        self.plans = {k: ResizePlan.make(seq.size, size, seq.K, crop)
+        self.plans = {k: replace(ResizePlan.make(seq.size, size, seq.K, crop), interpolation=RESIZE_FILTERS[resize_filter])
                       for k, seq in enumerate(index.sequences) if not seq.unusable}
         self.aug = augmentation or Augmentation(enabled=False)
 

@@ -16,6 +16,7 @@ Writes ``metrics.json``, ``trajectory.png`` and ``depth_examples.png`` to ``--ou
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,10 +335,14 @@ def evaluate(checkpoint: Optional[str], cfg: EvalConfig, out: Optional[Path] = N
     result: Dict[str, Any] = {"checkpoint": checkpoint or "untrained", "size": list(size)}
     if depth_topic:
         result.update(evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth))
-        if cfg.fixed_scale is not None:
-            fixed = evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth, cfg.fixed_scale)
+        # a metric checkpoint is also scored as it is (scale 1): what the node publishes under scale_mode auto
+        fixed_scale = cfg.fixed_scale if cfg.fixed_scale is not None else (1.0 if meta.metric else None)
+        if fixed_scale is not None:
+            fixed = evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth, fixed_scale)
             result.update({f"{k}_fixed_scale": v for k, v in fixed.items() if k in DEPTH_METRICS})
-            result["fixed_scale"] = cfg.fixed_scale
+            result["fixed_scale"] = fixed_scale
+            if cfg.fixed_scale is None:
+                notes["fixed scale"] = f"1 (the checkpoint is metric: {meta.scale_source or 'its metadata says so'})"
     if pose_net is not None and (pose_topic or pose_tf):
         result.update(evaluate_odometry(frames, chain_trajectory(rel), out / "trajectory.png" if out else None))
     result["notes"] = notes
@@ -354,7 +359,8 @@ def output_names(checkpoints: Sequence[str]) -> List[str]:
     >>> output_names(["runs/a/checkpoint", "runs/b/checkpoint", "untrained"])
     ['a_checkpoint', 'b_checkpoint', 'untrained']
     """
-    parts = [Path(c).resolve().parts if c != "untrained" else ("untrained",) for c in checkpoints]
+    # absolute but not resolved: a run's checkpoint is a link to its newest version, and the run's name is wanted
+    parts = [Path(os.path.abspath(c)).parts if c != "untrained" else ("untrained",) for c in checkpoints]
     for n in range(1, max(len(p) for p in parts) + 1):
         names = ["_".join(p[-n:]).strip("/_") or "root" for p in parts]
         if len(set(names)) == len(names):

@@ -96,10 +96,11 @@ def photometric_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: flo
     return ssim_weight * ssim_loss(pred, target, box).mean(1, keepdim=True) + (1 - ssim_weight) * l1
 
 
-def combine_reprojection(reprojection: torch.Tensor, identity: Optional[torch.Tensor], per_pixel_min: bool = True
-                         ) -> Tuple[torch.Tensor, torch.Tensor]:
+def combine_reprojection(reprojection: torch.Tensor, identity: Optional[torch.Tensor], per_pixel_min: bool = True,
+                         tie_break: str = "fixed") -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-pixel loss from the sources' errors, with auto-masking when ``identity`` is given.
 
+    ``tie_break`` ('fixed' or 'noise') settles pixels where identity and reprojection are equal.
     Shapes: reprojection (B, S, H, W) (one map per source frame), identity (B, S, H, W) or None
     -> (loss (B, H, W), automask (B, H, W) bool: True where a warped source won).
     """
@@ -107,7 +108,8 @@ def combine_reprojection(reprojection: torch.Tensor, identity: Optional[torch.Te
     if identity is None:
         return reproj[:, 0], torch.ones_like(reproj[:, 0], dtype=torch.bool)
     ident = (identity.min(dim=1, keepdim=True).values if per_pixel_min else identity.mean(dim=1, keepdim=True))
-    ident = ident + IDENTITY_TIE_BREAK
+    # 'fixed': a constant bias towards the reprojection; 'noise': Monodepth2's zero-mean noise of that size
+    ident = ident + (IDENTITY_TIE_BREAK if tie_break == "fixed" else torch.randn_like(ident) * IDENTITY_TIE_BREAK)
     both = torch.cat([ident, reproj], dim=1)
     loss, which = both.min(dim=1)
     return loss, which == 1

@@ -40,6 +40,9 @@ class LossConfig:
     max_depth: float = 100.0
     monocular: bool = True              # temporal sources t-1, t+1
     stereo: bool = False                # the right camera as a source (needs stereo batches)
+    tie_break: str = "fixed"            # identity vs reprojection ties: 'fixed' bias or Monodepth2's 'noise'
+    pose_batch: str = "joint"           # 'joint': both frame pairs in one pose call; 'separate': one call each
+    pose_fp32: bool = False             # run the pose network outside autocast
     velocity: float = 0.0               # > 0: velocity supervision weight (batches carry "travel" and "dt")
     velocity_min_speed: float = 0.0     # m/s: pairs slower than this are not velocity-supervised
 
@@ -79,15 +82,21 @@ class LossOutput:
     automask: Optional[torch.Tensor] = None     # scale-0 (B, H, W) bool
 
 
-def predict_poses(pose_net: PoseNet, prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor) -> Dict[int, torch.Tensor]:
+def predict_poses(pose_net: PoseNet, prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor, separate: bool = False
+                  ) -> Dict[int, torch.Tensor]:
     """T_source_target for sources t-1 and t+1; pairs go to the network in temporal order.
 
+    ``separate``: one call per pair (batch-norm statistics per pair, as Monodepth2) instead of one call on both
+    (2B: half the kernel launches, and one forward per step under DDP).
     Shapes: three (B, 3, H, W) -> {-1: (B, 4, 4), 1: (B, 4, 4)}.
     """
-    # One call on both pairs (2B): half the kernel launches, and one forward per step under DDP.
-    axis_angle, translation = pose_net(torch.cat([prev, cur]), torch.cat([cur, nxt]))
-    aa_p, aa_n = axis_angle.float().chunk(2)
-    t_p, t_n = translation.float().chunk(2)
+    if separate:
+        (aa_p, t_p), (aa_n, t_n) = pose_net(prev, cur), pose_net(cur, nxt)
+        aa_p, t_p, aa_n, t_n = aa_p.float(), t_p.float(), aa_n.float(), t_n.float()
+    else:
+        axis_angle, translation = pose_net(torch.cat([prev, cur]), torch.cat([cur, nxt]))
+        aa_p, aa_n = axis_angle.float().chunk(2)
+        t_p, t_n = translation.float().chunk(2)
     return {-1: pose_params_to_matrix(aa_p, t_p, invert=True),   # (prev, cur) gives T_cur_prev; invert
             1: pose_params_to_matrix(aa_n, t_n)}                 # (cur, next) gives T_next_cur
 
@@ -146,7 +155,7 @@ def reprojection_losses(disps: List[torch.Tensor], sources: List[torch.Tensor], 
         n_t = mask.shape[1]
         reproj = torch.cat([reproj[:, :n_t] * per_disp(mask), reproj[:, n_t:]], 1)
     per_pixel, automask = combine_reprojection(reproj, per_disp(identity) if identity is not None else None,
-                                               per_pixel_min=cfg.min_reprojection)
+                                               per_pixel_min=cfg.min_reprojection, tie_break=cfg.tie_break)
     return per_pixel.reshape(n, b, h, w), automask.reshape(n, b, h, w)
 
 
@@ -168,7 +177,8 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
         disps = depth_net(aug[:, 1], cfg.scales)
         if cfg.monocular:
             assert pose_net is not None, "monocular training needs the pose network"
-            poses = predict_poses(pose_net, aug[:, 0], aug[:, 1], aug[:, 2])
+            with torch.autocast(aug.device.type, enabled=False) if cfg.pose_fp32 else contextlib.nullcontext():
+                poses = predict_poses(pose_net, aug[:, 0], aug[:, 1], aug[:, 2], separate=cfg.pose_batch == "separate")
         mask = explain_net(aug.flatten(1, 2)) if explain_net is not None and cfg.monocular else None
     if cfg.monocular:
         sources += [prev, nxt]

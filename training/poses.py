@@ -205,8 +205,11 @@ def camera_poses_at(track: PoseTrack, stamps_ns: np.ndarray, camera_frame_id: st
             notes["camera mount"] = f"the bag's /tf_static {track.child} -> {camera_frame_id}"
     if mount is None:
         mount = np.eye(4)
-        notes["camera mount"] = (f"none found from '{track.child or '?'}' to '{camera_frame_id or '?'}': the poses are "
-                                 "taken as the camera's")
+        if not track.child:
+            notes["camera mount"] = f"{track.source} names no child frame: the poses are taken as the camera's"
+        else:
+            notes["camera mount"] = (f"no fixed transform from '{track.child}' to '{camera_frame_id or '?'}' in the bag's "
+                                     "/tf_static: the poses are taken as the camera's")
     poses, valid = track.at(np.asarray(stamps_ns, np.int64), max_gap)
     return poses @ mount, valid
 

@@ -209,8 +209,8 @@ def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, Tr
         raise BagError("no training triplets (three consecutive frames of one segment of one sequence, outside the "
                        "validation range):\n" + format_summary(rows))
     size = (cfg.height, cfg.width)
-    train = TripletDataset(index, train_t, size, cfg.crop, Augmentation(enabled=cfg.augment))
-    val = TripletDataset(index, val_t, size, cfg.crop)
+    train = TripletDataset(index, train_t, size, cfg.crop, Augmentation(enabled=cfg.augment), cfg.resize_filter)
+    val = TripletDataset(index, val_t, size, cfg.crop, resize_filter=cfg.resize_filter)
     info = {"sequences": rows, "train_triplets": len(train_t), "val_triplets": len(val_t),
             "K_train": {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()}}
     if odometry.enabled:

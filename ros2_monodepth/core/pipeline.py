@@ -33,7 +33,7 @@ from .colorize import colorize_depth
 from .geometry import rpy_to_matrix, scale_intrinsics
 from .odometry import OdometryIntegrator, OdometryStep, StampDecision, StampGate
 from .pointcloud import RayGrid, pack_rgb_float
-from .scale import ScaleEstimator
+from .scale import MotionScale, ScaleChoice, ScaleEstimator, choose_scale_mode
 from .timing import StageTimer
 
 
@@ -73,12 +73,15 @@ class PipelineConfig:
     # the largest camera image processed (checked before decoding)
     max_image_pixels: int = 4096 * 4096
     # metric scale
-    scale_mode: str = "relative"
+    scale_mode: str = "auto"
     scale_factor: float = 1.0
     stereo_scale: float = 5.4
     camera_height: float = 0.0
     scale_smoothing: float = 0.9
     ground_region: float = 0.4
+    odometry_topic: str = ""       # the robot's odometry the node listens to ('' = none): enables scale_mode odometry
+    scale_window: int = 30         # frame pairs in the odometry scale's sliding window
+    scale_min_motion: float = 0.05   # metres the camera must move between two frames for a pair to count
 
     def with_checkpoint_settings(self, meta: Optional[Any]) -> Tuple["PipelineConfig", Dict[str, str]]:
         """The network size and depth range to run with: a value set here (non-zero) wins, else the checkpoint's
@@ -240,16 +243,17 @@ class FramePipeline:
     """The per-frame work on one backend. Thread use: ``prepare``, ``depth`` and ``odometry`` on one thread (the
     backend's); ``DepthResult.points`` / ``colorized`` may run on another while ``odometry`` runs."""
 
-    def __init__(self, backend: InferenceBackend, cfg: PipelineConfig):
+    def __init__(self, backend: InferenceBackend, cfg: PipelineConfig, checkpoint_meta: Optional[Any] = None):
         self.backend = backend
         self.cfg = cfg
         self.settings_sources: Dict[str, str] = {}
-        self.checkpoint_meta: Optional[Any] = None
+        self.checkpoint_meta: Optional[Any] = checkpoint_meta
         self.timer = StageTimer()
         self._lock = threading.Lock()
         self._rays_out = RayGrid()
         self._rays_scale = RayGrid()
         self._prev_input: Optional[np.ndarray] = None
+        self._prev_stamp = 0.0
         self.camera_mount = cfg.camera_mount()      # T_base_cam: the parameters', or what /tf_static says
         self.camera_mount_source = "camera_mount.* parameters"
         self.odometry_chain = OdometryIntegrator(self.camera_mount, cfg.max_frame_gap)
@@ -267,20 +271,44 @@ class FramePipeline:
         meta = read_metadata(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
         settled, sources = cfg.with_checkpoint_settings(meta)
         backend, why = create_backend(settled.backend, settled.model_spec())
-        pipeline = cls(backend, settled)
+        pipeline = cls(backend, settled, meta)
         pipeline.settings_sources = sources
-        pipeline.checkpoint_meta = meta
         return pipeline, why
 
     # ---------------------------------------------------------------------------------------------- settings
+    def scale_choice(self, cfg: PipelineConfig) -> ScaleChoice:
+        """What ``scale_mode`` resolves to with this checkpoint, odometry input and camera mount."""
+        meta = self.checkpoint_meta
+        mount = getattr(self, "camera_mount", None)
+        mount = cfg.camera_mount() if mount is None else mount
+        height_from = ""
+        if cfg.camera_height > 0:
+            height_from = "the camera_height parameter"
+        elif getattr(self, "camera_mount_source", "").startswith("/tf") and float(mount[2, 3]) > 0.05:
+            height_from = f"the robot's TF tree ({float(mount[2, 3]):.2f} m)"
+        return choose_scale_mode(cfg.scale_mode, bool(meta and getattr(meta, "metric", False)),
+                                 getattr(meta, "scale_source", "") if meta else "", bool(meta and meta.use_stereo),
+                                 cfg.odometry_topic, height_from)
+
     def _make_scale(self, cfg: PipelineConfig) -> ScaleEstimator:
         mount = getattr(self, "camera_mount", None)
         mount = cfg.camera_mount() if mount is None else mount
         up_in_cam = mount[:3, :3].T @ np.array([0.0, 0.0, 1.0])
         height = cfg.camera_height or float(mount[2, 3])
-        return ScaleEstimator(cfg.scale_mode, cfg.scale_factor, cfg.stereo_scale, height,
+        choice = self.scale_choice(cfg)
+        motion = None
+        if choice.mode == "odometry":
+            # the odometry and pairs seen so far are kept when parameters change; window and threshold follow them
+            old = getattr(self, "scale", None)
+            motion = old.motion if old is not None and old.motion is not None else MotionScale(mount)
+            motion.configure(cfg.scale_window, cfg.scale_min_motion)
+        stereo_scale = cfg.stereo_scale
+        meta = self.checkpoint_meta
+        if choice.mode == "stereo" and meta is not None and meta.use_stereo:
+            stereo_scale = float(meta.stereo_scale)   # the checkpoint knows its baseline factor
+        return ScaleEstimator(choice.mode, cfg.scale_factor, stereo_scale, height,
                               (float(up_in_cam[0]), float(up_in_cam[1]), float(up_in_cam[2])),
-                              cfg.scale_smoothing, cfg.ground_region)
+                              cfg.scale_smoothing, cfg.ground_region, motion=motion, reason=choice.reason)
 
     @property
     def camera_height_usable(self) -> bool:
@@ -294,6 +322,8 @@ class FramePipeline:
             self.camera_mount = np.asarray(T_base_cam, np.float64)
             self.camera_mount_source = source
             self.odometry_chain.set_mount(self.camera_mount)
+            if self.scale.motion is not None:
+                self.scale.motion.set_mount(self.camera_mount)
             self.scale = self._make_scale(self.cfg)
 
     def reconfigure(self, cfg: PipelineConfig) -> None:
@@ -301,7 +331,8 @@ class FramePipeline:
         with self._lock:
             old, self.cfg = self.cfg, cfg
             scale_fields = ("scale_mode", "scale_factor", "stereo_scale", "camera_height", "scale_smoothing",
-                            "ground_region", "camera_mount_rpy", "camera_mount_xyz")
+                            "ground_region", "odometry_topic", "scale_window", "scale_min_motion",
+                            "camera_mount_rpy", "camera_mount_xyz")
             if any(getattr(old, f) != getattr(cfg, f) for f in scale_fields[-2:]) and \
                     self.camera_mount_source == "camera_mount.* parameters":
                 self.camera_mount = cfg.camera_mount()
@@ -317,10 +348,7 @@ class FramePipeline:
     def depth_is_metric(self) -> bool:
         """Whether the published depth is in metres: a scale that makes it so is set or has been found (relative
         depth, and camera_height before the first ground fit, are not)."""
-        mode = self.scale.mode
-        if mode == "relative":
-            return False
-        return self.scale.ready
+        return self.scale.metric
 
     @property
     def channel_order(self) -> str:
@@ -424,9 +452,13 @@ class FramePipeline:
         else:
             with self.timer.stage("pose_net"):
                 T = self.backend.relative_pose(prev, frame.net_input)
+            if self.scale.motion is not None:
+                # the robot's motion over this pair against the network's: the scale of the frames to come
+                self.scale.motion.add_prediction(self._prev_stamp, frame.stamp, float(np.linalg.norm(T[:3, 3])))
             step = chain.update(frame.stamp, T, scale)
             restarted = ""
         self._prev_input = frame.net_input
+        self._prev_stamp = frame.stamp
         return OdometryResult(step, restarted, result_warnings)
 
     def process(self, frame: Frame) -> Tuple[DepthResult, Optional[OdometryResult]]:

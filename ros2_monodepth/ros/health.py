@@ -114,7 +114,8 @@ class NodeHealth:
     def statuses(self, now: float, context: Dict[str, Any]) -> List[StatusReport]:
         """The three statuses at time ``now``. ``context`` gives what the node knows: 'input_topic', 'input_format'
         (encoding or compressed format and size of the last decoded frame), 'backend',
-        'precision', 'network_size', 'scale_mode', 'scale', 'metric' (bool), 'untrained' (bool), 'dropped_newer'
+        'precision', 'network_size', 'scale_mode' (as resolved), 'scale_reason', 'scale', 'metric' (bool), 'untrained'
+        (bool), 'dropped_newer'
         (frames replaced before processing), 'stages' ({stage: mean s})."""
         with self._lock:
             return [self._input(now, context), self._inference(now, context), self._outputs(now, context)]
@@ -163,6 +164,7 @@ class NodeHealth:
         values: Dict[str, Any] = {
             "backend": ctx.get("backend", ""), "precision": ctx.get("precision", ""),
             "network size": ctx.get("network_size", ""), "scale mode": ctx.get("scale_mode", ""),
+            "scale source": ctx.get("scale_reason", ""),
             "scale": f"{ctx.get('scale', 1.0):.4f}", "depth is metric": "yes" if ctx.get("metric") else "no",
             "processing failures": self.failures_total,
         }
@@ -175,8 +177,10 @@ class NodeHealth:
             return StatusReport("inference", WARN, "untrained networks (checkpoint_dir is empty): depth and odometry "
                                 "are meaningless", values)
         if not ctx.get("metric"):
-            return StatusReport("inference", WARN, f"depth is relative, not metric (scale_mode {ctx.get('scale_mode')})",
-                                values)
+            waiting = {"odometry": ": waiting for enough robot motion on the odometry topic",
+                       "camera_height": ": waiting for a ground plane"}.get(ctx.get("scale_mode", ""), "")
+            return StatusReport("inference", WARN, f"depth is relative, not metric (scale mode "
+                                f"{ctx.get('scale_mode')}{waiting})", values)
         return StatusReport("inference", OK, f"{ctx.get('backend', '')}, metric depth ({ctx.get('scale_mode')})", values)
 
     def _outputs(self, now: float, ctx: Dict[str, Any]) -> StatusReport:

@@ -35,6 +35,7 @@ from ..core.checkpoint import CheckpointError, read_metadata
 from ..core.image_codec import (CAMERA_ENCODINGS, ImageFormatError, compressed_format, compressed_image_size,
                                 decode_compressed, image_to_numpy, to_rgb8)
 from ..core.pipeline import CameraIntrinsics, DepthResult, FrameError, FramePipeline, OdometryResult, camera_intrinsics
+from ..core.scale import OdometryError
 from ..core.tf_tree import TfTree
 from .frame_slot import LatestFrameSlot
 from .health import HealthConfig, NodeHealth
@@ -128,6 +129,9 @@ class MonodepthNode(Node):
         self.pub_rgb_info = self.create_publisher(CameraInfo, "rgb/camera_info", out_qos)
         self.pub_points = self.create_publisher(PointCloud2, "points", out_qos)
         self.pub_odom = self.create_publisher(Odometry, "odom", out_qos)
+        self.odometry_input_topic = ""
+        if cfg.pipeline.odometry_topic:
+            self._subscribe_robot_odometry(cfg.pipeline.odometry_topic)
         self.pub_tf = self.pub_tf_static = None
         if TFMessage is None:
             self.get_logger().error("tf2_msgs is not importable: /tf and /tf_static are neither read nor published")
@@ -167,8 +171,6 @@ class MonodepthNode(Node):
                 meta = read_metadata(p.checkpoint_dir)
             except CheckpointError as exc:
                 raise RuntimeError(f"parameter 'checkpoint_dir': {exc}") from exc
-            if meta.use_stereo and p.scale_mode == "stereo":
-                self.cfg = with_values(self.cfg, {"stereo_scale": float(meta.stereo_scale)})
         else:
             self.get_logger().warning("checkpoint_dir is empty: running UNTRAINED networks (depth and odometry "
                                       "are meaningless; set checkpoint_dir to trained weights)")
@@ -190,7 +192,45 @@ class MonodepthNode(Node):
             self.get_logger().warning("no pose network: odometry and /tf are not published")
         if p.scale_mode == "camera_height" and not pipeline.camera_height_usable:
             self.get_logger().warning("scale_mode camera_height needs camera_height or camera_mount.xyz z > 0")
+        self._log_scale(pipeline)
         return pipeline
+
+    def _log_scale(self, pipeline: FramePipeline) -> None:
+        scale = pipeline.scale
+        said = f"scale_mode {pipeline.cfg.scale_mode}" + (f" -> {scale.mode}" if pipeline.cfg.scale_mode != scale.mode else "")
+        if scale.mode == "relative":
+            self.get_logger().warning(f"{said}: depth, points and odometry are NOT metric ({scale.reason})")
+        elif scale.mode in ("odometry", "camera_height"):
+            self.get_logger().info(f"{said}: {scale.reason}; metric once the scale is found (/diagnostics says when)")
+        else:
+            self.get_logger().info(f"{said}: metric ({scale.reason})")
+        if scale.mode == "odometry" and not pipeline.has_pose:
+            self.get_logger().warning("scale_mode odometry compares the robot's motion with the pose network's, and this "
+                                      "checkpoint has none: the scale will not be found")
+
+    def _subscribe_robot_odometry(self, topic: str) -> None:
+        """Listen to the robot's own odometry for the odometry scale; never to this node's own output."""
+        resolved = self.resolve_topic_name(topic)
+        if resolved == self.resolve_topic_name("odom"):
+            self.get_logger().error(f"odometry_topic {topic} is this node's own odometry output ({resolved}): the scale "
+                                    "would be measured against itself; not subscribed (give the robot's wheel odometry "
+                                    "or VIO topic)")
+            return
+        self.odometry_input_topic = resolved
+        self.create_subscription(Odometry, topic, self._on_robot_odometry,
+                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT))
+
+    def _on_robot_odometry(self, msg: Odometry) -> None:
+        motion = self.pipeline.scale.motion
+        if motion is None:
+            return
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        try:
+            motion.add_odometry(msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec, (p.x, p.y, p.z), (q.x, q.y, q.z, q.w))
+        except OdometryError as exc:
+            text = f"{self.odometry_input_topic}: field {exc}; message ignored"
+            self.health.frame_refused(time.monotonic(), f"odometry {exc.field}", text)
+            self._warn(self.odometry_input_topic, exc.field, text)
 
     def _health_config(self) -> HealthConfig:
         cfg = self.cfg
@@ -199,9 +239,12 @@ class MonodepthNode(Node):
     def _apply_updates(self, updates: Dict[str, Any]) -> None:
         with self._cfg_lock:
             self.cfg = with_values(self.cfg, updates)
+            before = self.pipeline.scale.mode
             self.pipeline.reconfigure(self.cfg.pipeline)
             self.health.cfg = self._health_config()
         self.get_logger().info("parameters updated: " + ", ".join(f"{k}={v}" for k, v in updates.items()))
+        if self.pipeline.scale.mode != before or "scale_mode" in updates:
+            self._log_scale(self.pipeline)
 
     # ---------------------------------------------------------------- callbacks
     def _warn(self, topic: str, field: str, text: str) -> None:
@@ -384,7 +427,10 @@ class MonodepthNode(Node):
         if parent is not None and not ours:
             T = self.tf_tree.lookup(cfg.base_frame, camera_frame)
             if T is not None:
+                before = self.pipeline.scale.mode
                 self.pipeline.use_camera_mount(T, f"/tf ({cfg.base_frame} -> {camera_frame})")
+                if self.pipeline.scale.mode != before:
+                    self._log_scale(self.pipeline)
                 self.get_logger().info(
                     f"camera pose from the robot's TF tree: {cfg.base_frame} -> {camera_frame} (its parent is {parent}): "
                     f"xyz {[round(float(v), 3) for v in T[:3, 3]]}; " + ("camera_mount.* is not published" if mode != "always"
@@ -441,7 +487,8 @@ class MonodepthNode(Node):
         p = pipeline.cfg
         context = {"input_topic": self.image_topic, "input_format": self._input_format, "backend": pipeline.backend.describe(),
                    "precision": pipeline.backend.spec.precision, "network_size": f"{p.network_width}x{p.network_height}",
-                   "scale_mode": pipeline.scale.mode, "scale": pipeline.scale.scale, "metric": pipeline.depth_is_metric,
+                   "scale_mode": pipeline.scale.mode, "scale_reason": pipeline.scale.reason, "scale": pipeline.scale.scale,
+                   "metric": pipeline.depth_is_metric,
                    "untrained": not p.checkpoint_dir, "dropped_newer": self._slot.dropped, "stages": pipeline.timer.means()}
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()

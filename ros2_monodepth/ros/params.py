@@ -179,9 +179,20 @@ PARAMS: List[ParamSpec] = [
     ParamSpec("twist_covariance_diagonal", list(_N.twist_covariance_diagonal), "Odometry twist variances "
               "(vx, vy, vz, wx, wy, wz).", check=_non_negative_list, dynamic=True),
     # scale
-    ParamSpec("scale_mode", _P.scale_mode, "Metric scale: 'relative' (as the network gives), 'fixed' (scale_factor), "
-              "'stereo' (stereo-trained weights: stereo_scale * scale_factor), 'camera_height' (ground plane + "
-              "camera_mount height).", choices=SCALE_MODES, dynamic=True),
+    ParamSpec("scale_mode", _P.scale_mode, "Metric scale of depth, points and odometry. 'auto': a metric checkpoint "
+              "as it is, else stereo-trained weights by their baseline, else 'odometry' when odometry_topic is set, else "
+              "'camera_height' when camera_height is set or the robot's TF gives the camera's height, else 'relative'. "
+              "'checkpoint' (the networks give metres), 'relative' (as the network gives, arbitrary units), 'fixed' "
+              "(scale_factor), 'stereo' (stereo_scale * scale_factor), 'camera_height' (ground plane + camera height), "
+              "'odometry' (the robot's measured motion on odometry_topic against the pose network's). /diagnostics "
+              "says which runs and whether depth is metric.", choices=SCALE_MODES, dynamic=True),
+    ParamSpec("odometry_topic", _P.odometry_topic, "The robot's own odometry (nav_msgs/Odometry of base_frame, e.g. "
+              "wheel odometry or VIO; not this node's output) for scale_mode 'odometry' (and 'auto'). Empty: none."),
+    ParamSpec("scale_window", _P.scale_window, "Frame pairs over which the odometry scale is estimated (sliding window; "
+              "ratios far from the median are rejected).", low=3, high=1000, step=1, dynamic=True),
+    ParamSpec("scale_min_motion", _P.scale_min_motion, "Metres the camera must move between two processed frames for "
+              "the pair to count in the odometry scale (standing still carries no scale).", low=0.0, high=100.0,
+              dynamic=True),
     ParamSpec("scale_factor", _P.scale_factor, "Multiplier for 'fixed' and 'stereo' scale modes.", low=1e-6, high=1e6,
               dynamic=True),
     ParamSpec("stereo_scale", _P.stereo_scale, "Baseline factor of stereo-trained weights (5.4 for KITTI Monodepth2 "

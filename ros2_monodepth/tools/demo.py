@@ -1,11 +1,12 @@
 """``ros2-monodepth-demo``: the whole loop on a fresh machine, with no data and no weights to download.
 
-1. generates a training bag of a synthetic street (image, camera_info, ground-truth depth and pose) and
-   trains the depth and pose networks on it from scratch for ``--train-steps`` steps (both cached in
+1. generates a training bag of a synthetic street (image, camera_info, the robot's wheel odometry on /odom with
+   noise and 1 % drift, ground-truth depth and pose) and trains the depth and pose networks on it from scratch for
+   ``--train-steps`` steps with velocity supervision from /odom, which makes them metric (both cached in
    ``~/.cache/ros2_monodepth/demo``: the next run starts at step 3);
 2. generates a test bag of a different street (written to ``--out``);
-3. starts monodepth_node with config/monodepth.yaml and the trained checkpoint, publishes the test bag's
-   frames to it (loopback DDS only) and records every output;
+3. starts monodepth_node with config/monodepth.yaml (scale_mode auto) and the trained checkpoint, plays the test
+   bag's camera to it as recorded (loopback DDS only) and records every output;
 4. evaluates the checkpoint and the untrained networks on the test bag against its ground truth.
 
 Writes to ``--out``:
@@ -73,16 +74,19 @@ def _trained_checkpoint(args: argparse.Namespace) -> str:
 
     cache = Path(args.cache) if args.cache else default_cache_dir() / "demo"
     synth = SynthConfig(Path(), frames=args.train_frames, width=args.width, height=args.height, seed=args.seed,
-                        moving_object=True, still=((args.train_frames // 3, args.train_frames // 3 + 20),))
+                        moving_object=True, still=((args.train_frames // 3, args.train_frames // 3 + 20),),
+                        odometry=True, odom_noise=0.002, odom_drift=0.01)
+    # the robot's wheel odometry (/odom in the bag) supervises the pose network's translation: a metric checkpoint
     run_cfg = TrainConfig(bags=[], out="", height=64, width=192, lr=2e-4, batch_size=8, epochs=1000, workers=1,
-                          checkpoint_every=100, seed=args.seed)
+                          checkpoint_every=100, seed=args.seed, odometry_topic="/odom")
     described = [{k: v for k, v in asdict(c).items() if k not in ("bags", "out")} for c in (synth, run_cfg)]
     key = hashlib.sha256(json.dumps([described, args.train_steps, 2], default=str).encode()).hexdigest()[:12]
     bag = cache / f"train_bag_{key}"
     if not (bag / "metadata.yaml").is_file():
         print(f"[demo] writing the training bag {bag}")
         write_synthetic_bag(replace(synth, out=bag), progress=True)
-    print(f"[demo] training {args.train_steps} steps from scratch on {bag} (cached in {cache})")
+    print(f"[demo] training {args.train_steps} steps from scratch on {bag}, velocity-supervised by its /odom "
+          f"(cached in {cache})")
     run = replace(run_cfg, bags=[str(bag)], out=str(cache / f"run_{key}"))
     return str(train_or_reuse(run, args.train_steps))
 
@@ -103,7 +107,8 @@ def _evaluate(out: Path, test_bag: Path, checkpoint: str) -> None:
         sub.mkdir(parents=True, exist_ok=True)
         results[label] = evaluate(None if name == "untrained" else name, cfg, sub)
     (out / "evaluation" / "metrics.json").write_text(json.dumps(results, indent=2))
-    print("[demo] evaluation on the test bag (depth: per-image median scaling, capped 0.1-80 m; ATE: Sim(3)-aligned):")
+    print("[demo] evaluation on the test bag (depth capped 0.1-80 m, per-image median scaling and, for the metric "
+          "checkpoint, as it is (_fixed_scale); ATE after Sim(3) and SE(3) alignment):")
     print(print_table(results))
 
 
@@ -144,11 +149,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     params: Dict[str, object] = {"backend": args.backend, "input_qos": "reliable"}
     if checkpoint:
-        from ..core.synthetic import TrajectoryConfig
-
-        # Trained depth has an arbitrary scale: the ground plane and the known camera height make it metric (a --param
-        # given by the user comes later and wins). The network size and depth range come from the checkpoint.
-        params.update(checkpoint_dir=checkpoint, scale_mode="camera_height", camera_height=TrajectoryConfig().camera_height)
+        # The checkpoint is metric (velocity supervision): scale_mode auto publishes it as it is. The network size and
+        # depth range come from its metadata too; a --param given by the user comes later and wins.
+        params.update(checkpoint_dir=checkpoint)
     log_path = out / "node.log"
     print(f"[demo] starting monodepth_node (log: {log_path}), ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, discovery on localhost")
     node_proc = NodeProcess(log_path, params, namespace=ns, extra_params=list(args.param))

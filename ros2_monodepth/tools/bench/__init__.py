@@ -13,6 +13,8 @@ Three modes, one table on stdout and one JSON file each (``--plot`` draws a pict
            interval), dropped frames, the node process's CPU % and memory (start, end, max, slope), and the
            share of each stage from the node's /diagnostics.
 ``train``  the project's training step against a plain fp32 eager implementation of the same loss.
+``pose``   how well the pose network learns with large motion (1 m a frame): variants of the training loop trained
+           from scratch with several seeds on the same synthetic frames, RPE/ATE on a held-out bag, side by side.
 ``soak``   the node for a long time (``--duration``, 10 minutes for the README) on frames whose size keeps changing,
            with bad inputs mixed in (``--bad-every``): memory every second, outputs per minute, refusals by reason,
            crashes.
@@ -43,9 +45,9 @@ __all__ = ["main", "stats_ms"]
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ros2-monodepth-bench", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
-    p.add_argument("mode", choices=("model", "node", "train", "soak"),
-                   help="model-only timings, the whole node, training steps against a plain fp32 implementation, or the "
-                        "node under a long hostile stream")
+    p.add_argument("mode", choices=("model", "node", "train", "soak", "pose"),
+                   help="model-only timings, the whole node, training steps against a plain fp32 implementation, the "
+                        "node under a long hostile stream, or pose learning with large motion")
     p.add_argument("--out", default="bench.json", help="JSON file to write (default: %(default)s)")
     p.add_argument("--plot", help="also draw the result into this PNG (model and node modes)")
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
@@ -69,9 +71,17 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="configurations to time next to the eager fp32 baseline; torch takes a third field "
                         "'eager' for the untraced path (default: %(default)s)")
     t = p.add_argument_group("train mode")
-    t.add_argument("--batch-size", type=int, default=4, help="(default: %(default)s)")
+    t.add_argument("--batch-size", type=int, default=None, help="(default: 4 in train mode, 8 in pose mode)")
     t.add_argument("--compile-loss", choices=("auto", "on", "off"), default="auto",
                    help="as ros2-monodepth-train --compile-loss (default: %(default)s)")
+    q = p.add_argument_group("pose mode")
+    q.add_argument("--steps", type=int, default=480, help="training steps per run (default: %(default)s)")
+    q.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="(default: %(default)s)")
+    q.add_argument("--variant", action="append", metavar="NAME[=--opt,value,...]",
+                   help="a variant of the training loop, repeatable: 'previous' and 'current' are built in, or training "
+                        "options after '=' (default: previous and current)")
+    q.add_argument("--speed", type=float, default=10.0, help="m/s at 10 Hz (default: %(default)s, 1 m a frame)")
+    q.add_argument("--work-dir", default="pose_bench", help="bags and runs, reused when run again (default: %(default)s)")
     n = p.add_argument_group("node mode")
     n.add_argument("--no-baseline", dest="baseline", action="store_false",
                    help="skip timing the eager fp32 networks first (the speed-up ratio needs them)")
@@ -108,6 +118,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     force_loopback_env()
     use_large_message_dds_profile()
     network_size = _network_size(args)
+    if args.mode == "pose":
+        from .pose import PoseBenchConfig, parse_variants, pose_bench, print_pose_table
+
+        pose_cfg = PoseBenchConfig(Path(args.work_dir), args.steps, tuple(args.seeds), parse_variants(args.variant),
+                                   args.frames or 60, args.speed, batch_size=args.batch_size or 8, threads=args.threads)
+        pose_res = pose_bench(pose_cfg)
+        print(print_pose_table(pose_res))
+        Path(args.out).write_text(json.dumps(pose_res, indent=2))
+        print(f"[bench] wrote {args.out}")
+        return 0
     if args.mode == "soak":
         from .soak import SoakConfig, print_soak_table, soak
 
@@ -140,9 +160,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         table = print_model_table(res)
     elif args.mode == "train":
         assert K is not None, "train mode reads frames with their intrinsics"
-        if len(frames) < args.batch_size + 2:
-            raise SystemExit(f"train mode needs --frames >= --batch-size + 2 ({args.batch_size + 2})")
-        res = train_bench(TrainBenchConfig(network_size, args.batch_size, args.warmup, args.repeats, args.threads,
+        batch = args.batch_size or 4
+        if len(frames) < batch + 2:
+            raise SystemExit(f"train mode needs --frames >= --batch-size + 2 ({batch + 2})")
+        res = train_bench(TrainBenchConfig(network_size, batch, args.warmup, args.repeats, args.threads,
                                            args.compile_loss), frames, K)
         table = print_train_table(res)
     else:

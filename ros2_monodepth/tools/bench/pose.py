@@ -1,0 +1,125 @@
+"""``bench pose``: how well the pose network learns with large motion, variant against variant, several seeds.
+
+Generates (once, cached) a training and a held-out bag of synthetic streets driven at ``speed`` m/s at 10 Hz with
+turns (1 m a frame at the default 10 m/s, a car's motion), trains each variant from scratch for ``steps`` steps
+on the same frames with each seed, evaluates the pose network on the held-out bag with ``ros2-monodepth-eval``'s
+odometry metrics (RPE in m/frame and ATE in m after Sim(3) alignment, the chain of the network's frame-to-frame
+motion) and prints mean and spread per variant next to the first variant's (by default ``previous``, the
+training loop as it was before issue 18, and ``current``, today's defaults).
+
+A variant is a name and training options, e.g. ``--variant fp32=--precision,fp32``. Figures, not a timed test:
+they show what a change does to pose learning; the README quotes them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+# The training loop before issue 18 (its defaults then), and today's defaults.
+BUILTIN_VARIANTS: Dict[str, List[str]] = {
+    "previous": ["--tie-break", "fixed", "--pose-batch", "joint", "--pose-precision", "auto", "--resize-filter", "area"],
+    "current": [],
+}
+
+
+@dataclass
+class PoseBenchConfig:
+    out: Path = Path("pose_bench")
+    steps: int = 480
+    seeds: Tuple[int, ...] = (0, 1, 2)
+    variants: Dict[str, List[str]] = field(default_factory=lambda: dict(BUILTIN_VARIANTS))
+    frames: int = 60
+    speed: float = 10.0
+    turns: float = 0.15
+    size: Tuple[int, int] = (96, 320)
+    batch_size: int = 8
+    lr: float = 2e-4
+    threads: int = 0
+
+
+def _bags(cfg: PoseBenchConfig) -> Tuple[Path, Path]:
+    from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
+
+    bags = []
+    for name, seed in (("train", 10), ("test", 11)):
+        path = cfg.out / f"{name}_bag_{cfg.frames}f_{cfg.speed:g}mps_{cfg.turns:g}rad"
+        if not (path / "metadata.yaml").is_file():
+            write_synthetic_bag(SynthConfig(path, frames=cfg.frames, width=320, height=96, seed=seed, speed=cfg.speed,
+                                            yaw_amplitude=cfg.turns, lateral_amplitude=1.5), progress=False)
+        bags.append(path)
+    return bags[0], bags[1]
+
+
+def pose_bench(cfg: PoseBenchConfig) -> Dict[str, Any]:
+    from ros2_monodepth_training.config import EvalConfig, parse_train_args
+    from ros2_monodepth_training.evaluate import evaluate
+    from ros2_monodepth_training.train import train_or_reuse
+
+    train_bag, test_bag = _bags(cfg)
+    rows: Dict[str, Dict[str, Any]] = {}
+    h, w = cfg.size
+    for name, options in cfg.variants.items():
+        runs = []
+        for seed in cfg.seeds:
+            out = cfg.out / f"{name}_seed{seed}"
+            argv = [str(train_bag), "--out", str(out), "--height", str(h), "--width", str(w), "--batch-size",
+                    str(cfg.batch_size), "--lr", str(cfg.lr), "--lr-schedule", "constant", "--seed", str(seed),
+                    "--workers", "1", "--no-progress", "--static-threshold", "0", "--threads", str(cfg.threads),
+                    "--log-every", "1000000", "--image-every", "1000000", "--checkpoint-every", str(cfg.steps),
+                    *options]
+            train_cfg = parse_train_args(argv)
+            print(f"[bench pose] {name} seed {seed}: {' '.join(options) or 'defaults'}", flush=True)
+            checkpoint = train_or_reuse(replace(train_cfg, epochs=10_000), cfg.steps)
+            m = evaluate(str(checkpoint), EvalConfig(bags=[str(test_bag)], depth_topic="", height=h, width=w))
+            runs.append({"seed": seed, "rpe_m": m["rpe_sim3_m"], "ate_m": m["ate_sim3_m"]})
+        rpe = np.array([r["rpe_m"] for r in runs])
+        ate = np.array([r["ate_m"] for r in runs])
+        rows[name] = {"options": options, "runs": runs, "rpe_mean": float(rpe.mean()), "rpe_std": float(rpe.std()),
+                      "ate_mean": float(ate.mean()), "ate_std": float(ate.std())}
+    untrained = evaluate(None, EvalConfig(bags=[str(test_bag)], depth_topic="", height=h, width=w))
+    return {"mode": "pose", "steps": cfg.steps, "seeds": list(cfg.seeds), "speed_mps": cfg.speed,
+            "frames": cfg.frames, "network_size": [h, w], "rows": rows,
+            "untrained": {"rpe_m": untrained["rpe_sim3_m"], "ate_m": untrained["ate_sim3_m"]}}
+
+
+def print_pose_table(res: Dict[str, Any]) -> str:
+    rows = res["rows"]
+    first = next(iter(rows))
+    lines = [f"pose learning: {res['frames']} frames at {res['speed_mps']:g} m/s (10 Hz), {res['steps']} steps, seeds "
+             f"{res['seeds']}, network {res['network_size'][1]}x{res['network_size'][0]}; held-out bag, Sim(3)-aligned",
+             f"{'variant':<16}{'RPE m/frame':>14}{'± std':>9}{'ATE m':>9}{'± std':>9}{'RPE vs ' + first:>18}   per seed (RPE)"]
+    for name, r in rows.items():
+        ratio = r["rpe_mean"] / rows[first]["rpe_mean"] if rows[first]["rpe_mean"] else float("nan")
+        lines.append(f"{name:<16}{r['rpe_mean']:>14.4f}{r['rpe_std']:>9.4f}{r['ate_mean']:>9.3f}{r['ate_std']:>9.3f}"
+                     f"{ratio:>18.2f}   " + ", ".join(f"{x['rpe_m']:.4f}" for x in r["runs"]))
+    lines.append(f"{'untrained':<16}{res['untrained']['rpe_m']:>14.4f}{'':>9}{res['untrained']['ate_m']:>9.3f}")
+    return "\n".join(lines)
+
+
+def parse_variants(specs: Optional[Sequence[str]]) -> Dict[str, List[str]]:
+    """'name' (built in) or 'name=--option,value,--flag' -> {name: options}.
+
+    >>> parse_variants(["previous", "fp32=--precision,fp32"])["fp32"]
+    ['--precision', 'fp32']
+    """
+    if not specs:
+        return dict(BUILTIN_VARIANTS)
+    out: Dict[str, List[str]] = {}
+    for spec in specs:
+        name, sep, opts = spec.partition("=")
+        if not sep:
+            if name not in BUILTIN_VARIANTS:
+                raise ValueError(f"unknown variant '{name}' (built in: {', '.join(BUILTIN_VARIANTS)}; or NAME=--opt,value)")
+            out[name] = list(BUILTIN_VARIANTS[name])
+        else:
+            out[name] = [o for o in opts.split(",") if o]
+    return out
+
+
+def write(res: Dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(res, indent=2))
