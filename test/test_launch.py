@@ -96,21 +96,22 @@ def test_launch_file_runs_the_node_with_namespace_sim_time_log_level_and_the_rob
     try:
         seq = SyntheticSequence(width=160, height=120)
         image, sim_t = seq.frame(1)[1], 1000.0
-        deadline = time.time() + 120
-        while time.time() < deadline and not any(s.name.endswith(": outputs") for a in col.messages["/diagnostics"] for s in a.status):
-            clock.publish(Clock(clock=Time(sec=int(sim_t))))
-            header = Header(stamp=Time(sec=int(sim_t)), frame_id="launch_cam_optical")
+
+        def publish_frame_at(t: float) -> None:
+            """Simulated time first (use_sim_time), then the frame stamped with it; half a second passes."""
+            clock.publish(Clock(clock=Time(sec=int(t))))
+            header = Header(stamp=Time(sec=int(t)), frame_id="launch_cam_optical")
             pub_info.publish(camera_info_msg(header, seq.K, 160, 120))
             pub_img.publish(fill_image_msg(Image(header=header), image, "rgb8"))
             col.spin_until(lambda: False, 0.5)
+
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(s.name.endswith(": outputs") for a in col.messages["/diagnostics"] for s in a.status):
+            publish_frame_at(sim_t)
             sim_t += 0.5
             assert proc.poll() is None, text()
         for i in range(6):
-            clock.publish(Clock(clock=Time(sec=int(sim_t))))
-            header = Header(stamp=Time(sec=int(sim_t)), frame_id="launch_cam_optical")
-            pub_info.publish(camera_info_msg(header, seq.K, 160, 120))
-            pub_img.publish(fill_image_msg(Image(header=header), image, "rgb8"))
-            col.spin_until(lambda: False, 0.5)
+            publish_frame_at(sim_t)
             sim_t += 0.5
         depth, info = col.messages[f"{ns}/depth/image"], col.messages[f"{ns}/depth/camera_info"]
         assert depth and info, text()
