@@ -137,14 +137,41 @@ def test_velocity_supervision_measures_the_cameras_travel_from_the_robots_odomet
     assert "no odometry" in notes["plain:/camera/image_raw"] and np.isnan(mixed.sequences[1].travel).all()
     item = TripletDataset(mixed, make_triplets(mixed), (64, 96))[0]
     assert item["travel"].shape == (2,) and float(item["dt"][0]) == pytest.approx(0.1, abs=1e-6)
-    # training records that the checkpoint is metric, and from what
+    # two steps from random networks: supervised, but the translation is nowhere near the odometry yet, so the
+    # checkpoint must not claim metres (the node would publish a wrong scale as metric)
     summary = train(parse_args([str(bag), str(plain), *TINY, "--out", str(tmp_path / "run"), "--max-steps", "2",
-                                "--static-threshold", "0", "--odometry-topic", "/odom"]))
+                                "--static-threshold", "0", "--odometry-topic", "/odom", "--velocity-warmup", "0"]))
     assert 0.4 < summary["data"]["velocity_coverage"] < 0.6
+    assert summary["last"]["velocity_pairs"] > 0 and summary["last"]["translation_scale_ratio"] < 0.5
     meta = read_metadata(tmp_path / "run" / "checkpoint")
-    assert meta.metric and "velocity supervision from /odom" in meta.scale_source
+    assert not meta.metric and not summary["scale"]["metric"]
+    assert "NOT metric: velocity supervision from /odom" in meta.scale_source and "has not converged" in meta.scale_source
     with pytest.raises(SystemExit):
         parse_args([str(bag), "--out", "x", "--odometry-topic", "/odom", "--odometry-tf", "odom:base_link"])
+
+
+def test_a_velocity_supervised_checkpoint_is_metric_only_once_translation_meets_the_odometry():
+    from ros2_monodepth.core.checkpoint import CheckpointMetadata
+    from ros2_monodepth_training.objective import ScaleConvergence, velocity_ramp
+    from ros2_monodepth_training.train import checked_metadata
+
+    meta = CheckpointMetadata(metric=True, scale_source="velocity supervision from /odom")
+    check = ScaleConvergence(window=4)
+    assert not checked_metadata(meta, check, stereo=False).metric               # warm-up: nothing measured yet
+    for ratio in (0.02, 0.03, 0.5, 0.9):
+        check.add(ratio)
+    held = checked_metadata(meta, check, stereo=False)
+    assert not held.metric and "0.265" in held.scale_source                       # median of the last four
+    for ratio in (1.02, 0.98, 1.01, float("nan")):                                # a NaN batch is not a measurement
+        check.add(ratio)
+    done = checked_metadata(meta, check, stereo=False)
+    assert done.metric and "translation / odometry 0.995" in done.scale_source   # 0.9, 1.02, 0.98, 1.01
+    for ratio in (3.0, 3.1, 2.9, 3.0):                                            # diverged again: relative once more
+        check.add(ratio)
+    assert not checked_metadata(meta, check, stereo=False).metric
+    assert checked_metadata(CheckpointMetadata(metric=True, scale_source="stereo"), ScaleConvergence(), stereo=True).metric
+    # the loss weight: none during the warm-up, then a linear ramp
+    assert [velocity_ramp(s, 50) for s in (1, 50, 75, 100, 101)] == [0.0, 0.0, 0.5, 1.0, 1.0]
 
 
 def test_velocity_loss_pulls_the_translation_length_to_the_distance_travelled():

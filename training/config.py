@@ -75,6 +75,7 @@ class TrainConfig:
     odometry_max_gap: float = 0.5
     velocity_weight: float = 0.05
     velocity_min_speed: float = 0.05
+    velocity_warmup: int = 0
     # training-loop details that differ from Monodepth2's reference trainer (issue 18's ablations)
     tie_break: str = "fixed"
     pose_batch: str = "joint"
@@ -111,8 +112,8 @@ class TrainConfig:
             out.append(f"--odometry-tf is PARENT:CHILD (e.g. odom:base_link), got '{self.odometry_tf}'")
         if (self.odometry_topic or self.odometry_tf) and not self.monocular:
             out.append("velocity supervision scales the pose network: it needs monocular training")
-        if self.velocity_weight < 0 or self.velocity_min_speed < 0:
-            out.append("--velocity-weight and --velocity-min-speed must be >= 0")
+        if self.velocity_weight < 0 or self.velocity_min_speed < 0 or self.velocity_warmup < 0:
+            out.append("--velocity-weight, --velocity-min-speed and --velocity-warmup must be >= 0")
         if self.batch_size < 1 or self.epochs < 1:
             out.append("--batch-size and --epochs must be >= 1")
         return out
@@ -230,6 +231,9 @@ def train_parser() -> argparse.ArgumentParser:
                    help="weight of the velocity loss |t_pred| vs distance travelled")
     v.add_argument("--velocity-min-speed", type=float, default=d.velocity_min_speed,
                    help="m/s: slower frame pairs are not velocity-supervised (odometry noise dominates)")
+    v.add_argument("--velocity-warmup", type=int, default=d.velocity_warmup, metavar="STEPS",
+                   help="photometric-only steps before the velocity loss starts; it then ramps up linearly over as many "
+                        "steps (0: full weight from the first step)")
     x = p.add_argument_group("training-loop details (the reference trainer's choice in brackets; for ablations)")
     x.add_argument("--tie-break", choices=("fixed", "noise"), default=d.tie_break,
                    help="identity vs reprojection ties: a fixed 1e-5 bias, or zero-mean noise of that size [noise]")

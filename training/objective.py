@@ -12,9 +12,11 @@ the losses always run in float32, where sampling coordinates stay exact.
 from __future__ import annotations
 
 import contextlib
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -45,6 +47,7 @@ class LossConfig:
     pose_fp32: bool = False             # run the pose network outside autocast
     velocity: float = 0.0               # > 0: velocity supervision weight (batches carry "travel" and "dt")
     velocity_min_speed: float = 0.0     # m/s: pairs slower than this are not velocity-supervised
+    velocity_share: float = 1.0         # share of ``velocity`` in force at this step (``velocity_ramp``)
 
 
 class ExplainabilityNet(nn.Module):
@@ -121,6 +124,51 @@ def velocity_loss(translation_norms: torch.Tensor, travel: torch.Tensor, dt: tor
         return translation_norms.sum() * 0.0, translation_norms.new_zeros(0), 0   # keeps the graph for DDP
     pred, measured = translation_norms[valid], travel[valid]
     return (pred - measured).abs().mean(), (pred / measured.clamp_min(1e-6)).detach(), n
+
+
+def velocity_ramp(step: int, warmup: int) -> float:
+    """Share of the velocity loss's weight at training step ``step`` (counted from 1): none for the first ``warmup``
+    steps, then a linear ramp to all of it over the next ``warmup`` steps.
+
+    The default is no warm-up: from scratch on the synthetic streets, velocity supervision at full weight from the
+    first step reached the odometry's length (translation / odometry 1.0) by about step 120 in every run made.
+    An option, off by default.
+
+    >>> [velocity_ramp(s, 100) for s in (1, 100, 150, 200, 5000)], velocity_ramp(1, 0)
+    ([0.0, 0.0, 0.5, 1.0, 1.0], 1.0)
+    """
+    if warmup <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (step - warmup) / warmup))
+
+
+class ScaleConvergence:
+    """Whether velocity supervision made the networks metric: the median of the last ``window`` batches'
+    translation / odometry ratios (``translation_scale_ratio``) must lie within ``1/tolerance .. tolerance``.
+    A checkpoint is only called metric when it does; otherwise the node would publish a wrong scale as metres.
+
+    >>> c = ScaleConvergence(window=3)
+    >>> c.add(0.02); c.add(0.03); c.converged(), round(c.median(), 3)
+    (False, 0.025)
+    >>> for r in (0.97, 1.02, 1.01): c.add(r)
+    >>> c.converged()
+    True
+    """
+
+    def __init__(self, window: int = 50, tolerance: float = 1.25):
+        self.window, self.tolerance = window, tolerance
+        self.ratios: List[float] = []
+
+    def add(self, ratio: float) -> None:
+        if math.isfinite(ratio) and ratio > 0:
+            self.ratios = (self.ratios + [ratio])[-self.window:]
+
+    def median(self) -> float:
+        return float(np.median(self.ratios)) if self.ratios else float("nan")
+
+    def converged(self) -> bool:
+        m = self.median()
+        return bool(self.ratios) and 1 / self.tolerance <= m <= self.tolerance
 
 
 def _identity_errors(sources: List[torch.Tensor], target: torch.Tensor, photometric: PhotometricFn = photometric_error
@@ -241,7 +289,7 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
             terms["photometric"] = float(per_pixel.detach().mean())
     out.total = total / len(cfg.scales)
     if velocity_term is not None:
-        out.total = out.total + cfg.velocity * velocity_term
+        out.total = out.total + cfg.velocity * cfg.velocity_share * velocity_term
         terms["velocity"] = float(velocity_term.detach())
         terms["velocity_pairs"] = float(n_supervised)
         if n_supervised:

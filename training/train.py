@@ -37,7 +37,7 @@ from .config import TrainConfig, parse_train_args
 from .dataset import (Augmentation, IndexOptions, SampleOrder, TripletDataset, format_summary, index_frames,
                       make_triplets, split_by_time)
 from .losses import photometric_error
-from .objective import ExplainabilityNet, LossConfig, LossOutput, self_supervised_loss
+from .objective import ExplainabilityNet, LossConfig, LossOutput, ScaleConvergence, self_supervised_loss, velocity_ramp
 from .odometry_source import attach_travel
 from .state import (STATE_FILE, Progress, checkpoint_exists, init_from_checkpoint, init_from_resnet, load_training_checkpoint,
                     recover_checkpoint, save_training_checkpoint)
@@ -152,6 +152,7 @@ class LearningRateSchedule:
         self.opt = opt
         self.kind, self.gamma = cfg.lr_schedule, cfg.lr_gamma
         self.drop_at = cfg.lr_step / max(1, cfg.epochs)       # fraction of the run between two drops
+        self.lr_step, self.epochs = cfg.lr_step, cfg.epochs
         epoch_steps = max(1, cfg.epochs * steps_per_epoch)
         self.total_steps = min(epoch_steps, cfg.max_steps) if cfg.max_steps else epoch_steps
         self.total_seconds = 60.0 * cfg.max_minutes
@@ -181,6 +182,32 @@ class LearningRateSchedule:
         factor = self.factor(self.fraction)
         for group, base in zip(self.opt.param_groups, self.base):
             group["lr"] = base * factor
+
+    def describe(self) -> Tuple[str, bool]:
+        """One line for the log: where the learning rate drops in this run; and whether that looks like a mistake
+        (more than three drops: ``--epochs 1000 --max-steps 600`` puts a drop every 9 steps, since the drops keep
+        their share of the run; give ``--epochs`` the run's real length, or ``--lr-schedule constant``).
+
+        >>> opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=2e-4)
+        >>> LearningRateSchedule(opt, TrainConfig(bags=[], out="", epochs=20, lr_step=15, max_steps=600), 42).describe()
+        ('learning rate 0.0002, x0.1 at step 450 (every 15 of 20 epochs, as a share of this 600-step run)', False)
+        >>> LearningRateSchedule(opt, TrainConfig(bags=[], out="", epochs=1000, lr_step=15, max_steps=600), 42).describe()
+        ('learning rate 0.0002, x0.1 at step 9, 18, 27, ... (66 drops) (every 15 of 1000 epochs, as a share of this 600-step run)', True)
+        """
+        base = f"learning rate {self.base[0]:g}"
+        if self.kind != "step":
+            return f"{base}, {self.kind} schedule", False
+        drops: List[int] = []
+        k = 1
+        while self.drop_at > 0 and k * self.drop_at < 1 - 1e-9:
+            drops.append(round(k * self.drop_at * self.total_steps))
+            k += 1
+        if not drops:
+            return f"{base}, no drop in this run", False
+        shown = ", ".join(str(d) for d in drops[:3]) + (f", ... ({len(drops)} drops)" if len(drops) > 3 else "")
+        of_run = f"this {self.total_steps}-step run" + (f" or {self.total_seconds / 60:g} minutes" if self.total_seconds else "")
+        return (f"{base}, x{self.gamma:g} at step {shown} (every {self.lr_step:g} of {self.epochs} epochs, as a share of "
+                f"{of_run})"), len(drops) > 3
 
     def get_last_lr(self) -> List[float]:
         return [float(g["lr"]) for g in self.opt.param_groups]
@@ -240,6 +267,21 @@ def scale_provenance(cfg: TrainConfig, data_info: Dict[str, Any]) -> Tuple[bool,
         return True, (f"velocity supervision from {data_info['odometry_source']} ({coverage:.0%} of the training frame "
                       f"pairs, weight {cfg.velocity_weight:g})")
     return False, ""
+
+
+def checked_metadata(meta: CheckpointMetadata, scale_check: ScaleConvergence, stereo: bool) -> CheckpointMetadata:
+    """``meta`` as it may be saved now: velocity supervision only calls the checkpoint metric once the pose network's
+    translation has come to the odometry's (``ScaleConvergence``); until then, or if it never does, it is relative and
+    ``scale_source`` says why (the node's ``scale_mode: auto`` then takes another source of scale)."""
+    if stereo or not meta.metric:
+        return meta
+    ratio = scale_check.median()
+    if scale_check.converged():
+        return replace(meta, scale_source=f"{meta.scale_source}; translation / odometry {ratio:.3f} over the last "
+                                          f"{len(scale_check.ratios)} steps")
+    state = (f"translation / odometry {ratio:.3f} over the last {len(scale_check.ratios)} steps" if scale_check.ratios
+             else "not started yet (--velocity-warmup)")
+    return replace(meta, metric=False, scale_source=f"NOT metric: {meta.scale_source} has not converged ({state})")
 
 
 def _to_device(batch: Dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> Dict[str, torch.Tensor]:
@@ -351,6 +393,10 @@ def train(a: TrainConfig) -> Dict[str, Any]:
         print(f"[train] {world} process(es) on {device}, precision {str(dtype).replace('torch.', '') if dtype else 'fp32'}, "
               f"channels_last {channels_last}, compiled loss {compiled}, batch {a.batch_size}/process, "
               f"{steps_per_epoch} steps/epoch", flush=True)
+        schedule, suspicious = sched.describe()
+        print(f"[train] {'WARNING: ' if suspicious else ''}{schedule}" + (
+            ": the learning rate all but vanishes early; give --epochs the run's real length or use --lr-schedule "
+            "constant" if suspicious else ""), flush=True)
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=progress.step or None)
@@ -364,9 +410,12 @@ def train(a: TrainConfig) -> Dict[str, Any]:
     loader = DataLoader(train_ds, sampler=sampler, **loader_kw)
     val_loader = DataLoader(val_ds, batch_size=a.batch_size, num_workers=0)
 
+    scale_check = ScaleConvergence()
+
     def checkpoint() -> None:
         if main_proc:
-            save_training_checkpoint(ckpt_dir, model.depth, model.pose, meta, opt, sched, scaler, progress, model.explain, config)
+            save_training_checkpoint(ckpt_dir, model.depth, model.pose, checked_metadata(meta, scale_check, a.stereo),
+                                     opt, sched, scaler, progress, model.explain, config)
 
     t_start = time.monotonic()
     stop_reason = "epochs done"
@@ -383,6 +432,9 @@ def train(a: TrainConfig) -> Dict[str, Any]:
         t_rate, n_rate = time.monotonic(), 0
         for batch in bar:
             batch = _to_device(batch, device, channels_last)
+            share = velocity_ramp(progress.step + 1, a.velocity_warmup)
+            if cfg.velocity > 0 and share != model.cfg.velocity_share:
+                model.cfg = replace(cfg, velocity_share=share)
             out = ddp_model(batch)
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
@@ -399,6 +451,8 @@ def train(a: TrainConfig) -> Dict[str, Any]:
             images_seen += n
             n_rate += n
             last = out.terms
+            if "translation_scale_ratio" in last and share >= 1.0:
+                scale_check.add(last["translation_scale_ratio"])
             if not math.isfinite(last["loss"]):
                 raise FloatingPointError(f"loss is {last['loss']} at step {progress.step}; the last checkpoint is kept")
             rate = n_rate / max(1e-6, time.monotonic() - t_rate)
@@ -435,8 +489,13 @@ def train(a: TrainConfig) -> Dict[str, Any]:
                "images_per_s": round(images_seen / max(elapsed, 1e-6), 2), "last": last, "data": data_info,
                "checkpoint": str(ckpt_dir)}
     if main_proc:
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         print(f"[train] stopped ({stop_reason}) after {progress.step} steps in {elapsed:.0f} s; checkpoint in {ckpt_dir}", flush=True)
+        saved = checked_metadata(meta, scale_check, a.stereo)
+        if meta.metric and not saved.metric:
+            print(f"[train] WARNING: the checkpoint is {saved.scale_source}. Train longer, check "
+                  "--odometry-topic / the camera mount, or run the node with another scale_mode", flush=True)
+        summary["scale"] = {"metric": saved.metric, "source": saved.scale_source}
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if writer is not None:
             writer.close()
     if world > 1:
