@@ -1,4 +1,4 @@
-"""ros2-monodepth-bench, small: model-only timings with accuracy against fp32, and a short closed-loop node run."""
+"""ros2-monodepth-bench, small: model-only timings with accuracy against fp32, a short closed-loop node run, pose learning."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ros2_monodepth.tools.bench import stats_ms
@@ -140,3 +141,25 @@ def test_bag_player_keeps_recorded_bytes_and_moves_stamps_forward_when_it_loops(
     assert abs(looped_stamp - (stamp + 4 * 100_000_000)) < 1000 and header_stamp_ns(looped) == looped_stamp
     assert looped[12:] == first[12:] and looped_info is not None and header_stamp_ns(looped_info) == looped_stamp
     assert player.delay_s(1) == pytest.approx(0.1) and player.delay_s(4) == 0.0
+
+
+def test_pose_bench_trains_each_variant_and_seed_and_scores_them_on_the_held_out_bag(tmp_path):
+    """The pose benchmark, tiny (2 steps, 12 frames): every variant and seed trained on the same large-motion bag
+    and scored on the other one; the table names them; a velocity variant finds the bags' /odom."""
+    from ros2_monodepth.tools.bench.pose import PoseBenchConfig, pose_bench, print_pose_table
+
+    cfg = PoseBenchConfig(out=tmp_path, steps=2, seeds=(0, 1), frames=12,
+                          variants={"current": [], "velocity": ["--odometry-topic", "/odom"]})
+    res = pose_bench(cfg)
+    assert list(res["rows"]) == ["current", "velocity"] and res["speed_mps"] == 10.0
+    for row in res["rows"].values():
+        assert [r["seed"] for r in row["runs"]] == [0, 1]
+        assert all(np.isfinite(r["rpe_m"]) and r["rpe_m"] > 0 and np.isfinite(r["ate_m"]) for r in row["runs"])
+        assert row["rpe_mean"] == pytest.approx(np.mean([r["rpe_m"] for r in row["runs"]]))
+    # each seed trained its own networks: different seeds, different poses
+    current = res["rows"]["current"]["runs"]
+    assert current[0]["rpe_m"] != current[1]["rpe_m"]
+    summary = json.loads((tmp_path / "velocity_seed0" / "summary.json").read_text())
+    assert summary["last"]["velocity_pairs"] > 0          # 1 m a frame, from the bag's /odom
+    table = print_pose_table(res)
+    assert "velocity" in table and "untrained" in table and "RPE vs current" in table

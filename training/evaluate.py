@@ -131,7 +131,7 @@ def read_ground_truth(paths: Sequence[str | Path], topic: str, depth_topic: Opti
 def predict(depth_net: DepthNet, pose_net: Optional[PoseNet], frames: List[GroundTruthFrame], plan: ResizePlan,
             meta: CheckpointMetadata, batch: int = 16) -> Tuple[List[np.ndarray], List[np.ndarray]]:
     """(depth at network size per frame, T_b_a per consecutive pair)."""
-    tensors = torch.stack([torch.from_numpy(plan.apply(f.rgb)).permute(2, 0, 1).float() / 255.0 for f in frames])
+    tensors = torch.stack([torch.from_numpy(np.require(plan.apply(f.rgb), requirements="W")).permute(2, 0, 1).float() / 255.0 for f in frames])
     depths: List[np.ndarray] = []
     for i in range(0, len(tensors), batch):
         disp = depth_net(tensors[i:i + batch], (0,))[0]

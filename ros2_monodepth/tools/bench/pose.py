@@ -47,10 +47,13 @@ def _bags(cfg: PoseBenchConfig) -> Tuple[Path, Path]:
 
     bags = []
     for name, seed in (("train", 10), ("test", 11)):
-        path = cfg.out / f"{name}_bag_{cfg.frames}f_{cfg.speed:g}mps_{cfg.turns:g}rad"
+        # with the robot's /odom (its own random stream: the images are the same as without), so that a variant can
+        # try velocity supervision: --variant velocity=--odometry-topic,/odom
+        path = cfg.out / f"{name}_bag_{cfg.frames}f_{cfg.speed:g}mps_{cfg.turns:g}rad_odom"
         if not (path / "metadata.yaml").is_file():
             write_synthetic_bag(SynthConfig(path, frames=cfg.frames, width=320, height=96, seed=seed, speed=cfg.speed,
-                                            yaw_amplitude=cfg.turns, lateral_amplitude=1.5), progress=False)
+                                            yaw_amplitude=cfg.turns, lateral_amplitude=1.5, odometry=True),
+                                progress=False)
         bags.append(path)
     return bags[0], bags[1]
 
