@@ -275,13 +275,11 @@ def checked_metadata(meta: CheckpointMetadata, scale_check: ScaleConvergence, st
     ``scale_source`` says why (the node's ``scale_mode: auto`` then takes another source of scale)."""
     if stereo or not meta.metric:
         return meta
-    ratio = scale_check.median()
+    measured = (f"translation / odometry {scale_check.median():.3f} over the last {len(scale_check.ratios)} steps"
+                if scale_check.ratios else "not started yet (--velocity-warmup)")
     if scale_check.converged():
-        return replace(meta, scale_source=f"{meta.scale_source}; translation / odometry {ratio:.3f} over the last "
-                                          f"{len(scale_check.ratios)} steps")
-    state = (f"translation / odometry {ratio:.3f} over the last {len(scale_check.ratios)} steps" if scale_check.ratios
-             else "not started yet (--velocity-warmup)")
-    return replace(meta, metric=False, scale_source=f"NOT metric: {meta.scale_source} has not converged ({state})")
+        return replace(meta, scale_source=f"{meta.scale_source}; {measured}")
+    return replace(meta, metric=False, scale_source=f"NOT metric: {meta.scale_source} has not converged ({measured})")
 
 
 def _to_device(batch: Dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> Dict[str, torch.Tensor]:
