@@ -13,6 +13,9 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from ros2_monodepth.tools.node_process import NodeProcess
 
 REPO = Path(__file__).resolve().parents[1]
+# Seconds a test waits for an event (a message, a log line) before it fails: far above what a quiet machine needs,
+# so that a busy one (scripts/stress_tests.sh runs the suite beside one busy process per core) never fails a test.
+EVENT_CEILING = 90.0
 
 
 def start_node(tmp_path: Path, params: Dict[str, Any], namespace: str = "", name: str = "node",
@@ -41,6 +44,13 @@ class Collector:
             if predicate():
                 return True
         return predicate()
+
+    def wait(self, predicate: Callable[[], bool], what: str, log: Callable[[], str] = lambda: "",
+             timeout: float = EVENT_CEILING) -> None:
+        """Spin until ``predicate`` holds; fail naming ``what`` was awaited (and the node's log) after ``timeout`` s.
+        The ceiling is generous: the wait ends at the event, so a loaded machine only makes it longer."""
+        if not self.spin_until(predicate, timeout):
+            raise AssertionError(f"waited {timeout:g} s for {what}\n{log()}")
 
     def close(self) -> None:
         for s in self.subs:

@@ -178,8 +178,13 @@ def test_a_new_run_refuses_to_overwrite_another_runs_weights(tmp_path):
     assert (tmp_path / "run" / "checkpoint" / "encoder.pth").read_bytes() != before
 
 
-@pytest.mark.parametrize("raw,expected", [([1, 2], "JSON object"), ({"height": "tall"}, "'height'"),
-                                          ({"min_depth": 10.0, "max_depth": 1.0}, "below max_depth"), ("{", "JSON")])
+GOOD_META = {"num_layers": 18, "height": 64, "width": 128, "min_depth": 0.1, "max_depth": 100.0}
+
+
+@pytest.mark.parametrize("raw,expected", [([1, 2], "JSON object"), ({**GOOD_META, "height": "tall"}, "'height'"),
+                                          ({**GOOD_META, "min_depth": 10.0, "max_depth": 1.0}, "below max_depth"),
+                                          ("{", "JSON"), ({"height": 64, "width": 128}, "'num_layers' is missing"),
+                                          ({**GOOD_META, "crop": "left"}, "'crop' is 'left', expected one of")])
 def test_malformed_metadata_json_is_a_clear_error(tmp_path, raw, expected):
     (tmp_path / "metadata.json").write_text(raw if isinstance(raw, str) else json.dumps(raw))
     with pytest.raises(CheckpointError, match=expected):
@@ -206,3 +211,68 @@ def test_training_on_a_damaged_bag_exits_with_the_reason_not_a_traceback(tmp_pat
     run = subprocess.run([sys.executable, "-m", "ros2_monodepth_training.train", str(tmp_path / "empty"), "--out",
                           str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "cannot open" in run.stderr and "Traceback" not in run.stderr
+
+
+# Issue 27: metadata that contradicts itself or its weights, and what each command says about it.
+CONTRADICTIONS = {
+    "size not a multiple of 32": ({"width": 333, "height": 96}, "field 'width' is 333, expected a multiple of 32"),
+    "layers unlike the weights": ({"num_layers": 34}, "field 'num_layers' is 34, but encoder.pth holds a ResNet-18"),
+    "missing field": ({"max_depth": None}, "field 'max_depth' is missing"),
+    "malformed field": ({"min_depth": "near"}, "field 'min_depth' is 'near', expected a positive finite number"),
+}
+
+
+def _contradicting_checkpoint(tmp_path: Path, change: dict) -> Path:
+    ck = tmp_path / "ck"
+    save_checkpoint(ck, DepthNet(18).eval(), PoseNet(18).eval(), CheckpointMetadata(height=64, width=128))
+    raw = json.loads((ck / "metadata.json").read_text())
+    for key, value in change.items():
+        if value is None:
+            raw.pop(key)
+        else:
+            raw[key] = value
+    (ck / "metadata.json").write_text(json.dumps(raw))
+    return ck
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("case", sorted(CONTRADICTIONS))
+def test_the_node_refuses_a_checkpoint_that_contradicts_itself_at_start(tmp_path, case):
+    """One message naming the file, the field, the value and what was expected; exit 1, no traceback, under
+    backend auto too (no backend can run it)."""
+    from ros2_monodepth.tools.node_process import NodeProcess
+
+    change, expected = CONTRADICTIONS[case]
+    ck = _contradicting_checkpoint(tmp_path, change)
+    node = NodeProcess(tmp_path / "node.log", {"checkpoint_dir": str(ck), "backend": "auto"}, namespace="/t_meta")
+    try:
+        code = node.proc.wait(120)
+    finally:
+        node.stop()
+    log = node.log()
+    assert code == 1, log
+    assert expected in log and str(ck / "metadata.json") in log, log
+    assert "Traceback" not in log and "listening on" not in log, log
+
+
+@pytest.mark.parametrize("case", ["size not a multiple of 32", "layers unlike the weights"])
+def test_every_command_that_reads_checkpoints_refuses_the_contradiction(tmp_path, case):
+    from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
+
+    change, expected = CONTRADICTIONS[case]
+    ck = _contradicting_checkpoint(tmp_path, change)
+    bag = write_synthetic_bag(SynthConfig(tmp_path / "bag", frames=8, width=128, height=64), progress=False)
+    py = [sys.executable, "-m"]
+    commands = {
+        "export": py + ["ros2_monodepth.tools.export_cli", str(ck), "--out", str(tmp_path / "onnx")],
+        "import": py + ["ros2_monodepth.tools.import_cli", str(ck), "--out", str(tmp_path / "imported")],
+        "eval": py + ["ros2_monodepth_training.evaluate", str(bag), "--checkpoint", str(ck)],
+        "train --init-checkpoint": py + ["ros2_monodepth_training.train", str(bag), "--out", str(tmp_path / "run"),
+                                         "--init-checkpoint", str(ck), "--network-size", "128x64", "--workers", "0",
+                                         "--no-progress", "--max-steps", "1", "--batch-size", "2"],
+    }
+    for name, cmd in commands.items():
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2, f"{name}: {run.returncode}\n{run.stdout[-2000:]}{run.stderr[-3000:]}"
+        assert expected in run.stderr and "Traceback" not in run.stderr, f"{name}:\n{run.stderr[-3000:]}"
+    assert not (tmp_path / "onnx").exists() and not (tmp_path / "imported").exists()

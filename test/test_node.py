@@ -22,7 +22,7 @@ from ros2_monodepth.ros.image_messages import fill_image_msg  # noqa: E402
 from ros2_monodepth.ros.messages import camera_info_msg  # noqa: E402
 from ros2_monodepth.ros.pointcloud2 import cloud_colors, cloud_to_numpy  # noqa: E402
 
-from ros_harness import Collector, start_node, stamp_msg, stamp_of  # noqa: E402
+from ros_harness import EVENT_CEILING, Collector, start_node, stamp_msg, stamp_of  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -31,6 +31,13 @@ NET_W, NET_H = 128, 64
 STRIDE = 3
 BASE_PARAMS = {"network_width": NET_W, "network_height": NET_H, "points_stride": STRIDE, "diagnostics_period": 0.5,
                "warn_throttle": 0.0, "precision": "fp32", "backend": "torch"}
+
+
+def network_K(K):
+    """K of what the network sees of a CAM_W x CAM_H frame: the model contract's crop to NET_W:NET_H, resized."""
+    from ros2_monodepth.core.model_contract import CropResize
+
+    return CropResize.make((CAM_H, CAM_W), (NET_H, NET_W), "center").intrinsics(K)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +93,7 @@ def _start(tmp_path, ros_context, ns, params, compressed=False, name="node", fra
     return proc, collector, feeder
 
 
-def _send_and_wait(collector, feeder, ns, image, K, t, timeout=20.0, **kw):
+def _send_and_wait(collector, feeder, ns, image, K, t, timeout=EVENT_CEILING, **kw):
     feeder.send(image, K, t, **kw)
     return collector.spin_until(lambda: any(abs(stamp_of(m) - t) < 1e-6 for m in collector.messages[f"{ns}/depth/image"]),
                                 timeout)
@@ -102,8 +109,9 @@ def test_node_publishes_all_outputs(tmp_path, ros_context, frames):
             t = 100.0 + 0.1 * i
             assert _send_and_wait(col, feed, ns, image, seq.K, t), f"no depth for frame {i}\n" + proc.log()
             stamps.append(t)
-        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= len(stamps) and len(col.messages[f"{ns}/points"]) >= len(stamps)
-                       and any(abs(stamp_of(t) - stamps[-1]) < 1e-6 for msg in col.messages["/tf"] for t in msg.transforms), 10)
+        col.wait(lambda: len(col.messages[f"{ns}/odom"]) >= len(stamps) and len(col.messages[f"{ns}/points"]) >= len(stamps)
+                 and any(abs(stamp_of(t) - stamps[-1]) < 1e-6 for msg in col.messages["/tf"] for t in msg.transforms),
+                 "odom, points and /tf of every frame", proc.log)
         m = col.messages
         # depth: REP 118 32FC1 in metres, network resolution, the image's optical frame and stamp
         depth_msg = m[f"{ns}/depth/image"][-1]
@@ -118,7 +126,7 @@ def test_node_publishes_all_outputs(tmp_path, ros_context, frames):
         info = [x for x in m[f"{ns}/depth/camera_info"] if abs(stamp_of(x) - stamps[-1]) < 1e-6][0]
         assert (info.width, info.height) == (NET_W, NET_H)
         assert info.header.frame_id == "test_cam_optical"
-        assert info.k[0] == pytest.approx(seq.K[0, 0] * NET_W / CAM_W, rel=1e-6)
+        np.testing.assert_allclose(np.array(info.k).reshape(3, 3), network_K(seq.K), rtol=1e-6)
         # points: organised, strided, z equal to the published depth, packed rgb present (colours: test_pipeline)
         cloud = [x for x in m[f"{ns}/points"] if abs(stamp_of(x) - stamps[-1]) < 1e-6][0]
         assert (cloud.height, cloud.width) == (math.ceil(NET_H / STRIDE), math.ceil(NET_W / STRIDE))
@@ -144,8 +152,8 @@ def test_node_publishes_all_outputs(tmp_path, ros_context, frames):
         last_tf = [t for t in tfs if abs(stamp_of(t) - stamps[-1]) < 1e-6][0]
         assert last_tf.header.frame_id == "odom"
         assert last_tf.transform.translation.x == pytest.approx(positions[-1, 0])
-        assert col.spin_until(lambda: any(t.child_frame_id == "test_cam_optical" for msg in m["/tf_static"]
-                                          for t in msg.transforms), 5)
+        col.wait(lambda: any(t.child_frame_id == "test_cam_optical" for msg in m["/tf_static"] for t in msg.transforms),
+                 "/tf_static base_link -> test_cam_optical", proc.log)
         mount = [t for msg in m["/tf_static"] for t in msg.transforms if t.child_frame_id == "test_cam_optical"][0]
         assert mount.header.frame_id == "base_link"
         assert mount.transform.translation.z == pytest.approx(1.5)
@@ -169,11 +177,17 @@ def test_camera_resolution_and_compressed_input(tmp_path, ros_context, frames):
         assert _send_and_wait(col, feed, ns, image, seq.K, 5.0, msg=msg), proc.log()
         depth_msg = col.messages[f"{ns}/depth/image"][-1]
         assert (depth_msg.width, depth_msg.height) == (CAM_W, CAM_H)
-        col.spin_until(lambda: len(col.messages[f"{ns}/points"]) > 0 and len(col.messages[f"{ns}/depth/camera_info"]) > 0, 5)
+        assert col.spin_until(lambda: len(col.messages[f"{ns}/points"]) > 0 and len(col.messages[f"{ns}/depth/camera_info"]) > 0,
+                              60), "waiting for points and depth/camera_info\n" + proc.log()
         info = col.messages[f"{ns}/depth/camera_info"][-1]
         np.testing.assert_allclose(np.array(info.k).reshape(3, 3), seq.K, rtol=1e-9)
+        # the network saw rows 20..99 of the 4:3 frame (its 2:1 centre crop): roi says so, depth is NaN outside
+        assert (info.roi.y_offset, info.roi.x_offset, info.roi.height, info.roi.width) == (20, 0, 80, CAM_W)
+        depth = image_to_numpy(depth_msg)
+        assert np.isnan(depth[:20]).all() and np.isnan(depth[100:]).all() and np.isfinite(depth[20:100]).all()
         cloud = col.messages[f"{ns}/points"][-1]
         assert [f.name for f in cloud.fields] == ["x", "y", "z"]
+        assert "the network sees 160x80 of the 160x120 camera image" in proc.log()
     finally:
         col.close()
         feed.close()
@@ -242,7 +256,7 @@ def test_bad_input_is_reported_and_the_next_good_frame_published(tmp_path, ros_c
             if bad_info is good_info:          # the image is at fault: the frame is dropped
                 assert not with_stamp()[n_before:], f"{what}: a bad frame was published"
             else:                              # only its camera_info is: the frame keeps the last valid K
-                assert all(np.allclose(np.array(m.k).reshape(3, 3), seq.K * [[NET_W / CAM_W], [NET_H / CAM_H], [1]], atol=1)
+                assert all(np.allclose(np.array(m.k).reshape(3, 3), network_K(seq.K), atol=1)
                            for m in with_stamp("depth/camera_info")), f"{what}: published with the broken K"
             # the next good frame goes through
             t_last = t + 1 + i + 0.5
@@ -288,10 +302,12 @@ def test_diagnostics_warn_while_frames_are_refused_and_error_when_nothing_arrive
                                                          "expected_rate_min": 0.0})
     diag = Collector(ros_context, {"/diagnostics": DiagnosticArray})
     try:
+        # this node's statuses only: their names carry its namespace (t_diag/monodepth: input)
         ours = lambda: [a for a in diag.messages["/diagnostics"] if _status(a, "input") is not None and  # noqa: E731
-                        any(s.name.startswith("t_diag") or "t_diag" in s.name or True for s in a.status)]
+                        all(s.name.startswith("t_diag/monodepth: ") for s in a.status)]
         # nothing has arrived for more than input_timeout: input and outputs are ERROR
-        assert diag.spin_until(lambda: any(_level(a, "input") == 2 and _level(a, "outputs") == 2 for a in ours()), 15), proc.log()
+        diag.wait(lambda: any(_level(a, "input") == 2 and _level(a, "outputs") == 2 for a in ours()),
+                  "input and outputs ERROR before any frame", proc.log)
         # refused frames (a wrong encoding) keep arriving: input WARN naming the reason, not OK
         diag.messages["/diagnostics"].clear()
         _, image, _, _, _ = data[0]
@@ -300,8 +316,8 @@ def test_diagnostics_warn_while_frames_are_refused_and_error_when_nothing_arrive
             feed.pub_info.publish(camera_info_msg(header, seq.K, CAM_W, CAM_H))
             feed.pub_img.publish(_with(fill_image_msg(Image(header=header), image, "rgb8"), encoding="yuv422"))
             diag.spin_until(lambda: False, 0.2)
+        diag.wait(lambda: any(_level(a, "input") == 1 for a in ours()), "input WARN while frames are refused", proc.log)
         warned = [a for a in ours() if _level(a, "input") == 1]
-        assert warned, proc.log()
         status = [s for s in warned[-1].status if s.name.endswith(": input")][0]
         assert "refused" in status.message and "bad encoding" in status.message
         assert all(_level(a, "outputs") != 0 for a in ours())      # nothing published: never OK
@@ -309,7 +325,7 @@ def test_diagnostics_warn_while_frames_are_refused_and_error_when_nothing_arrive
         for i in range(3):
             assert _send_and_wait(col, feed, ns, image, seq.K, 11.0 + 0.1 * i), proc.log()
         diag.messages["/diagnostics"].clear()
-        assert diag.spin_until(lambda: any(_level(a, "outputs") == 0 for a in ours()), 10), proc.log()
+        diag.wait(lambda: any(_level(a, "outputs") == 0 for a in ours()), "outputs OK after good frames", proc.log)
         inference = [_status(a, "inference") for a in ours()][-1]
         assert inference["depth is metric"] == "no" and "torch" in inference["backend"] and inference["network size"] == "128x64"
     finally:
@@ -588,6 +604,35 @@ def test_the_robots_tf_tree_gives_the_camera_pose_and_no_second_parent_is_publis
         ros_context.destroy_publisher(urdf)
         col.close()
         feed.close()
+        proc.stop()
+
+
+def test_the_camera_mount_is_published_when_frames_stop_before_the_wait_is_over(tmp_path, ros_context, frames):
+    """A short bag: one frame, then nothing, while camera_mount_wait is still running. The decision is made on
+    time, not at a next frame that never comes, so the camera still gets its place in the robot's TF tree; a
+    camera_frame given as a parameter is placed even before any frame arrives."""
+    seq, data = frames
+    ns = "/t_mount"
+    # the wait is longer than start-up and the one frame take, so the frame comes while the node still listens
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"camera_mount_wait": 12.0}, frame_id="short_bag_optical")
+    placed = lambda frame: lambda: any(t.child_frame_id == frame and t.header.frame_id == "base_link"  # noqa: E731
+                                       for msg in col.messages["/tf_static"] for t in msg.transforms)
+    try:
+        assert _send_and_wait(col, feed, ns, data[0][1], seq.K, 30.0), proc.log()
+        assert col.spin_until(placed("short_bag_optical"), 60), \
+            "waiting for /tf_static base_link -> short_bag_optical after the only frame\n" + proc.log()
+    finally:
+        col.close()
+        feed.close()
+        proc.stop()
+    proc = start_node(tmp_path, {**BASE_PARAMS, "camera_mount_wait": 0.5, "camera_frame": "named_optical"}, "/t_mount2",
+                      name="named")
+    col = Collector(ros_context, {"/tf_static": TFMessage}, transient=("/tf_static",))
+    try:
+        assert col.spin_until(placed("named_optical"), 90), \
+            "waiting for /tf_static base_link -> named_optical with no frame sent\n" + proc.log()
+    finally:
+        col.close()
         proc.stop()
 
 

@@ -19,6 +19,20 @@ from ros2_monodepth.core.synthetic import SceneConfig, SyntheticSequence, Trajec
 CAM_H, CAM_W = 120, 160
 NET_H, NET_W = 64, 128
 K_CAM = np.array([[100.0, 0.0, 79.5], [0.0, 100.0, 59.5], [0.0, 0.0, 1.0]])
+# a 4:3 camera and a 2:1 network: the model contract's centre crop keeps rows 20..99 of the 160x120 frame
+CROP = (20, 0, 80, 160)
+
+
+def network_view(image):
+    """What training feeds the network for a camera frame: the centre crop, area-resized (training/dataset.py)."""
+    y0, x0, h, w = CROP
+    return cv2.resize(image[y0:y0 + h, x0:x0 + w], (NET_W, NET_H), interpolation=cv2.INTER_AREA)
+
+
+def K_network():
+    K = K_CAM.copy()
+    K[1, 2] -= CROP[0]
+    return scale_intrinsics(K, NET_W / CROP[3], NET_H / CROP[2])
 
 
 class ScriptedBackend(InferenceBackend):
@@ -69,17 +83,33 @@ def test_intrinsics_come_from_camera_info_or_the_fallback_parameters():
     assert fallback.source == "parameters"
 
 
-def test_prepare_resizes_for_backends_with_a_fixed_input_size_only():
+def test_prepare_feeds_the_network_what_training_fed_it():
+    """The model contract's crop to the network's aspect and its resize filter, as the training dataset applies
+    them, with the intrinsics of the cropped and resized image."""
+    from ros2_monodepth_training.dataset import ResizePlan
+
     image = _image()
     info = CameraIntrinsics(K_CAM, CAM_W, CAM_H)
     fixed = FramePipeline(ScriptedBackend(constant_depth(2.0), input_size=(NET_H, NET_W)), PipelineConfig())
     frame = fixed.prepare(image, info, 1.0)
-    np.testing.assert_array_equal(frame.net_input, cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_LINEAR))
+    training = ResizePlan.make((CAM_H, CAM_W), (NET_H, NET_W), K_CAM, "center", "area")
+    assert training.crop == CROP and frame.plan.crop == CROP
+    np.testing.assert_array_equal(frame.net_input, training.apply(image))
+    np.testing.assert_array_equal(frame.net_input, network_view(image))
+    np.testing.assert_allclose(frame.K_net, training.K)
     assert frame.image is image and frame.stamp == 1.0
+    # a backend without a fixed input size gets the same pixels at its network size
     anysize = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig())
-    assert anysize.prepare(image, info, 1.0).net_input is image
+    np.testing.assert_array_equal(anysize.prepare(image, info, 1.0).net_input, network_view(image))
     with pytest.raises(FrameError, match="uint8"):
         anysize.prepare(image.astype(np.float32), info, 1.0)
+    # a checkpoint trained without a crop (Monodepth2's own weights): the whole frame, squashed
+    from ros2_monodepth.core.model_contract import CheckpointMetadata
+
+    squash = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig(),
+                           CheckpointMetadata(height=NET_H, width=NET_W, crop="none"))
+    np.testing.assert_array_equal(squash.prepare(image, info, 1.0).net_input,
+                                  cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_AREA))
 
 
 @pytest.mark.parametrize("resolution", ["network", "camera"])
@@ -91,14 +121,16 @@ def test_depth_at_output_resolution_with_its_intrinsics_scale_and_invalid_pixels
     result = pipeline.depth(pipeline.prepare(_image(), CameraIntrinsics(K_CAM, CAM_W, CAM_H), 1.0))
     assert result.scale == 1.5 and result.scale_mode == "fixed"
     if resolution == "network":
-        assert result.size == (NET_H, NET_W)
-        np.testing.assert_allclose(result.K, scale_intrinsics(K_CAM, NET_W / CAM_W, NET_H / CAM_H))
+        assert result.size == (NET_H, NET_W) and result.roi is None
+        np.testing.assert_allclose(result.K, K_network())
         assert np.isnan(result.depth[0, :4]).all() and result.depth[0, 4] == pytest.approx(4.5)
         assert np.nanmax(result.depth[1:]) == np.nanmin(result.depth[1:]) == pytest.approx(3.0)
     else:
-        assert result.size == (CAM_H, CAM_W)
+        # the camera's pixels: depth inside the region the network saw, NaN outside it, roi says which
+        assert result.size == (CAM_H, CAM_W) and result.roi == CROP
         np.testing.assert_allclose(result.K, K_CAM)
-        assert np.nanmedian(result.depth) == pytest.approx(3.0)
+        assert np.isnan(result.depth[:20]).all() and np.isnan(result.depth[100:]).all()
+        assert np.nanmedian(result.depth[20:100]) == pytest.approx(3.0)
     # pixel-centre convention: cx' = (cx + 0.5) s - 0.5
     assert scale_intrinsics(K_CAM, 0.5, 0.5)[0, 2] == pytest.approx((79.5 + 0.5) * 0.5 - 0.5)
 
@@ -113,12 +145,11 @@ def test_points_back_project_the_depth_and_take_colours_from_the_frame_the_netwo
     np.testing.assert_allclose(xyz[..., 2], 2.0)
     K = result.K   # x = (u - cx) / fx * z at the strided pixel centres
     np.testing.assert_allclose(xyz[0, :, 0], (np.arange(0, NET_W, 3) - K[0, 2]) / K[0, 0] * 2.0, rtol=1e-6)
-    net_input = cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_array_equal(unpack_rgb_float(rgb), net_input[::3, ::3])
-    # a backend that takes any size: the camera frame is area-resized to the depth's size
+    np.testing.assert_array_equal(unpack_rgb_float(rgb), network_view(image)[::3, ::3])
+    # a backend that takes any size: the same network view
     anysize = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig())
     _, rgb = anysize.depth(anysize.prepare(image, info, 1.0)).points(stride=1, with_rgb=True)
-    np.testing.assert_array_equal(unpack_rgb_float(rgb), cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_AREA))
+    np.testing.assert_array_equal(unpack_rgb_float(rgb), network_view(image))
     # depth at camera resolution: the camera frame's own colours; a BGR backend gets them swapped back to RGB
     bgr = FramePipeline(ScriptedBackend(constant_depth(2.0, (CAM_H, CAM_W)), order="bgr"), PipelineConfig(depth_resolution="camera"))
     _, rgb = bgr.depth(bgr.prepare(image[..., ::-1].copy(), info, 1.0)).points(stride=2, with_rgb=True)

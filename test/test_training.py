@@ -522,3 +522,36 @@ def test_evaluation_output_folders_never_collide(tmp_path):
     names = output_names([str(tmp_path / "runs" / "a" / "checkpoint"), str(tmp_path / "runs" / "b" / "checkpoint"),
                           "untrained"])
     assert names == ["a_checkpoint", "b_checkpoint", "untrained"]
+
+
+def test_a_lost_data_loading_worker_stops_with_a_checkpoint_and_resume_continues(street_bag, tmp_path, monkeypatch):
+    """A worker killed mid-run (the kernel's OOM killer does this): one clear message, the checkpoint of the last
+    step on disk, and --resume goes on from there to the end."""
+    import signal
+
+    from ros2_monodepth_training import dataset as dataset_module
+    from ros2_monodepth_training.train import TrainingStopped
+
+    marker = tmp_path / "killed"
+    original = dataset_module.TripletDataset.__getitem__
+    parent = os.getpid()
+
+    def dying_getitem(self, item):
+        # in a worker (a forked child), once: the fifth sample it is asked for kills it
+        if os.getpid() != parent and not marker.exists():
+            count = getattr(self, "_test_count", 0) + 1
+            self._test_count = count
+            if count == 5:
+                marker.write_text(str(os.getpid()))
+                os.kill(os.getpid(), signal.SIGKILL)
+        return original(self, item)
+
+    monkeypatch.setattr(dataset_module.TripletDataset, "__getitem__", dying_getitem)
+    args = [str(street_bag), *TINY, "--workers", "2", "--epochs", "2", "--max-steps", "12", "--checkpoint-every", "100", "--out", str(tmp_path / "run")]
+    with pytest.raises(TrainingStopped, match="data-loading worker stopped.*--resume") as stopped:
+        train(parse_args(args))
+    assert marker.exists()
+    state = torch.load(tmp_path / "run" / "checkpoint" / "training_state.pt", weights_only=True)
+    assert f"step {state['step']} is saved" in str(stopped.value)
+    summary = train(parse_args(args + ["--resume"]))
+    assert summary["steps"] == 12

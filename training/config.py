@@ -27,8 +27,9 @@ class TrainConfig:
     intrinsics: Optional[Tuple[float, float, float, float]] = None
     right_topic: Optional[str] = None
     right_camera_info_topic: Optional[str] = None
-    height: int = 96
-    width: int = 320
+    # network input size; 0 x 0: about AUTO_PIXELS pixels at the first sequence's camera aspect (multiples of 32)
+    height: int = 0
+    width: int = 0
     crop: str = "center"
     stride: int = 1
     fps: float = 0.0
@@ -90,7 +91,10 @@ class TrainConfig:
     def problems(self) -> List[str]:
         """What is wrong across options (empty when the configuration can run)."""
         out = []
-        if self.height % 32 or self.width % 32:
+        if (self.height == 0) != (self.width == 0):
+            out.append(f"--height and --width: give both or neither (0 x 0 picks a size for the camera), got "
+                       f"{self.height}x{self.width}")
+        if self.height % 32 or self.width % 32 or self.height < 0 or self.width < 0:
             out.append(f"--height and --width must be multiples of 32 (the encoder downsamples 32x), got "
                        f"{self.height}x{self.width}")
         if self.stereo and not (self.right_topic and self.right_camera_info_topic):
@@ -156,8 +160,11 @@ def train_parser() -> argparse.ArgumentParser:
                    help="intrinsics at the bag's image size (instead of camera_info)")
     g.add_argument("--right-topic", help="stereo: right camera topic (rectified, same size)")
     g.add_argument("--right-camera-info-topic", help="stereo: right CameraInfo (baseline from P[3] = -fx * baseline)")
-    g.add_argument("--height", type=int, default=d.height, help="training height (multiple of 32)")
-    g.add_argument("--width", type=int, default=d.width, help="training width (multiple of 32)")
+    g.add_argument("--network-size", type=_network_size, metavar="WxH",
+                   help="network input size, multiples of 32, e.g. 320x96 (default: about 320x96's pixel count at the "
+                        "first camera's own aspect ratio, e.g. 192x160 for 640x480 and 224x128 for 1280x720)")
+    g.add_argument("--height", type=int, default=d.height, help="network input height (multiple of 32; 0: see --network-size)")
+    g.add_argument("--width", type=int, default=d.width, help="network input width (multiple of 32; 0: see --network-size)")
     g.add_argument("--crop", choices=("center", "bottom", "top", "none"), default=d.crop,
                    help="crop to the training aspect ratio before resizing (none: squash)")
     g.add_argument("--stride", type=int, default=d.stride, help="use every N-th frame")
@@ -261,10 +268,22 @@ def _from_namespace(cls: Any, ns: argparse.Namespace) -> Any:
     return cls(**values)
 
 
+def _network_size(text: str) -> Tuple[int, int]:
+    """'WxH' -> (W, H)."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 320x96") from None
+    return w, h
+
+
 def parse_train_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """``ros2-monodepth-train``'s command line -> TrainConfig (exits with the reason on a bad combination)."""
     p = train_parser()
-    cfg: TrainConfig = _from_namespace(TrainConfig, p.parse_args(argv))
+    ns = p.parse_args(argv)
+    if ns.network_size is not None:
+        ns.width, ns.height = ns.network_size
+    cfg: TrainConfig = _from_namespace(TrainConfig, ns)
     problems = cfg.problems()
     if problems:
         p.error("; ".join(problems))

@@ -21,7 +21,7 @@ Owns, in order of use:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -33,6 +33,7 @@ from torch.utils.data import Dataset
 from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, FrameStats, decode_rgb, open_bags, skip_reason, stamp_ns
 from ros2_monodepth.core.geometry import scale_intrinsics
 from ros2_monodepth.core.image_codec import ImageFormatError
+from ros2_monodepth.core.model_contract import CropResize
 
 THUMB_WIDTH = 64
 
@@ -381,7 +382,8 @@ def split_by_time(index: FrameIndex, triplets: np.ndarray, val_fraction: float =
 
 @dataclass
 class ResizePlan:
-    """Crop (to the training aspect ratio) then resize, and the matching intrinsics."""
+    """Crop (to the training aspect ratio) then resize, and the matching intrinsics: the model contract's rule
+    (``core.model_contract.CropResize``, the one the node applies) with this camera's K."""
 
     crop: Tuple[int, int, int, int]   # y0, x0, h, w in the source image
     out_size: Tuple[int, int]         # (H, W)
@@ -389,30 +391,13 @@ class ResizePlan:
     interpolation: int = cv2.INTER_AREA
 
     @classmethod
-    def make(cls, src_size: Tuple[int, int], out_size: Tuple[int, int], K: np.ndarray, crop: str = "center") -> "ResizePlan":
-        H, W = src_size
-        oh, ow = out_size
-        if crop == "none":
-            y0, x0, ch, cw = 0, 0, H, W
-        else:
-            target = ow / oh
-            if W / H > target:   # too wide: crop columns
-                ch, cw = H, int(round(H * target))
-            else:
-                ch, cw = int(round(W / target)), W
-            x0 = (W - cw) // 2
-            y0 = {"center": (H - ch) // 2, "bottom": H - ch, "top": 0}[crop]
-        Kc = np.asarray(K, np.float64).copy()
-        Kc[0, 2] -= x0
-        Kc[1, 2] -= y0
-        return cls((y0, x0, ch, cw), (oh, ow), scale_intrinsics(Kc, ow / cw, oh / ch))
+    def make(cls, src_size: Tuple[int, int], out_size: Tuple[int, int], K: np.ndarray, crop: str = "center",
+             resize_filter: str = "area") -> "ResizePlan":
+        rule = CropResize.make(src_size, out_size, crop, resize_filter)
+        return cls(rule.crop, rule.out_size, rule.intrinsics(K), rule.interpolation)
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
-        y0, x0, ch, cw = self.crop
-        rgb = rgb[y0:y0 + ch, x0:x0 + cw]
-        if rgb.shape[:2] != self.out_size:
-            rgb = cv2.resize(rgb, (self.out_size[1], self.out_size[0]), interpolation=self.interpolation)
-        return rgb
+        return CropResize((rgb.shape[0], rgb.shape[1]), self.crop, self.out_size, self.interpolation).apply(rgb)
 
 
 @dataclass
@@ -459,7 +444,6 @@ class _Decoder:
         return decode_rgb(cls._store.deserialize_cdr(raw, msgtype), msgtype)
 
 
-RESIZE_FILTERS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
 
 
 class TripletDataset(Dataset):
@@ -480,7 +464,7 @@ class TripletDataset(Dataset):
                  augmentation: Optional[Augmentation] = None, resize_filter: str = "area"):
         self.index = index
         self.triplets = np.asarray(triplets, np.int64).reshape(-1, 2)
-        self.plans = {k: replace(ResizePlan.make(seq.size, size, seq.K, crop), interpolation=RESIZE_FILTERS[resize_filter])
+        self.plans = {k: ResizePlan.make(seq.size, size, seq.K, crop, resize_filter)
                       for k, seq in enumerate(index.sequences) if not seq.unusable}
         self.aug = augmentation or Augmentation(enabled=False)
 

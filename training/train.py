@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader
 from ros2_monodepth.core.bags import BagError
 from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata
 from ros2_monodepth.core.hardware import cpu_has_bf16
+from ros2_monodepth.core.model_contract import size_for_aspect
 from ros2_monodepth.core.networks import DepthNet, PoseNet
 
 from .config import TrainConfig, parse_train_args
@@ -235,16 +236,31 @@ def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, Tr
     if len(train_t) == 0:
         raise BagError("no training triplets (three consecutive frames of one segment of one sequence, outside the "
                        "validation range):\n" + format_summary(rows))
-    size = (cfg.height, cfg.width)
+    size, why = network_size(cfg, index)
     train = TripletDataset(index, train_t, size, cfg.crop, Augmentation(enabled=cfg.augment), cfg.resize_filter)
     val = TripletDataset(index, val_t, size, cfg.crop, resize_filter=cfg.resize_filter)
-    info = {"sequences": rows, "train_triplets": len(train_t), "val_triplets": len(val_t),
+    info = {"sequences": rows, "train_triplets": len(train_t), "val_triplets": len(val_t), "network_size": size,
+            "network_size_reason": why,
             "K_train": {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()}}
     if odometry.enabled:
         info["odometry"] = odometry_notes
         info["velocity_coverage"] = velocity_coverage(index, train_t)
         info["odometry_source"] = odometry.describe()
     return train, val, info
+
+
+AUTO_PIXELS = 320 * 96   # the network size picked for a camera has about this many pixels (Monodepth2's 640x192 / 4)
+
+
+def network_size(cfg: TrainConfig, index: Any) -> Tuple[Tuple[int, int], str]:
+    """(height, width) the networks are trained at, and why: --network-size / --height --width, else about
+    AUTO_PIXELS pixels at the first usable sequence's camera aspect (the node then sees the whole camera image)."""
+    if cfg.height and cfg.width:
+        return (cfg.height, cfg.width), "as given"
+    first = next(seq for seq in index.sequences if not seq.unusable)
+    size = size_for_aspect(first.size, AUTO_PIXELS)
+    return size, (f"about {AUTO_PIXELS} pixels at the aspect ratio of {first.name} ({first.size[1]}x{first.size[0]}); "
+                  "--network-size WxH sets it")
 
 
 def velocity_coverage(index: Any, triplets: np.ndarray) -> float:
@@ -313,6 +329,11 @@ def _log_images(writer, out: LossOutput, batch: Dict[str, torch.Tensor], step: i
         writer.add_image("automask", out.automask[0:1].float().cpu().numpy(), step)
 
 
+class TrainingStopped(RuntimeError):
+    """Training stopped before its end by something outside it (a data-loading worker lost); a checkpoint of the
+    last step was saved and ``--resume`` continues."""
+
+
 def train(a: TrainConfig) -> Dict[str, Any]:
     """Run the loop described by the parsed options; returns a summary (also written to <out>/summary.json)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -340,6 +361,7 @@ def train(a: TrainConfig) -> Dict[str, Any]:
                               "--overwrite to train from scratch and replace it (or choose another --out)")
     torch.manual_seed(a.seed)
     train_ds, val_ds, data_info = build_datasets(a, show_progress)
+    a = replace(a, height=int(data_info["network_size"][0]), width=int(data_info["network_size"][1]))
     cfg = a.loss_config()
     model = TrainingModel(a.num_layers, cfg)
     if a.init_resnet:
@@ -371,7 +393,7 @@ def train(a: TrainConfig) -> Dict[str, Any]:
     metric, scale_source = scale_provenance(a, data_info)
     meta = CheckpointMetadata(num_layers=a.num_layers, height=a.height, width=a.width, use_stereo=a.stereo,
                               min_depth=a.min_depth, max_depth=a.max_depth, stereo_scale=1.0, has_pose=model.pose is not None,
-                              metric=metric, scale_source=scale_source,
+                              metric=metric, scale_source=scale_source, crop=a.crop, resize_filter=a.resize_filter,
                               source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
     config = a.to_json()
     writer = None
@@ -379,6 +401,9 @@ def train(a: TrainConfig) -> Dict[str, Any]:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "config.json").write_text(json.dumps(config, indent=2))
         print(f"[train] {msg}", flush=True)
+        print(f"[train] network {a.width}x{a.height} ({data_info['network_size_reason']}), {a.crop} crop, "
+              f"{a.resize_filter} resize: written into the checkpoint's metadata, which the node and evaluation follow",
+              flush=True)
         used = sum(1 for r in data_info["sequences"] if "unusable" not in r)
         print(f"[train] data: {used} of {len(data_info['sequences'])} sequence(s) used, {data_info['train_triplets']} training and "
               f"{data_info['val_triplets']} validation triplets\n" + format_summary(data_info["sequences"]), flush=True)
@@ -428,48 +453,59 @@ def train(a: TrainConfig) -> Dict[str, Any]:
         bar = tqdm(loader, total=len(sampler) // a.batch_size, desc=f"epoch {progress.epoch + 1}/{a.epochs}",
                    unit="step", disable=not show_progress, dynamic_ncols=True)
         t_rate, n_rate = time.monotonic(), 0
-        for batch in bar:
-            batch = _to_device(batch, device, channels_last)
-            share = velocity_ramp(progress.step + 1, a.velocity_warmup)
-            if cfg.velocity > 0 and share != model.cfg.velocity_share:
-                model.cfg = replace(cfg, velocity_share=share)
-            out = ddp_model(batch)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(out.total).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                out.total.backward()
-                opt.step()
-            progress.step += 1
-            sched.step(progress.step)
-            progress.done_in_epoch += a.batch_size
-            n = batch["images"].shape[0] * world
-            images_seen += n
-            n_rate += n
-            last = out.terms
-            if "translation_scale_ratio" in last and share >= 1.0:
-                scale_check.add(last["translation_scale_ratio"])
-            if not math.isfinite(last["loss"]):
-                raise FloatingPointError(f"loss is {last['loss']} at step {progress.step}; the last checkpoint is kept")
-            rate = n_rate / max(1e-6, time.monotonic() - t_rate)
-            bar.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{rate:.1f}")
-            if writer is not None and progress.step % a.log_every == 0:
-                for k, v in last.items():
-                    writer.add_scalar(f"train/{k}", v, progress.step)
-                writer.add_scalar("train/lr", sched.get_last_lr()[0], progress.step)
-                writer.add_scalar("train/images_per_s", rate, progress.step)
-            if writer is not None and progress.step % a.image_every == 0:
-                _log_images(writer, out, batch, progress.step)
-            if progress.step % a.checkpoint_every == 0:
-                checkpoint()
-            if a.max_steps and progress.step >= a.max_steps:
-                stop_reason, done = f"--max-steps {a.max_steps}", True
-            elif a.max_minutes and sched.seconds() > 60 * a.max_minutes:
-                stop_reason, done = f"--max-minutes {a.max_minutes}", True
-            if done:
-                break
+        try:
+            for batch in bar:
+                batch = _to_device(batch, device, channels_last)
+                share = velocity_ramp(progress.step + 1, a.velocity_warmup)
+                if cfg.velocity > 0 and share != model.cfg.velocity_share:
+                    model.cfg = replace(cfg, velocity_share=share)
+                out = ddp_model(batch)
+                opt.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(out.total).backward()
+                    scaler.step(opt)
+                    scaler.update()
+                else:
+                    out.total.backward()
+                    opt.step()
+                progress.step += 1
+                sched.step(progress.step)
+                progress.done_in_epoch += a.batch_size
+                n = batch["images"].shape[0] * world
+                images_seen += n
+                n_rate += n
+                last = out.terms
+                if "translation_scale_ratio" in last and share >= 1.0:
+                    scale_check.add(last["translation_scale_ratio"])
+                if not math.isfinite(last["loss"]):
+                    raise FloatingPointError(f"loss is {last['loss']} at step {progress.step}; the last checkpoint is kept")
+                rate = n_rate / max(1e-6, time.monotonic() - t_rate)
+                bar.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{rate:.1f}")
+                if writer is not None and progress.step % a.log_every == 0:
+                    for k, v in last.items():
+                        writer.add_scalar(f"train/{k}", v, progress.step)
+                    writer.add_scalar("train/lr", sched.get_last_lr()[0], progress.step)
+                    writer.add_scalar("train/images_per_s", rate, progress.step)
+                if writer is not None and progress.step % a.image_every == 0:
+                    _log_images(writer, out, batch, progress.step)
+                if progress.step % a.checkpoint_every == 0:
+                    checkpoint()
+                if a.max_steps and progress.step >= a.max_steps:
+                    stop_reason, done = f"--max-steps {a.max_steps}", True
+                elif a.max_minutes and sched.seconds() > 60 * a.max_minutes:
+                    stop_reason, done = f"--max-minutes {a.max_minutes}", True
+                if done:
+                    break
+        except RuntimeError as exc:
+            if "DataLoader worker" not in str(exc):
+                raise
+            # a worker killed (out of memory, a signal): keep what was learned, say how to go on
+            bar.close()
+            checkpoint()
+            raise TrainingStopped(
+                f"a data-loading worker stopped ({exc}). The checkpoint of step {progress.step} is saved in {ckpt_dir}: "
+                f"run the same command with --resume to continue (with fewer --workers, or a smaller --batch-size, if "
+                f"memory ran out)") from None
         bar.close()
         if not done:
             progress.epoch += 1
@@ -525,6 +561,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (BagError, CheckpointError) as exc:
         print(f"ros2-monodepth-train: error: {exc}", file=sys.stderr)
         return 2
+    except TrainingStopped as exc:
+        print(f"ros2-monodepth-train: stopped: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

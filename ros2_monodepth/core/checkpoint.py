@@ -5,8 +5,8 @@ A checkpoint is a folder:
   depth.pth         depth decoder state_dict (``decoder.{0..13}.*``)
   pose_encoder.pth  pose encoder state_dict (``encoder.conv1.weight`` is [64, 6, 7, 7])   [optional]
   pose.pth          pose decoder state_dict (``net.{0..3}.*``)                           [optional]
-  metadata.json     this project's: encoder depth, min/max depth, stereo scale, metric or not, provenance
-                    [optional]
+  metadata.json     this project's model contract (``core.model_contract``): encoder depth, network size,
+                    crop and resize filter, min/max depth, stereo scale, metric or not, provenance [optional]
 
 Files are read with ``torch.load(..., weights_only=True)`` only, and every key and shape is checked
 against the model before anything is loaded, so a wrong file is refused with a message naming what differs.
@@ -15,9 +15,8 @@ against the model before anything is loaded, so a wrong file is refused with a m
 from __future__ import annotations
 
 import json
-import math
 import os
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -25,6 +24,7 @@ import torch
 from torch import nn
 
 from .fileio import atomic_torch_save, atomic_write_text
+from .model_contract import CheckpointError, CheckpointMetadata, ContractError, check_metadata, metadata_from_json
 from .networks import DepthNet, PoseNet
 
 ENCODER_FILE = "encoder.pth"
@@ -34,32 +34,6 @@ POSE_FILE = "pose.pth"
 METADATA_FILE = "metadata.json"
 # Plain (non-tensor) entries Monodepth2 stores next to the encoder weights.
 ENCODER_EXTRA_KEYS = ("height", "width", "use_stereo")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that does not fit the model; the message names the file and what differs."""
-
-
-@dataclass
-class CheckpointMetadata:
-    """What a checkpoint says about itself (Monodepth2's entries + this project's)."""
-
-    num_layers: int = 18
-    height: int = 192
-    width: int = 640
-    use_stereo: bool = False
-    min_depth: float = 0.1
-    max_depth: float = 100.0
-    # Multiplier that turns the depth of stereo-trained weights into metres (5.4 for the KITTI models:
-    # 0.54 m baseline / 0.1 training baseline).
-    stereo_scale: float = 5.4
-    has_pose: bool = True
-    source: str = "ros2_monodepth"
-    # True when depth and pose translation are in metres as the networks give them (velocity supervision from the
-    # robot's odometry, or stereo training with a real baseline); scale_source says from what
-    metric: bool = False
-    scale_source: str = ""
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 def read_state_file(path: Path) -> Dict[str, Any]:
@@ -120,36 +94,9 @@ def save_checkpoint(directory: str | os.PathLike, depth_net: DepthNet, pose_net:
         atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.encoder.state_dict().items()}, out / POSE_ENCODER_FILE)
         atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.decoder.state_dict().items()}, out / POSE_FILE)
     meta = CheckpointMetadata(**{**asdict(meta), "num_layers": depth_net.encoder.num_layers, "has_pose": pose_net is not None})
+    check_metadata(meta, str(out / METADATA_FILE))
     atomic_write_text(json.dumps(asdict(meta), indent=2), out / METADATA_FILE)
     return out
-
-
-def _metadata_from(raw: Dict[str, Any], source: Path) -> CheckpointMetadata:
-    """CheckpointMetadata from metadata.json's object, each known entry checked against its type."""
-    meta = CheckpointMetadata()
-    for f in fields(CheckpointMetadata):
-        if f.name not in raw or f.name == "extra":
-            continue
-        value, default = raw[f.name], getattr(meta, f.name)
-        if isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
-            value = float(value) if ok else value
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            raise CheckpointError(f"{source}: entry '{f.name}' is {value!r}, expected a {'positive ' if isinstance(default, (int, float)) and not isinstance(default, bool) else ''}"
-                                  f"{type(default).__name__}")
-        setattr(meta, f.name, value)
-    extra = raw.get("extra", {})
-    meta.extra.update(extra if isinstance(extra, dict) else {"extra": extra})
-    meta.extra.update({k: v for k, v in raw.items() if k not in {f.name for f in fields(CheckpointMetadata)}})
-    if meta.min_depth >= meta.max_depth:
-        raise CheckpointError(f"{source}: min_depth {meta.min_depth} must be below max_depth {meta.max_depth}")
-    return meta
 
 
 def read_metadata(directory: str | os.PathLike) -> CheckpointMetadata:
@@ -163,16 +110,43 @@ def read_metadata(directory: str | os.PathLike) -> CheckpointMetadata:
             raise CheckpointError(f"{meta_path}: not valid JSON ({exc})") from exc
         if not isinstance(raw, dict):
             raise CheckpointError(f"{meta_path}: expected a JSON object, found {type(raw).__name__}")
-        return _metadata_from(raw, meta_path)
+        return metadata_from_json(raw, str(meta_path))
     enc = read_state_file(d / ENCODER_FILE)
-    return CheckpointMetadata(
+    # Monodepth2's own files: KITTI frames were resized whole (1242x375 -> 640x192, no crop)
+    meta = CheckpointMetadata(
         num_layers=infer_num_layers(enc),
-        height=int(enc.get("height", 192)),
-        width=int(enc.get("width", 640)),
+        height=_plain_int(enc, "height", 192, d / ENCODER_FILE),
+        width=_plain_int(enc, "width", 640, d / ENCODER_FILE),
         use_stereo=bool(enc.get("use_stereo", False)),
         has_pose=(d / POSE_FILE).is_file() and (d / POSE_ENCODER_FILE).is_file(),
         source="monodepth2",
+        crop="none",
     )
+    check_metadata(meta, str(d / ENCODER_FILE))
+    return meta
+
+
+def _plain_int(state: Mapping[str, Any], key: str, default: int, source: Path) -> int:
+    value = state.get(key, default)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ContractError(f"{source}: entry '{key}' is {value!r}, expected a whole number") from None
+
+
+def verify_checkpoint(directory: str | os.PathLike, with_pose: bool = True) -> CheckpointMetadata:
+    """The checkpoint's metadata, checked against itself and against its weights (the encoders' ResNet depth, the
+    pose files) before any backend is built: ContractError / CheckpointError naming the file, the field, the value
+    and what was expected. Reads the encoder files' keys, not the networks."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CheckpointError(f"{d}: checkpoint folder not found")
+    meta = read_metadata(d)
+    source = str(d / METADATA_FILE) if (d / METADATA_FILE).is_file() else str(d / ENCODER_FILE)
+    enc_layers = infer_num_layers(read_state_file(d / ENCODER_FILE))
+    pose_files = (d / POSE_ENCODER_FILE).is_file() and (d / POSE_FILE).is_file()
+    check_metadata(meta, source, encoder_layers=enc_layers, has_pose_files=pose_files if with_pose else None)
+    return meta
 
 
 def load_checkpoint(directory: str | os.PathLike, load_pose: bool = True) -> Tuple[DepthNet, Optional[PoseNet], CheckpointMetadata]:
@@ -183,7 +157,8 @@ def load_checkpoint(directory: str | os.PathLike, load_pose: bool = True) -> Tup
     enc_state = read_state_file(d / ENCODER_FILE)
     meta = read_metadata(d)
     num_layers = infer_num_layers(enc_state)
-    meta.num_layers = num_layers
+    check_metadata(meta, str(d / METADATA_FILE) if (d / METADATA_FILE).is_file() else str(d / ENCODER_FILE),
+                   encoder_layers=num_layers)
     depth_net = DepthNet(num_layers)
     check_state_dict(depth_net.encoder, enc_state, str(d / ENCODER_FILE), ignore=ENCODER_EXTRA_KEYS)
     dec_state = read_state_file(d / DEPTH_FILE)

@@ -31,6 +31,7 @@ import numpy as np
 from .backends.base import InferenceBackend, ModelSpec
 from .colorize import colorize_depth
 from .geometry import rpy_to_matrix, scale_intrinsics
+from .model_contract import CheckpointMetadata, CropResize
 from .odometry import OdometryIntegrator, OdometryStep, StampDecision, StampGate
 from .pointcloud import RayGrid, pack_rgb_float
 from .scale import MotionScale, ScaleChoice, ScaleEstimator, choose_scale_mode
@@ -83,7 +84,7 @@ class PipelineConfig:
     scale_window: int = 30         # frame pairs in the odometry scale's sliding window
     scale_min_motion: float = 0.05   # metres the camera must move between two frames for a pair to count
 
-    def with_checkpoint_settings(self, meta: Optional[Any]) -> Tuple["PipelineConfig", Dict[str, str]]:
+    def with_checkpoint_settings(self, meta: Optional[CheckpointMetadata]) -> Tuple["PipelineConfig", Dict[str, str]]:
         """The network size and depth range to run with: a value set here (non-zero) wins, else the checkpoint's
         metadata (``core.checkpoint.CheckpointMetadata``, None for untrained networks), else Monodepth2's defaults.
         Returns the settled config and where each value came from."""
@@ -168,8 +169,9 @@ def camera_intrinsics(k: Sequence[float], width: int, height: int, source: str =
 class Frame:
     """One decoded camera frame as the pipeline processes it.
 
-    ``image`` (H, W, 3) uint8 in the backend's channel order; ``net_input`` the same resized to the backend's input
-    size (or ``image`` itself); ``K`` at the image's size; ``stamp`` seconds; ``admitted`` what the stamp gate decided
+    ``image`` (H, W, 3) uint8 in the backend's channel order; ``net_input`` the region the network sees (the model
+    contract's crop) resized to the backend's input size; ``K`` at the image's size, ``K_net`` at the network
+    input's; ``plan`` the crop and resize between them; ``stamp`` seconds; ``admitted`` what the stamp gate decided
     (whether the odometry chain restarts here).
     """
 
@@ -178,6 +180,8 @@ class Frame:
     K: np.ndarray
     stamp: float
     admitted: StampDecision = field(default_factory=lambda: StampDecision(True))
+    plan: Optional[CropResize] = None
+    K_net: Optional[np.ndarray] = None
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -187,6 +191,8 @@ class Frame:
 @dataclass
 class DepthResult:
     """Metric depth of a frame at output resolution (NaN where invalid), its intrinsics and the scale applied.
+    ``roi`` (y0, x0, h, w) is the region of the depth image the network saw when the depth is at camera resolution
+    and the network saw only part of the camera image (NaN outside it); None otherwise.
 
     ``points`` and ``colorized`` are computed on demand (a caller builds them only while someone wants them).
     """
@@ -198,6 +204,7 @@ class DepthResult:
     frame: Frame
     _rays: RayGrid
     _bgr: bool
+    roi: Optional[Tuple[int, int, int, int]] = None
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -243,16 +250,22 @@ class FramePipeline:
     """The per-frame work on one backend. Thread use: ``prepare``, ``depth`` and ``odometry`` on one thread (the
     backend's); ``DepthResult.points`` / ``colorized`` may run on another while ``odometry`` runs."""
 
-    def __init__(self, backend: InferenceBackend, cfg: PipelineConfig, checkpoint_meta: Optional[Any] = None):
+    def __init__(self, backend: InferenceBackend, cfg: PipelineConfig, checkpoint_meta: Optional[CheckpointMetadata] = None):
         self.backend = backend
         self.cfg = cfg
         self.settings_sources: Dict[str, str] = {}
-        self.checkpoint_meta: Optional[Any] = checkpoint_meta
+        self.checkpoint_meta: Optional[CheckpointMetadata] = checkpoint_meta
+        # the model contract the frames are prepared by: the checkpoint's (crop, resize filter), untrained networks
+        # get training's defaults
+        contract = checkpoint_meta if checkpoint_meta is not None else CheckpointMetadata()
+        self.crop_policy, self.resize_filter = contract.crop, contract.resize_filter
+        self._plans: Dict[Tuple[int, int], CropResize] = {}
         self.timer = StageTimer()
         self._lock = threading.Lock()
         self._rays_out = RayGrid()
         self._rays_scale = RayGrid()
         self._prev_input: Optional[np.ndarray] = None
+        self._prev_size: Tuple[int, int] = (0, 0)
         self._prev_stamp = 0.0
         self.camera_mount = cfg.camera_mount()      # T_base_cam: the parameters', or what /tf_static says
         self.camera_mount_source = "camera_mount.* parameters"
@@ -266,9 +279,10 @@ class FramePipeline:
         depth range the checkpoint was trained at unless ``cfg`` sets them (``settings_sources`` says which); returns
         it and why that backend was chosen."""
         from .artifacts import create_backend
-        from .checkpoint import read_metadata
+        from .checkpoint import verify_checkpoint
 
-        meta = read_metadata(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
+        # the metadata checked against itself and the weights before any backend is built
+        meta = verify_checkpoint(cfg.checkpoint_dir, with_pose=cfg.publish_odometry) if cfg.checkpoint_dir else None
         settled, sources = cfg.with_checkpoint_settings(meta)
         backend, why = create_backend(settled.backend, settled.model_spec())
         pipeline = cls(backend, settled, meta)
@@ -286,9 +300,8 @@ class FramePipeline:
             height_from = "the camera_height parameter"
         elif getattr(self, "camera_mount_source", "").startswith("/tf") and float(mount[2, 3]) > 0.05:
             height_from = f"the robot's TF tree ({float(mount[2, 3]):.2f} m)"
-        return choose_scale_mode(cfg.scale_mode, bool(meta and getattr(meta, "metric", False)),
-                                 getattr(meta, "scale_source", "") if meta else "", bool(meta and meta.use_stereo),
-                                 cfg.odometry_topic, height_from)
+        return choose_scale_mode(cfg.scale_mode, bool(meta and meta.metric), meta.scale_source if meta else "",
+                                 bool(meta and meta.use_stereo), cfg.odometry_topic, height_from)
 
     def _make_scale(self, cfg: PipelineConfig) -> ScaleEstimator:
         mount = getattr(self, "camera_mount", None)
@@ -403,13 +416,21 @@ class FramePipeline:
         if admitted is None:
             admitted = self.admit(stamp, clock_now)
         with self.timer.stage("preprocess"):
-            net_in = image
-            need = self.backend.input_size
-            if need is not None and need != (height, width):
-                # bilinear with pixel-centre alignment: the same sampling the torch backend does in-graph, so
-                # every backend sees the same network input
-                net_in = cv2.resize(image, (need[1], need[0]), interpolation=cv2.INTER_LINEAR)
-        return Frame(image, net_in, intr.K, stamp, admitted)
+            plan = self.input_plan((height, width))
+            net_in = plan.apply(image)
+        return Frame(image, net_in, intr.K, stamp, admitted, plan, plan.intrinsics(intr.K))
+
+    def input_plan(self, camera_size: Tuple[int, int]) -> CropResize:
+        """How a ``camera_size`` (H, W) frame becomes the network's input: the model contract's crop to the
+        network's aspect, then its resize filter to the size the backend takes (kept per camera size)."""
+        plan = self._plans.get(camera_size)
+        if plan is None:
+            need = self.backend.input_size or self.backend.spec.network_size
+            plan = CropResize.make(camera_size, need, self.crop_policy, self.resize_filter)
+            if len(self._plans) > 8:     # a camera whose size keeps changing: keep the cache bounded
+                self._plans.clear()
+            self._plans[camera_size] = plan
+        return plan
 
     def depth(self, frame: Frame) -> DepthResult:
         """Depth network, metric scale, depth at output resolution with its K."""
@@ -417,20 +438,26 @@ class FramePipeline:
         with self.timer.stage("depth_net"):
             depth_net = self.backend.depth(frame.net_input)
         net_h, net_w = depth_net.shape
-        height, width = frame.size
+        plan = frame.plan or CropResize.make(frame.size, (net_h, net_w), "none")
+        K_net = frame.K_net if frame.K_net is not None else plan.intrinsics(frame.K)
+        if (net_h, net_w) != plan.out_size:    # a backend that gives depth at another size than it takes
+            K_net = scale_intrinsics(K_net, net_w / plan.out_size[1], net_h / plan.out_size[0])
+            plan = CropResize(plan.src_size, plan.crop, (net_h, net_w), plan.interpolation)
         if self.scale.mode == "camera_height":
             # the ground is fitted in camera-frame points at network resolution
-            K_net = scale_intrinsics(frame.K, net_w / width, net_h / height)
             self.scale.update(self._rays_scale.points(depth_net, K_net, 4))
         scale = self.scale.scale
+        roi = None
         with self.timer.stage("postprocess"):
-            out_h, out_w = (height, width) if cfg.depth_resolution == "camera" else (net_h, net_w)
-            depth = depth_net if (out_h, out_w) == (net_h, net_w) else cv2.resize(
-                depth_net, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+            if cfg.depth_resolution == "camera":
+                # back onto the camera's pixels: the region the network saw, NaN outside it
+                depth, K_out = plan.to_camera(depth_net), frame.K
+                roi = None if plan.is_identity_crop else plan.crop
+            else:
+                depth, K_out = depth_net, K_net
             depth = depth * np.float32(scale)
             depth[~(np.isfinite(depth) & (depth > 0))] = np.nan
-            K_out = scale_intrinsics(frame.K, out_w / width, out_h / height)
-        return DepthResult(depth, K_out, scale, self.scale.mode, frame, self._rays_out, self.channel_order == "bgr")
+        return DepthResult(depth, K_out, scale, self.scale.mode, frame, self._rays_out, self.channel_order == "bgr", roi)
 
     def odometry(self, frame: Frame, scale: Optional[float] = None) -> Optional[OdometryResult]:
         """Chain the camera motion since the previous frame (None when odometry is off or there is no pose
@@ -443,7 +470,7 @@ class FramePipeline:
         reason = admitted.restart or chain.gap(frame.stamp)
         result_warnings: List[str] = []
         prev = self._prev_input
-        if reason or prev is None or prev.shape != frame.net_input.shape:
+        if reason or prev is None or prev.shape != frame.net_input.shape or self._prev_size != frame.size:
             if reason and reason != "first frame":
                 where = "at the origin" if admitted.reset else "from the current pose"
                 result_warnings.append(f"header.stamp: {reason}; odometry chain restarted {where}")
@@ -458,6 +485,7 @@ class FramePipeline:
             step = chain.update(frame.stamp, T, scale)
             restarted = ""
         self._prev_input = frame.net_input
+        self._prev_size = frame.size      # another camera size is another crop: the pair would mean nothing
         self._prev_stamp = frame.stamp
         return OdometryResult(step, restarted, result_warnings)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Sequence
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from geometry_msgs.msg import TransformStamped
@@ -12,9 +12,13 @@ from sensor_msgs.msg import CameraInfo
 from ..core.geometry import matrix_to_quaternion
 
 
-def camera_info_msg(header: Any, K: np.ndarray, width: int, height: int, distortion_model: str = "plumb_bob") -> CameraInfo:
-    """CameraInfo for a rectified image of the given size (D zero, R identity, P = [K | 0])."""
+def camera_info_msg(header: Any, K: np.ndarray, width: int, height: int, distortion_model: str = "plumb_bob",
+                    roi: Optional[Tuple[int, int, int, int]] = None) -> CameraInfo:
+    """CameraInfo for a rectified image of the given size (D zero, R identity, P = [K | 0]); ``roi`` (y0, x0, h, w)
+    is the region of valid pixels (the part of the camera image the network saw), None for the whole image."""
     msg = CameraInfo()
+    if roi is not None:
+        msg.roi.y_offset, msg.roi.x_offset, msg.roi.height, msg.roi.width = (int(v) for v in roi)
     msg.header = header
     msg.width, msg.height = int(width), int(height)
     msg.distortion_model = distortion_model

@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..core.backends.base import BackendError
-from ..core.checkpoint import CheckpointError, read_metadata
+from ..core.model_contract import CheckpointError
 from ..core.image_codec import (CAMERA_ENCODINGS, ImageFormatError, compressed_format, compressed_image_size,
                                 decode_compressed, image_to_numpy, to_rgb8)
 from ..core.pipeline import CameraIntrinsics, DepthResult, FrameError, FramePipeline, OdometryResult, camera_intrinsics
@@ -55,6 +55,7 @@ except ImportError:  # pragma: no cover
     DiagnosticArray = None
 
 DEFAULT_CAMERA_FRAME = "camera_optical_frame"
+MOUNT_TIMER_PERIOD = 0.1   # s between checks of a pending camera-mount decision (a dict look-up when none is)
 
 
 def stamp_seconds(stamp: TimeMsg) -> float:
@@ -103,8 +104,11 @@ class MonodepthNode(Node):
         self.health = NodeHealth(self._health_config(), self._start)
         self.tf_tree = TfTree()
         self._mount_settled_for: Optional[str] = None     # camera frame whose mount is decided
+        self._mount_pending: Optional[str] = None         # camera frame seen, mount not yet decided (timer decides)
+        self._mount_lock = threading.Lock()               # the worker and the mount timer both settle
         self._mount_published: Optional[Tuple[str, np.ndarray]] = None   # (camera frame, T_base_cam) we broadcast
         self._mount_conflict_warned = False
+        self._views_logged: set = set()   # camera sizes whose network view was logged
         self._input_format = ""   # encoding (or compressed format) and size of the last decoded frame
         self._tf_others_since: Optional[float] = None       # when another /tf_static publisher was first seen
 
@@ -144,8 +148,13 @@ class MonodepthNode(Node):
             # the robot's tree: where the camera sits (URDF via robot_state_publisher, or the driver)
             self.create_subscription(TFMessage, "/tf_static", lambda m: self._on_tf(m, True), static_qos)
             self.create_subscription(TFMessage, "/tf", lambda m: self._on_tf(m, False), tf_qos)
-        if cfg.camera_frame and cfg.publish_camera_mount == "always":
+        if cfg.camera_frame:
+            # the frame is known without a frame: the mount is decided on time even if no image ever arrives
+            self._mount_pending = cfg.camera_frame
             self._settle_camera_mount(cfg.camera_frame)
+        # The camera-mount decision waits for time (camera_mount_wait), not for the next frame: a short bag or a
+        # camera that pauses must still leave the camera in the robot's TF tree.
+        self.create_timer(MOUNT_TIMER_PERIOD, self._settle_pending_mount)
         self.pub_diag = None
         if DiagnosticArray is not None and cfg.diagnostics_period > 0:
             self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -165,19 +174,18 @@ class MonodepthNode(Node):
     # ---------------------------------------------------------------- set-up
     def _create_pipeline(self) -> FramePipeline:
         p = self.cfg.pipeline
-        meta = None
-        if p.checkpoint_dir:
-            try:
-                meta = read_metadata(p.checkpoint_dir)
-            except CheckpointError as exc:
-                raise RuntimeError(f"parameter 'checkpoint_dir': {exc}") from exc
-        else:
+        if not p.checkpoint_dir:
             self.get_logger().warning("checkpoint_dir is empty: running UNTRAINED networks (depth and odometry "
                                       "are meaningless; set checkpoint_dir to trained weights)")
         try:
             pipeline, why = FramePipeline.create(self.cfg.pipeline)
-        except (BackendError, CheckpointError) as exc:
+        except CheckpointError as exc:   # no backend can run a checkpoint that contradicts itself: auto included
+            raise RuntimeError(f"parameter 'checkpoint_dir': {exc}") from exc
+        except BackendError as exc:
             raise RuntimeError(f"cannot create backend '{p.backend}': {exc}") from exc
+        meta = pipeline.checkpoint_meta
+        if meta is not None and "crop_assumed" in meta.extra:
+            self.get_logger().warning(f"{p.checkpoint_dir}: {meta.extra['crop_assumed']}")
         self.cfg = replace(self.cfg, pipeline=pipeline.cfg)      # the network size and depth range it runs with
         p, sources = pipeline.cfg, pipeline.settings_sources
         self.get_logger().info(
@@ -340,6 +348,19 @@ class MonodepthNode(Node):
         self._input_format = f"{msg.encoding} {msg.width}x{msg.height}"
         return to_rgb8(raw, msg.encoding, order)
 
+    def _log_network_view(self, plan: Any) -> None:
+        """Once per camera size: what of the camera image the network sees (the checkpoint's crop)."""
+        self._views_logged.add(plan.src_size)
+        text = f"{self.image_topic}: the network sees {plan.describe()} ({self.pipeline.crop_policy} crop, as trained)"
+        if plan.kept_fraction < 0.85:
+            H, W = plan.src_size
+            self.get_logger().warning(
+                f"{text}; depth/image, points and rgb/image cover that region only. To see the whole image, train at "
+                f"the camera's own aspect ratio: ros2-monodepth-train picks a size for it by default (or "
+                f"--network-size for a {W}x{H} camera)")
+        else:
+            self.get_logger().info(text)
+
     def _camera_frame(self, msg: Any) -> str:
         return self.cfg.camera_frame or msg.header.frame_id or DEFAULT_CAMERA_FRAME
 
@@ -356,8 +377,11 @@ class MonodepthNode(Node):
         with self._camera_info_lock:
             info = self._camera_info
         frame = pipeline.prepare(image, info, stamp, admitted)
+        if frame.plan is not None and frame.plan.src_size not in self._views_logged:
+            self._log_network_view(frame.plan)
         camera_frame = self._camera_frame(msg)
         if camera_frame != self._mount_settled_for:
+            self._mount_pending = camera_frame
             self._settle_camera_mount(camera_frame)
         header = Header(stamp=msg.header.stamp, frame_id=camera_frame)
 
@@ -383,7 +407,7 @@ class MonodepthNode(Node):
         timer = self.pipeline.timer
         out_h, out_w = depth.size
         with timer.stage("publish"):
-            info = camera_info_msg(header, depth.K, out_w, out_h)
+            info = camera_info_msg(header, depth.K, out_w, out_h, roi=depth.roi)
             self.pub_depth.publish(fill_image_msg(Image(header=header), depth.depth, "32FC1"))
             self.pub_depth_info.publish(info)
             if cfg.publish_colorized:
@@ -417,9 +441,21 @@ class MonodepthNode(Node):
             tr, q = t.transform.translation, t.transform.rotation
             self.tf_tree.add_pose(t.header.frame_id, t.child_frame_id, (tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w), static)
 
+    def _settle_pending_mount(self) -> None:
+        """Timer: decide the mount of the camera frame last seen once its wait is over, frames or not."""
+        pending = self._mount_pending
+        if pending is not None and pending != self._mount_settled_for:
+            self._settle_camera_mount(pending)
+
     def _settle_camera_mount(self, camera_frame: str) -> None:
         """Decide, once per camera frame, where the camera's pose on the robot comes from and whether this node
-        broadcasts it (publish_camera_mount). Frames before the decision use camera_mount.*."""
+        broadcasts it (publish_camera_mount). Frames before the decision use camera_mount.*. Called by the worker
+        on a new camera frame and by the mount timer until decided."""
+        with self._mount_lock:
+            if camera_frame != self._mount_settled_for:
+                self._decide_camera_mount(camera_frame)
+
+    def _decide_camera_mount(self, camera_frame: str) -> None:
         cfg = self.cfg
         mode = cfg.publish_camera_mount
         parent = self.tf_tree.parent(camera_frame)
@@ -492,7 +528,9 @@ class MonodepthNode(Node):
                    "untrained": not p.checkpoint_dir, "dropped_newer": self._slot.dropped, "stages": pipeline.timer.means()}
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        arr.status = [diagnostic_status(f"{self.get_name()}: {report.name}", pipeline.backend.describe(), report.level,
+        # the node's full name, as diagnostic_updater names its tasks: two cameras' nodes stay apart
+        name = self.get_fully_qualified_name().lstrip("/")
+        arr.status = [diagnostic_status(f"{name}: {report.name}", pipeline.backend.describe(), report.level,
                                         report.message, report.values)
                       for report in self.health.statuses(time.monotonic(), context)]
         self.pub_diag.publish(arr)

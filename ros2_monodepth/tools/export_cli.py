@@ -70,6 +70,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: network size {network_size[1]}x{network_size[0]} must be multiples of 32", file=sys.stderr)
         return 2
     camera_size = args.camera_size or network_size
+    if meta.crop != "none" and abs(camera_size[1] / camera_size[0] - network_size[1] / network_size[0]) > 1e-3:
+        # the graph resizes the whole image: it would squash what training cropped (the node crops, then resizes)
+        print(f"error: --camera-size {camera_size[1]}x{camera_size[0]} has another aspect ratio than the network "
+              f"{network_size[1]}x{network_size[0]}, and this checkpoint was trained on a '{meta.crop}' crop "
+              f"({args.checkpoint_dir}/metadata.json, field 'crop'): a graph cannot take that crop. Export at the "
+              "network size (the default; the node crops and resizes the camera image itself)", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else Path(args.checkpoint_dir) / "onnx"
     print(f"exporting {meta.num_layers}-layer networks: camera {camera_size[1]}x{camera_size[0]} {args.channel_order} "
           f"-> network {network_size[1]}x{network_size[0]} -> depth at {args.depth_resolution} resolution")
