@@ -276,3 +276,73 @@ def test_every_command_that_reads_checkpoints_refuses_the_contradiction(tmp_path
         assert run.returncode == 2, f"{name}: {run.returncode}\n{run.stdout[-2000:]}{run.stderr[-3000:]}"
         assert expected in run.stderr and "Traceback" not in run.stderr, f"{name}:\n{run.stderr[-3000:]}"
     assert not (tmp_path / "onnx").exists() and not (tmp_path / "imported").exists()
+
+
+# Issue 28: output folders, a shared cache.
+def test_every_command_checks_its_output_folder_before_any_work(tmp_path):
+    """--out below a file (unwritable even for root): one line naming the path and the reason, exit 2, nothing
+    done first, no traceback."""
+    from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
+
+    ck = _ckpt(tmp_path / "ck")
+    bag = write_synthetic_bag(SynthConfig(tmp_path / "bag", frames=8, width=128, height=64), progress=False)
+    (tmp_path / "a_file").write_text("not a folder")
+    blocked = tmp_path / "a_file" / "out"
+    py = [sys.executable, "-m"]
+    commands = {
+        "train": py + ["ros2_monodepth_training.train", str(bag), "--out", str(blocked), "--workers", "0", "--no-progress",
+                       "--max-steps", "1"],
+        "eval": py + ["ros2_monodepth_training.evaluate", str(bag), "--checkpoint", str(ck), "--out", str(blocked)],
+        "export": py + ["ros2_monodepth.tools.export_cli", str(ck), "--out", str(blocked)],
+    }
+    for name, cmd in commands.items():
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 2, f"{name}: {run.returncode}\n{run.stdout[-2000:]}{run.stderr[-3000:]}"
+        assert f"{blocked}: cannot write there" in run.stderr and "Traceback" not in run.stderr, f"{name}: {run.stderr}"
+        assert "exporting" not in run.stdout and "[train] data" not in run.stdout, f"{name} worked first:\n{run.stdout}"
+
+
+def test_export_with_int8_finds_a_missing_calibration_topic_before_writing_anything(tmp_path):
+    from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
+
+    ck = _ckpt(tmp_path / "ck")
+    bag = write_synthetic_bag(SynthConfig(tmp_path / "bag", frames=8, width=128, height=64), progress=False)
+    run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(ck), "--out", str(tmp_path / "onnx"),
+                          "--int8", "--calibration-bag", str(bag), "--calibration-topic", "/no/such/topic"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "/no/such/topic" in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert not any((tmp_path / "onnx").iterdir()), list((tmp_path / "onnx").iterdir())   # no fp32 graphs left behind
+
+
+def test_a_cache_other_users_can_write_is_not_used(tmp_path, monkeypatch, caplog):
+    from ros2_monodepth.core.fileio import default_cache_dir
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    own = tmp_path / "home_cache"
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(shared))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(own))
+    with caplog.at_level(logging.WARNING):
+        assert default_cache_dir() == own / "ros2_monodepth"
+    assert f"cache {shared} is not used" in caplog.text and "writable by group and others" in caplog.text
+    shared.chmod(0o755)
+    assert default_cache_dir() == shared                     # once it is the user's alone, it is used
+
+
+def test_a_cached_graph_swapped_for_another_weights_export_is_refused(tmp_path, monkeypatch, caplog):
+    """Another writer replaces a cached export with one of other weights, export.json and hashes consistent: the
+    graphs are bound to the weights that made them, so they are exported again from the checkpoint's own."""
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
+    ck = _ckpt(tmp_path / "ck", seed=0)
+    other = _ckpt(tmp_path / "other", seed=1)
+    spec = ModelSpec(checkpoint_dir=str(ck), network_size=NETWORK, device="cpu", precision="fp32")
+    cached = exported_graphs(spec)
+    assert cached.parent.parent == tmp_path / "cache"
+    shutil.rmtree(cached)
+    depth_net, pose_net, _ = load_checkpoint(other)
+    export_onnx(depth_net, pose_net, cached, NETWORK, NETWORK, 0.1, 100.0, weights_sha256=weights_fingerprint(other))
+    with caplog.at_level(logging.WARNING):
+        again = exported_graphs(spec)
+    assert "other weights" in caplog.text
+    assert ExportInfo.read(again).weights_sha256 == weights_fingerprint(ck)

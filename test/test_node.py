@@ -335,6 +335,35 @@ def test_diagnostics_warn_while_frames_are_refused_and_error_when_nothing_arrive
         proc.stop()
 
 
+def test_an_unrectified_camera_is_warned_about_once_and_shown_in_diagnostics(tmp_path, ros_context, frames):
+    """camera_info of a fisheye (equidistant, non-zero D): the node deprojects with K alone, so it says so once,
+    naming the topic, the model and the coefficients and pointing to image_proc; /diagnostics shows it."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    seq, data = frames
+    ns = "/t_rect"
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"diagnostics_period": 0.25})
+    diag = Collector(ros_context, {"/diagnostics": DiagnosticArray})
+    try:
+        for i in range(3):
+            header = Header(stamp=stamp_msg(40.0 + 0.1 * i), frame_id="test_cam_optical")
+            info = camera_info_msg(header, seq.K, CAM_W, CAM_H, distortion_model="equidistant")
+            info.d = [0.12, -0.03, 0.004, 0.0]
+            assert _send_and_wait(col, feed, ns, data[i][1], seq.K, 40.0 + 0.1 * i, info=info), proc.log()
+        expected = "/t_rect/camera_info: distortion_model 'equidistant' with D = [0.12, -0.03, 0.004, 0]"
+        assert proc.wait_for_log(expected, EVENT_CEILING), proc.log()
+        assert "image_proc" in proc.log() and proc.log().count(expected) == 1      # once, not per frame
+        rectified = lambda: [_status(a, "input")["rectified"] for a in diag.messages["/diagnostics"]  # noqa: E731
+                             if _status(a, "input") and "rectified" in _status(a, "input")]
+        diag.wait(lambda: any(v.startswith("no: distortion_model 'equidistant'") for v in rectified()),
+                  "input status value 'rectified: no ...'", proc.log)
+    finally:
+        diag.close()
+        col.close()
+        feed.close()
+        proc.stop()
+
+
 def test_parameters_validated_on_set_and_at_start(tmp_path, ros_context):
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import DescribeParameters, SetParameters

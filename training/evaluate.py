@@ -28,6 +28,7 @@ import torch
 
 from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, decode_rgb, open_bags, require_topic, stamp_ns
 from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata, load_checkpoint
+from ros2_monodepth.core.fileio import OutputError, writable_output_dir
 from ros2_monodepth.core.geometry import disp_to_depth, se3_inverse
 from ros2_monodepth.core.image_codec import image_to_numpy
 from ros2_monodepth.core.networks import DepthNet, PoseNet
@@ -374,13 +375,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     folders = output_names(names)
     results: Dict[str, Dict[str, Any]] = {}
     try:
-        for name, folder in zip(names, folders):
-            out = None
-            if cfg.out:
-                out = Path(cfg.out) / (folder if len(names) > 1 else "")
-                out.mkdir(parents=True, exist_ok=True)
+        # every output folder is checked before any evaluation runs
+        outs = [writable_output_dir(Path(cfg.out) / (folder if len(names) > 1 else "")) if cfg.out else None
+                for folder in folders]
+        for name, out in zip(names, outs):
             results[name] = evaluate(None if name == "untrained" else name, cfg, out)
-    except (BagError, CheckpointError) as exc:
+    except (BagError, CheckpointError, OutputError) as exc:
         print(f"ros2-monodepth-eval: error: {exc}", file=sys.stderr)
         return 2
     print(print_table(results))

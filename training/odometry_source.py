@@ -12,7 +12,7 @@ The distance, not the displacement, is supervised (PackNet-SfM's velocity superv
 
     >>> import numpy as np
     >>> from ros2_monodepth_training.poses import travelled
-    >>> travelled(np.array([[0, 0, 0], [0.1, 0, 0], [0.1, 0.2, 0]]), np.array([True, True, False]))[0]
+    >>> float(travelled(np.array([[0, 0, 0], [0.1, 0, 0], [0.1, 0.2, 0]]), np.array([True, True, False]))[0])
     0.1
 """
 

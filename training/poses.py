@@ -13,7 +13,7 @@ Used by the evaluation (ground truth) and by training's velocity supervision (th
 
     >>> track = PoseTrack(np.array([0, 1_000_000_000]), np.stack([np.eye(4), np.eye(4)]), "world", "base", "test")
     >>> track.poses[1, 0, 3] = 2.0
-    >>> float(track.at(np.array([500_000_000]))[0][0, 0, 3])
+    >>> float(track.at(np.array([500_000_000]), max_gap=2.0)[0][0, 0, 3])
     1.0
 """
 

@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 
 from ros2_monodepth.core.bags import BagError
 from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata
+from ros2_monodepth.core.fileio import OutputError, writable_output_dir
 from ros2_monodepth.core.hardware import cpu_has_bf16
 from ros2_monodepth.core.model_contract import size_for_aspect
 from ros2_monodepth.core.networks import DepthNet, PoseNet
@@ -353,6 +354,7 @@ def train(a: TrainConfig) -> Dict[str, Any]:
     show_progress = main_proc and a.progress
 
     if main_proc:
+        writable_output_dir(out_dir)     # before any work: one line naming the path and why
         repaired = recover_checkpoint(ckpt_dir)
         if repaired:
             print(f"[train] {ckpt_dir}: {repaired}", flush=True)
@@ -558,7 +560,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     cfg = parse_train_args(argv)
     try:
         train(cfg)
-    except (BagError, CheckpointError) as exc:
+    except (BagError, CheckpointError, OutputError) as exc:
         print(f"ros2-monodepth-train: error: {exc}", file=sys.stderr)
         return 2
     except TrainingStopped as exc:

@@ -97,6 +97,19 @@ def graph_problem(directory: Path, names: Sequence[str], checkpoint_dir: str = "
     return None
 
 
+def _other_weights(cached: Path, source: Any) -> Optional[str]:
+    """Why graphs cached from the export ``source`` (its ExportInfo) are not bound to the same weights, or None."""
+    from .export import ExportError, ExportInfo
+
+    try:
+        recorded = ExportInfo.read(cached).weights_sha256
+    except ExportError as exc:
+        return str(exc)
+    if recorded != source.weights_sha256:
+        return f"{cached} was made from other weights ({recorded[:12] or 'none recorded'}) than {source.weights_sha256[:12]}"
+    return None
+
+
 def _graph_names(with_pose: bool, depth: str, pose: str) -> List[str]:
     return [depth] + ([pose] if with_pose else [])
 
@@ -141,7 +154,7 @@ def exported_graphs(spec: ModelSpec) -> Path:
     """Folder holding depth.onnx / pose.onnx / export.json that match ``spec``: the checkpoint's own export when it
     checks out, or one exported once into the cache at the network size (the caller resizes frames to fit). A
     cached export that does not check out is exported again, with a warning."""
-    from .export import DEPTH_ONNX, POSE_ONNX, export_onnx, weights_fingerprint
+    from .export import DEPTH_ONNX, POSE_ONNX, ExportInfo, export_onnx, weights_fingerprint
 
     own = checkpoint_export(spec, warn=True)
     if own is not None:
@@ -150,7 +163,10 @@ def exported_graphs(spec: ModelSpec) -> Path:
                                  spec.num_layers, spec.seed, spec.with_pose)
     target = default_cache_dir() / "onnx" / key
     if target.exists():
-        problem = graph_problem(target, _graph_names(spec.with_pose, DEPTH_ONNX, POSE_ONNX))
+        # bound to the weights that made it: a graph swapped in with a consistent export.json is still refused
+        problem = graph_problem(target, _graph_names(spec.with_pose, DEPTH_ONNX, POSE_ONNX), spec.checkpoint_dir)
+        if problem is None and spec.checkpoint_dir and not ExportInfo.read(target).weights_sha256:
+            problem = f"{target} does not record the weights it was exported from"
         if problem is None:
             return target
         LOG.warning("cached export unusable (%s): exporting again", problem)
@@ -188,7 +204,8 @@ def int8_graphs(onnx_dir: Path, flavour: str = "onnxruntime", has_pose: bool = T
     key = hashlib.sha256(f"{info.depth_sha256}|{info.pose_sha256}|generated-v6".encode()).hexdigest()[:16]
     target = default_cache_dir() / "int8" / key
     if target.exists():
-        problem = graph_problem(target, names) if has_int8_graphs(target, flavour) else "incomplete"
+        problem = (graph_problem(target, names) or _other_weights(target, info)) if has_int8_graphs(target, flavour) \
+            else "incomplete"
         if problem is None:
             LOG.warning("int8 graphs calibrated on generated frames (%s); for your camera run ros2-monodepth-export "
                         "--int8 --calibration-bag BAG", target)
@@ -212,7 +229,7 @@ def fp16_graphs(spec: ModelSpec, onnx_dir: Path) -> Path:
     info = ExportInfo.read(onnx_dir)
     target = default_cache_dir() / "onnx-fp16" / hashlib.sha256(f"{info.depth_sha256}|{info.pose_sha256}".encode()).hexdigest()[:16]
     if target.exists():
-        if graph_problem(target, names) is None:
+        if graph_problem(target, names) is None and not _other_weights(target, info):
             return target
         shutil.rmtree(target, ignore_errors=True)
     depth_net, pose_net = build_networks(spec)

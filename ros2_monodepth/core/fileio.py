@@ -107,6 +107,19 @@ def publish_dir(tmp: Path, final: PathLike) -> None:
     _fsync_dir(Path(final).parent)
 
 
+def publish_files(tmp: PathLike, final: PathLike) -> list:
+    """Move every file of folder ``tmp`` into folder ``final`` (created if needed), each with ``os.replace`` and the
+    umask's mode, so that each name holds either its old or its new file; returns the names moved."""
+    src, dst = Path(tmp), Path(final)
+    dst.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in src.iterdir() if p.is_file())
+    for name in names:
+        os.chmod(src / name, FILE_MODE)
+        os.replace(src / name, dst / name)
+    _fsync_dir(dst)
+    return names
+
+
 def build_cache_dir(target: PathLike, build: Callable[[Path], object]) -> Path:
     """Fill cache folder ``target`` with ``build(tmp)`` in a temporary sibling and rename it into place, so that a
     reader never sees half a folder; when another process finished first, its folder is kept."""
@@ -155,8 +168,67 @@ def iter_files(directory: PathLike, suffix: str) -> Iterator[Path]:
     return iter(sorted(p for p in Path(directory).iterdir() if p.is_file() and p.name.endswith(suffix)))
 
 
+class OutputError(RuntimeError):
+    """An output folder that cannot be written, or a cache that cannot be trusted; one line naming the path and why."""
+
+
+def writable_output_dir(path: PathLike, what: str = "--out") -> Path:
+    """Create ``path`` (and parents) if needed and check that a file can be written there, before any work is done;
+    OutputError naming the path and the reason otherwise.
+
+    >>> import tempfile, pathlib
+    >>> writable_output_dir(pathlib.Path(tempfile.mkdtemp()) / "run").is_dir()
+    True
+    """
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=out, prefix=".write-check.", delete=True)
+        probe.close()
+    except OSError as exc:
+        raise OutputError(f"{what} {out}: cannot write there ({exc.strerror or exc})") from None
+    return out
+
+
+def untrusted_folder(path: PathLike) -> str:
+    """Why another user could change what ``path`` holds ('' when only this user can): the folder is not this
+    user's, or it, or a folder above it without the sticky bit, is writable by group or others."""
+    p = Path(path).absolute()
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    if p.exists():
+        st = p.stat()
+        if uid is not None and st.st_uid != uid:
+            return f"{p} belongs to user id {st.st_uid}, not to this user ({uid})"
+        if st.st_mode & 0o022:
+            return f"{p} is writable by {'group and others' if st.st_mode & 0o002 else 'its group'} (mode {st.st_mode & 0o777:o})"
+    for parent in p.parents:
+        if not parent.exists():
+            continue
+        st = parent.stat()
+        if st.st_mode & 0o002 and not st.st_mode & 0o1000:
+            return f"{parent}, above it, is writable by others without the sticky bit (mode {st.st_mode & 0o7777:o})"
+    return ""
+
+
+_cache_warned = set()
+
+
 def default_cache_dir() -> Path:
-    """``$ROS2_MONODEPTH_CACHE``, else ``$XDG_CACHE_HOME/ros2_monodepth``, else ``~/.cache/ros2_monodepth``."""
-    base = os.environ.get("ROS2_MONODEPTH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ros2_monodepth")
-    return Path(base)
+    """``$ROS2_MONODEPTH_CACHE``, else ``$XDG_CACHE_HOME/ros2_monodepth``, else ``~/.cache/ros2_monodepth``. What
+    is cached there (exported graphs, int8 graphs, engines) is run as it is, so a folder another user can write is
+    not used: the user's own cache is, with a warning (OutputError when that one is not private either)."""
+    own = Path(os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ros2_monodepth"))
+    chosen = Path(os.environ.get("ROS2_MONODEPTH_CACHE") or own)
+    problem = untrusted_folder(chosen)
+    if not problem:
+        return chosen
+    if chosen != own and not untrusted_folder(own):
+        if str(chosen) not in _cache_warned:
+            _cache_warned.add(str(chosen))
+            import logging
+
+            logging.getLogger("ros2_monodepth.cache").warning(
+                "cache %s is not used: %s, so another user could swap the graphs this process runs; using %s instead "
+                "(make the folder yours with mode 755 or 700 to use it)", chosen, problem, own)
+        return own
+    raise OutputError(f"cache {chosen} cannot be trusted: {problem}; set ROS2_MONODEPTH_CACHE to a folder of your own")

@@ -145,7 +145,7 @@ MAX_FOCAL_PX = 1e6
 def camera_intrinsics(k: Sequence[float], width: int, height: int, source: str = "camera_info") -> CameraIntrinsics:
     """A CameraInfo's ``k`` (9 values, row-major) and size -> CameraIntrinsics, or FrameError naming the field.
 
-    >>> camera_intrinsics([100, 0, 79.5, 0, 100, 59.5, 0, 0, 1], 160, 120).K[0, 0]
+    >>> float(camera_intrinsics([100, 0, 79.5, 0, 100, 59.5, 0, 0, 1], 160, 120).K[0, 0])
     100.0
     """
     values = np.asarray(k, np.float64).ravel()
@@ -163,6 +163,29 @@ def camera_intrinsics(k: Sequence[float], width: int, height: int, source: str =
     if K[1, 0] != 0 or K[2, 0] != 0 or K[2, 1] != 0 or K[2, 2] != 1:
         raise FrameError("k", [float(v) for v in values], "not a pinhole matrix: k[3], k[6], k[7] must be 0 and k[8] 1")
     return CameraIntrinsics(K, int(width), int(height), source)
+
+
+KNOWN_DISTORTION_MODELS = ("plumb_bob", "rational_polynomial", "equidistant", "fisheye")
+
+
+def distortion_problem(model: str, d: Sequence[float]) -> str:
+    """Why a camera_info's distortion says the image is not rectified ('' when it is: D empty or all zero with a
+    model the node knows). The node deprojects with K alone, as image_proc's rectified images need.
+
+    >>> distortion_problem("plumb_bob", [0.0] * 5)
+    ''
+    >>> distortion_problem("equidistant", [0.1, -0.02, 0.0, 0.0])
+    "distortion_model 'equidistant' with D = [0.1, -0.02, 0, 0]: the image is not rectified"
+    """
+    values = [float(v) for v in d]
+    shown = "[" + ", ".join(f"{v:.4g}" for v in values) + "]"
+    if model and model not in KNOWN_DISTORTION_MODELS:
+        return f"distortion_model {model!r} (unknown to this node) with D = {shown}: the image may not be rectified"
+    if any(not math.isfinite(v) for v in values):
+        return f"distortion_model {model!r} with D = {shown}: non-finite coefficients"
+    if any(v != 0.0 for v in values):
+        return f"distortion_model {model!r} with D = {shown}: the image is not rectified"
+    return ""
 
 
 @dataclass

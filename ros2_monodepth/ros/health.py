@@ -14,8 +14,10 @@ Levels:
 ``ros/node.py`` feeds it events and turns ``statuses()`` into a diagnostic_msgs/DiagnosticArray.
 
     >>> h = NodeHealth(HealthConfig(input_timeout=2.0, rate_min=1.0), start=0.0)
-    >>> [r.level for r in h.statuses(now=3.0, context={})]      # nothing arrived for 3 s
+    >>> [r.level for r in h.statuses(now=3.0, context={"metric": True})]      # nothing arrived for 3 s
     [2, 0, 2]
+    >>> [r.level for r in h.statuses(now=3.0, context={"metric": False})]     # and depth is relative
+    [2, 1, 2]
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ class NodeHealth:
             "frames dropped (a newer frame arrived first)": ctx.get("dropped_newer", 0),
         }
         values.update({f"refused: {kind}": n for kind, n in sorted(self.refused_total.items())})
+        values["rectified"] = f"no: {ctx['unrectified']}" if ctx.get("unrectified") else "yes (or assume_rectified)"
         silent = now - (rx.last if rx.last is not None else self.start)
         if silent > cfg.input_timeout:
             what = "no frame has arrived" if rx.last is None else "no frame for"
@@ -154,6 +157,9 @@ class NodeHealth:
             reasons = ", ".join(f"{n} {kind}" for kind, n in recent.most_common())
             return StatusReport("input", WARN, f"frames refused in the last {cfg.window:g} s: {reasons}; last: "
                                 f"{self.last_refusal}", values)
+        if ctx.get("unrectified"):
+            return StatusReport("input", WARN, f"{ctx['unrectified']} (run image_proc rectify, or set assume_rectified)",
+                                values)
         if rx.last is None:
             return StatusReport("input", WARN, f"waiting for frames on {ctx.get('input_topic', 'the image topic')}", values)
         problem = self._rate_problem(rate) if rx.count(now) >= 2 or now - self.start > cfg.window else ""

@@ -34,7 +34,8 @@ from ..core.backends.base import BackendError
 from ..core.model_contract import CheckpointError
 from ..core.image_codec import (CAMERA_ENCODINGS, ImageFormatError, compressed_format, compressed_image_size,
                                 decode_compressed, image_to_numpy, to_rgb8)
-from ..core.pipeline import CameraIntrinsics, DepthResult, FrameError, FramePipeline, OdometryResult, camera_intrinsics
+from ..core.pipeline import (CameraIntrinsics, DepthResult, FrameError, FramePipeline, OdometryResult, camera_intrinsics,
+                             distortion_problem)
 from ..core.scale import OdometryError
 from ..core.tf_tree import TfTree
 from .frame_slot import LatestFrameSlot
@@ -108,6 +109,8 @@ class MonodepthNode(Node):
         self._mount_lock = threading.Lock()               # the worker and the mount timer both settle
         self._mount_published: Optional[Tuple[str, np.ndarray]] = None   # (camera frame, T_base_cam) we broadcast
         self._mount_conflict_warned = False
+        self._unrectified = ""             # why camera_info says the image is not rectified ('' when it is)
+        self._unrectified_warned = ""
         self._views_logged: set = set()   # camera sizes whose network view was logged
         self._input_format = ""   # encoding (or compressed format) and size of the last decoded frame
         self._tf_others_since: Optional[float] = None       # when another /tf_static publisher was first seen
@@ -282,6 +285,19 @@ class MonodepthNode(Node):
             return
         with self._camera_info_lock:
             self._camera_info = intrinsics
+        self._check_rectified(msg)
+
+    def _check_rectified(self, msg: CameraInfo) -> None:
+        """Warn once per camera (this node's camera_info topic, per distortion seen) when camera_info says the
+        image is not rectified; /diagnostics shows it while it lasts."""
+        problem = "" if self.cfg.assume_rectified else distortion_problem(msg.distortion_model, msg.d)
+        self._unrectified = problem
+        if problem and problem != self._unrectified_warned:
+            self._unrectified_warned = problem
+            self.get_logger().warning(
+                f"{self.info_topic}: {problem}. Depth and points are computed with K alone, as for a rectified image: "
+                f"run image_proc (rectify) between the camera and this node and subscribe to image_rect, or set "
+                f"assume_rectified: true if the images already are")
 
     # ---------------------------------------------------------------- worker
     def _worker_loop(self) -> None:
@@ -525,7 +541,8 @@ class MonodepthNode(Node):
                    "precision": pipeline.backend.spec.precision, "network_size": f"{p.network_width}x{p.network_height}",
                    "scale_mode": pipeline.scale.mode, "scale_reason": pipeline.scale.reason, "scale": pipeline.scale.scale,
                    "metric": pipeline.depth_is_metric,
-                   "untrained": not p.checkpoint_dir, "dropped_newer": self._slot.dropped, "stages": pipeline.timer.means()}
+                   "untrained": not p.checkpoint_dir, "dropped_newer": self._slot.dropped, "stages": pipeline.timer.means(),
+                   "unrectified": self._unrectified}
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         # the node's full name, as diagnostic_updater names its tasks: two cameras' nodes stay apart

@@ -36,6 +36,7 @@ class NodeConfig:
     odom_frame: str = "odom"
     base_frame: str = "base_link"
     camera_frame: str = ""
+    assume_rectified: bool = False
     pose_covariance_diagonal: Tuple[float, ...] = (0.01,) * 6
     twist_covariance_diagonal: Tuple[float, ...] = (0.05,) * 6
     diagnostics_period: float = 1.0
@@ -154,6 +155,10 @@ PARAMS: List[ParamSpec] = [
     ParamSpec("base_frame", _N.base_frame, "Robot base frame (REP 105), child of odom."),
     ParamSpec("camera_frame", _N.camera_frame, "Optical frame of the camera (z forward, x right, y down). Empty: the "
               "image's header.frame_id, or 'camera_optical_frame' when that is empty too."),
+    ParamSpec("assume_rectified", _N.assume_rectified, "Treat the images as rectified whatever camera_info's "
+              "distortion_model and D say (no warning). False: a camera_info with non-zero D of any model, or a model "
+              "the node does not know, is warned about once per camera and shown in /diagnostics (run image_proc's "
+              "rectify first: the node deprojects with K only).", dynamic=True),
     ParamSpec("camera_mount.xyz", list(_P.camera_mount_xyz), "Position of the camera optical frame in base_frame, "
               "metres.", check=_length(3)),
     ParamSpec("camera_mount.rpy", list(_P.camera_mount_rpy), "Orientation (roll, pitch, yaw, rad) of the optical frame "

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence, Tuple, Union
+
 from ..cli_help import HelpFormatter
 
 
@@ -59,10 +61,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from ..core.checkpoint import CheckpointError, load_checkpoint
     from ..core.export import export_onnx, onnxruntime_parity, weights_fingerprint
+    from ..core.fileio import OutputError, publish_files, temporary_dir, writable_output_dir
 
+    out = Path(args.out) if args.out else Path(args.checkpoint_dir) / "onnx"
     try:
         depth_net, pose_net, meta = load_checkpoint(args.checkpoint_dir, load_pose=not args.no_pose)
-    except CheckpointError as exc:
+        writable_output_dir(out, "--out" if args.out else "CHECKPOINT_DIR/onnx")
+    except (CheckpointError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     network_size = args.network_size or (meta.height, meta.width)
@@ -77,46 +82,65 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"({args.checkpoint_dir}/metadata.json, field 'crop'): a graph cannot take that crop. Export at the "
               "network size (the default; the node crops and resizes the camera image itself)", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path(args.checkpoint_dir) / "onnx"
+    calibration = None
+    if args.int8 or args.tensorrt == "int8":
+        # the calibration frames first: a missing topic is found before any graph is written
+        calibration = _calibration_frames(args, camera_size, meta)
+        if isinstance(calibration, int):
+            return calibration
     print(f"exporting {meta.num_layers}-layer networks: camera {camera_size[1]}x{camera_size[0]} {args.channel_order} "
           f"-> network {network_size[1]}x{network_size[0]} -> depth at {args.depth_resolution} resolution")
-    info = export_onnx(depth_net, pose_net, out, camera_size, network_size, meta.min_depth, meta.max_depth,
-                       args.channel_order, args.depth_resolution == "camera", weights_fingerprint(args.checkpoint_dir))
-    print(f"wrote {out}/depth.onnx" + (f", {out}/pose.onnx" if info.has_pose else "") + f", {out}/export.json")
-    errors = onnxruntime_parity(depth_net, pose_net, out)
-    print("onnxruntime vs PyTorch: " + json.dumps(errors))
-    if args.int8 or args.tensorrt == "int8":
-        status = _quantize(args, out, info.camera_size)
-        if status:
-            return status
+    # everything is written into a temporary sibling and moved into --out at the end: a failure leaves nothing
+    tmp = temporary_dir(out / "export")
+    try:
+        info = export_onnx(depth_net, pose_net, tmp, camera_size, network_size, meta.min_depth, meta.max_depth,
+                           args.channel_order, args.depth_resolution == "camera", weights_fingerprint(args.checkpoint_dir))
+        errors = onnxruntime_parity(depth_net, pose_net, tmp)
+        print("onnxruntime vs PyTorch: " + json.dumps(errors))
+        if calibration is not None:
+            status = _quantize(calibration, tmp)
+            if status:
+                return status
+        written = publish_files(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(f"wrote {', '.join(str(out / name) for name in written)}")
     if args.tensorrt != "none":
         return _build_engines(args, out, network_size)
     return 0
 
 
-def _quantize(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple) -> int:
-    """Calibrate on every other bag frame, check int8 against fp32 on the frames in between."""
+def _calibration_frames(args: argparse.Namespace, camera_size: tuple, meta: Any) -> Union[int, Tuple[list, list, str]]:
+    """Bag frames as the graphs take them (the checkpoint's crop and resize filter): every other one to calibrate,
+    the ones in between to check; or the exit status after saying why there are not enough."""
     import itertools
 
     from ..core.bags import BagError, iter_frames, list_topics
-
-    from ..core.quantize import QuantizationError, int8_accuracy, quantize_export
+    from ..core.model_contract import CropResize
 
     wanted = 2 * args.calibration_frames
     try:
         # spread over the whole recording, and never more than `wanted` frames in memory
         count = list_topics(args.calibration_bag).get(args.calibration_topic, ("", 0))[1]
-        frames = [f for _, f in itertools.islice(iter_frames(args.calibration_bag, args.calibration_topic, camera_size,
-                                                             stride=max(1, count // wanted)), wanted)]
+        frames = [CropResize.make(f.shape[:2], camera_size, meta.crop, meta.resize_filter).apply(f)
+                  for _, f in itertools.islice(iter_frames(args.calibration_bag, args.calibration_topic, None,
+                                                           stride=max(1, count // wanted)), wanted)]
     except BagError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    calibration, held_out = frames[0::2], frames[1::2]
-    if len(calibration) < 2:
+    if len(frames) < 4:
         print(f"error: {len(frames)} frames on {args.calibration_topic} in {args.calibration_bag}: INT8 calibration "
               "needs at least 4", file=sys.stderr)
         return 2
     source = ", ".join(str(Path(b).name) for b in args.calibration_bag) + f" {args.calibration_topic}"
+    return frames[0::2], frames[1::2], source
+
+
+def _quantize(frames: Tuple[list, list, str], onnx_dir: Path) -> int:
+    """Calibrate on every other bag frame, check int8 against fp32 on the frames in between."""
+    from ..core.quantize import QuantizationError, int8_accuracy, quantize_export
+
+    calibration, held_out, source = frames
     print(f"quantising to int8, calibrating on {len(calibration)} frames of {source}")
     try:
         quantize_export(onnx_dir, calibration, source)
@@ -124,7 +148,6 @@ def _quantize(args: argparse.Namespace, onnx_dir: Path, camera_size: tuple) -> i
     except QuantizationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {onnx_dir}/depth.int8.onnx" + (", pose.int8.onnx" if "pose_translation_diff" in accuracy else ""))
     print("int8 vs fp32 on held-out frames: " + json.dumps(accuracy))
     return 0
 
