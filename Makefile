@@ -7,13 +7,17 @@ PY := $(VENV)/bin/python
 ROS_ENV := scripts/ros_env.sh
 DEMO_OUT ?= demo_output
 
-.PHONY: setup test demo typecheck clean
+.PHONY: setup test test-under-load demo typecheck clean
 
 setup:
 	@PYTHON=$(PYTHON) VENV=$(VENV) bash scripts/setup_env.sh
 
 test: setup
 	$(ROS_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the suite beside one busy process per core: it must stay green (tests wait on events, not on a quiet machine)
+test-under-load: setup
+	scripts/under_load.sh $(ROS_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 typecheck: setup
 	$(PY) -m mypy --config-file mypy.ini

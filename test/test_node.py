@@ -369,11 +369,12 @@ def test_parameters_validated_on_set_and_at_start(tmp_path, ros_context):
     from rcl_interfaces.srv import DescribeParameters, SetParameters
 
     ns = "/t_par"
-    proc = start_node(tmp_path, {**BASE_PARAMS}, ns, name="params")
+    proc = start_node(tmp_path, {**BASE_PARAMS, "netwrok_width": 256}, ns, name="params")   # a typo at start
     try:
-        assert proc.wait_for_log("listening on", 90), proc.log()
+        assert proc.wait_for_log("listening on", EVENT_CEILING), proc.log()
+        assert "ignored: 'netwrok_width' is not a parameter of this node" in proc.log()
         client = ros_context.create_client(SetParameters, f"{ns}/monodepth/set_parameters")
-        assert client.wait_for_service(timeout_sec=20)
+        assert client.wait_for_service(timeout_sec=EVENT_CEILING)
 
         def set_param(name, value):
             v = ParameterValue()

@@ -93,6 +93,7 @@ class MonodepthNode(Node):
         core_logger.setLevel(logging.INFO)
         core_logger.propagate = False      # once, here: not also on stderr through the root logger
         self.cfg: NodeConfig = declare_parameters(self)
+        self._warn_unknown_overrides()
         self._cfg_lock = threading.Lock()
         self.add_on_set_parameters_callback(lambda params: on_set_parameters(params, self._apply_updates))
         self._warned: Dict[Tuple[str, str], float] = {}
@@ -242,6 +243,19 @@ class MonodepthNode(Node):
             text = f"{self.odometry_input_topic}: field {exc}; message ignored"
             self.health.frame_refused(time.monotonic(), f"odometry {exc.field}", text)
             self._warn(self.odometry_input_topic, exc.field, text)
+
+    def _warn_unknown_overrides(self) -> None:
+        """A parameter given at start (-p, a params file) that this node does not have is named, not dropped in
+        silence: a typo would otherwise leave the default in force."""
+        from .params import SPECS
+
+        given = getattr(self, "_parameter_overrides", {}) or {}
+        unknown = sorted(name for name in given if name not in SPECS and name != "use_sim_time"
+                         and not name.startswith("qos_overrides."))
+        if unknown:
+            self.get_logger().warning(f"ignored: {', '.join(repr(n) for n in unknown)} "
+                                      f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of this node "
+                                      "(monodepth_node --help lists them)")
 
     def _health_config(self) -> HealthConfig:
         cfg = self.cfg
