@@ -161,5 +161,9 @@ def test_pose_bench_trains_each_variant_and_seed_and_scores_them_on_the_held_out
     assert current[0]["rpe_m"] != current[1]["rpe_m"]
     summary = json.loads((tmp_path / "velocity_seed0" / "summary.json").read_text())
     assert summary["last"]["velocity_pairs"] > 0          # 1 m a frame, from the bag's /odom
+    for row in res["rows"].values():       # learned: from the held-out RPE against the untrained networks'
+        assert row["learned"] == sum(r["rpe_m"] < 0.5 * res["untrained"]["rpe_m"] for r in row["runs"])
+        assert 0.0 <= row["learned_ci95"][0] <= row["learned"] / 2 <= row["learned_ci95"][1] <= 1.0
+        assert row["rpe_worst"] == max(r["rpe_m"] for r in row["runs"]) and row["minutes_per_run"] > 0
     table = print_pose_table(res)
-    assert "velocity" in table and "untrained" in table and "RPE vs current" in table
+    assert "velocity" in table and "untrained" in table and "95% CI" in table and "min/run" in table

@@ -24,7 +24,10 @@ def test_demo_writes_bag_pictures_cloud_and_track(tmp_path):
     import json
 
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
-    assert set(metrics) == {"untrained"} and 0 < metrics["untrained"]["abs_rel"] < 5
+    assert set(metrics) == {"node, published", "untrained"} and 0 < metrics["untrained"]["abs_rel"] < 5
+    # the node's own depth and odometry, scored from what it published: all six frames
+    published = metrics["node, published"]
+    assert 0 < published["abs_rel"] < 5 and published["images"] == 6 and "ate_sim3_m" in published
     assert (out / "evaluation" / "untrained" / "trajectory.png").is_file() and (out / "test_bag" / "metadata.yaml").is_file()
     depth = np.load(out / "depth.npy")
     assert depth.shape == (64, 128) and np.isfinite(depth).all()

@@ -93,13 +93,20 @@ def test_auto_backend_choice_is_explained(tmp_path, monkeypatch):
 
 
 def test_export_command(tmp_path, nets):
-    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128))
+    # trained on whole frames (crop none, as Monodepth2's KITTI weights): a graph at another camera size may squash
+    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128, crop="none"))
     help_run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", "--help"], capture_output=True, text=True)
     assert help_run.returncode == 0 and "--camera-size" in help_run.stdout
+    # trained on a centre crop: a camera-size graph of another aspect would squash what training cropped
+    save_checkpoint(tmp_path / "cropped", *nets, CheckpointMetadata(height=64, width=128, crop="center"))
+    refused = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "cropped"),
+                              "--camera-size", "160x120"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "field 'crop'" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (tmp_path / "cropped" / "onnx" / "depth.onnx").exists()
     run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "ck"),
                           "--camera-size", "160x120", "--channel-order", "bgr"], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
-    errors = json.loads(run.stdout.split("onnxruntime vs PyTorch: ", 1)[1])
+    errors = json.loads(run.stdout.split("onnxruntime vs PyTorch: ", 1)[1].splitlines()[0])
     assert errors["depth_max_rel_error"] < DEPTH_REL_TOL and errors["pose_max_abs_error"] < POSE_ABS_TOL
     info = ExportInfo.read(tmp_path / "ck" / "onnx")
     assert info.camera_size == (120, 160) and info.channel_order == "bgr"

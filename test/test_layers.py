@@ -93,3 +93,14 @@ def test_the_loopback_rule_is_written_once():
         if any("ROS_AUTOMATIC_DISCOVERY_RANGE" in line and "LOCALHOST" in line for line in code):
             setters.append(path.relative_to(REPO).as_posix())
     assert setters == ["ros2_monodepth/tools/ros_session.py"], setters
+
+
+def test_the_model_contract_imports_no_torch():
+    """What the networks expect is read by everything that runs them, the ROS adapter included: torch-free."""
+    import subprocess
+    import sys
+
+    code = ("import sys, ros2_monodepth.core.model_contract as m; "
+            "assert 'torch' not in sys.modules, sorted(k for k in sys.modules if k.startswith('torch'))[:3]")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=str(REPO))
+    assert run.returncode == 0, run.stderr

@@ -705,6 +705,52 @@ def test_a_checkpoint_runs_at_the_size_it_was_trained_at(tmp_path, ros_context, 
         proc.stop()
 
 
+@pytest.mark.parametrize("camera", [(160, 120), (224, 126)], ids=["4:3", "16:9"])
+def test_the_node_publishes_the_depth_the_evaluation_scores(tmp_path, ros_context, camera):
+    """A 2:1 checkpoint, a 4:3 or 16:9 camera with ground-truth depth: the node's published depth is the depth
+    ``ros2-monodepth-eval`` computes for the same frames (same crop, resize, backend), and so is its abs_rel."""
+    import torch
+
+    from ros2_monodepth.core.checkpoint import CheckpointMetadata, save_checkpoint
+    from ros2_monodepth.core.networks import DepthNet, PoseNet
+    from ros2_monodepth_training.config import EvalConfig
+    from ros2_monodepth_training.dataset import ResizePlan
+    from ros2_monodepth_training.evaluate import GroundTruthFrame, evaluate_depth, evaluate_published, predict_as_node
+
+    width, height = camera
+    torch.manual_seed(4)
+    ck = tmp_path / "ck"
+    meta = CheckpointMetadata(height=NET_H, width=NET_W, crop="center")
+    save_checkpoint(ck, DepthNet(18).eval(), PoseNet(18).eval(), meta)
+    seq = SyntheticSequence(SceneConfig(seed=5), TrajectoryConfig(num_frames=4, fps=10.0, speed=2.0), width, height)
+    frames = []
+    for i in range(len(seq)):
+        t, image, depth, pose, _ = seq.frame(i)
+        frames.append(GroundTruthFrame(int(round((20.0 + 0.1 * i) * 1e9)), image, depth, pose))
+    ns = "/t_eval" + str(width)
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"checkpoint_dir": str(ck), "backend": "torch", "precision": "fp32",
+                                                         "network_width": 0, "network_height": 0})
+    try:
+        for f in frames:
+            assert _send_and_wait(col, feed, ns, f.rgb, seq.K, f.stamp_ns / 1e9), proc.log()
+        published = {}
+        for msg in col.messages[f"{ns}/depth/image"]:
+            published[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = image_to_numpy(msg).astype(np.float32)
+    finally:
+        col.close()
+        feed.close()
+        proc.stop()
+    cfg = EvalConfig(bags=[], backend="torch", precision="fp32")
+    plan, depths, _, _ = predict_as_node(str(ck), cfg, frames, seq.K, meta)
+    training = ResizePlan.make((height, width), (NET_H, NET_W), seq.K, "center")
+    assert plan.crop == training.crop and plan.crop != (0, 0, height, width)     # the network sees a crop
+    for f, d in zip(frames, depths):
+        np.testing.assert_allclose(published[f.stamp_ns], d, rtol=1e-5, err_msg="node and evaluation disagree")
+    offline = evaluate_depth(frames, depths, plan, cfg.cap_min_depth, cfg.cap_max_depth)
+    node = evaluate_published(frames, published, {}, plan, np.eye(4), cfg, metric=False)
+    assert node["images"] == len(frames) and node["abs_rel"] == pytest.approx(offline["abs_rel"], rel=1e-5)
+
+
 def test_odometry_scale_converges_to_the_robots_motion(tmp_path, ros_context):
     """Untrained networks (arbitrary scale) and the robot's wheel odometry on odometry_topic: scale_mode auto picks
     the odometry scale, /diagnostics says metric after a few frames of motion, and from then on the node's odometry

@@ -140,3 +140,12 @@ def test_node_help_lists_parameters():
 
 def test_colcon_ignores_the_generated_tf2_msgs_helper():
     assert (REPO / "tools" / "tf2_msgs" / "COLCON_IGNORE").is_file()
+
+
+def test_the_parameter_reference_is_in_step_with_the_parameter_table():
+    from ros2_monodepth.ros.params import parameter_reference
+
+    text = (REPO / "docs" / "parameters.md").read_text()
+    assert text == parameter_reference(), \
+        "docs/parameters.md is out of date: python -m ros2_monodepth.ros.params > docs/parameters.md"
+    assert all(f"| `{spec.name}` |" in text for spec in PARAMS)

@@ -555,3 +555,60 @@ def test_a_lost_data_loading_worker_stops_with_a_checkpoint_and_resume_continues
     assert f"step {state['step']} is saved" in str(stopped.value)
     summary = train(parse_args(args + ["--resume"]))
     assert summary["steps"] == 12
+
+
+def test_a_run_on_a_camera_that_never_moves_ends_with_a_verdict_naming_the_cause(tmp_path):
+    """A stuck run on purpose: the camera stands still (no parallax). The verdict says NOT LEARNED and why, on the
+    console, in summary.json and in the checkpoint (which the evaluation prints); no restart is tried, since a new
+    initialisation cannot help."""
+    bag = write_synthetic_bag(SynthConfig(tmp_path / "still", frames=14, width=64, height=64, speed=0.0, yaw_amplitude=0.0,
+                                          lateral_amplitude=0.0), progress=False)
+    out = tmp_path / "run"
+    run = subprocess.run([sys.executable, "-m", "ros2_monodepth_training.train", str(bag), "--out", str(out), *TINY,
+                          "--static-threshold", "0", "--max-steps", "6", "--stuck-check-steps", "3"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "verdict: NOT LEARNED" in run.stdout and "barely moves" in run.stdout, run.stdout[-3000:]
+    assert "Restarting" not in run.stdout
+    verdict = json.loads((out / "summary.json").read_text())["verdict"]
+    assert verdict["learned"] is False and "barely moves" in verdict["cause"]
+    assert verdict["evidence"]["identity_photometric"] < 0.01
+    from ros2_monodepth.core.checkpoint import read_metadata
+
+    assert read_metadata(out / "checkpoint").extra["verdict"]["cause"] == verdict["cause"]
+
+
+def test_a_stuck_run_restarts_from_a_new_initialisation(street_bag, tmp_path, monkeypatch):
+    """Whatever the run does, a stuck check that always fails: the run restarts with the next seed, at most
+    --stuck-restarts times, then finishes; the verdict lists the restarts."""
+    from ros2_monodepth_training import verdict as verdict_module
+
+    monkeypatch.setattr(verdict_module, "STUCK_RATIO", 0.0)
+    args = [str(street_bag), *TINY, "--max-steps", "4", "--stuck-check-steps", "2", "--stuck-restarts", "2",
+            "--out", str(tmp_path / "run"), "--seed", "5"]
+    summary = train(parse_args(args))
+    restarts = summary["verdict"]["evidence"]["restarts"]
+    assert len(restarts) == 2 and restarts[0].startswith("seed 5 stuck at step 2") and restarts[1].startswith("seed 1014")
+    assert summary["steps"] == 4
+
+
+def test_the_verdict_names_flicker_and_a_pose_network_that_explains_nothing():
+    from ros2_monodepth_training.verdict import LearningMonitor
+
+    def monitor(**terms):
+        m = LearningMonitor(window=5)
+        base = {"photometric": 0.07, "identity_photometric": 0.071, "automask_fraction": 0.05, "brightness_change": 0.001,
+                "translation_share_x": 0.8, "translation_share_y": 0.1, "translation_share_z": 0.1, "translation_norm": 0.01}
+        for step in range(5):
+            m.add(step + 1, {**base, **terms})
+        return m
+
+    info = {"sequences": [{"frames considered": 100, "static": 0}]}
+    stuck = monitor().verdict(info, False, False, "")
+    assert not stuck["learned"] and "pose network is stuck" in stuck["cause"] and "sideways" in stuck["cause"]
+    flicker = monitor(brightness_change=0.08).verdict(info, False, False, "")
+    assert "exposure" in flicker["cause"] and "pose network is stuck" not in flicker["cause"]
+    learned = monitor(photometric=0.04, translation_share_z=0.8, translation_share_x=0.1).verdict(info, False, False, "")
+    assert learned["learned"] and learned["cause"] == ""
+    odometry = monitor(photometric=0.04).verdict(info, True, False, "NOT metric: velocity supervision has not converged")
+    assert learned["learned"] and "odometry disagrees" in odometry["cause"]

@@ -44,6 +44,9 @@ class TrainConfig:
     epochs: int = 20
     max_steps: int = 0
     max_minutes: float = 0.0
+    # a stuck run (training.verdict) is restarted from a new initialisation: checked once at this step (0: never)
+    stuck_check_steps: int = 100
+    stuck_restarts: int = 2
     lr: float = 1e-4
     lr_schedule: str = "step"
     lr_step: int = 15
@@ -184,6 +187,11 @@ def train_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps (0: no limit)")
     t.add_argument("--max-minutes", type=float, default=d.max_minutes,
                    help="stop (with a checkpoint) after this much time (0: no limit)")
+    t.add_argument("--stuck-check-steps", type=int, default=d.stuck_check_steps,
+                   help="at this step, check whether warping explains the frames better than not moving; a stuck run "
+                        "restarts from a new initialisation (0: no check; single-process runs only)")
+    t.add_argument("--stuck-restarts", type=int, default=d.stuck_restarts,
+                   help="restarts of a stuck run at most, each with the next seed")
     t.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     t.add_argument("--lr-schedule", choices=("step", "cosine", "constant"), default=d.lr_schedule,
                    help="step: x gamma every --lr-step epochs (the paper: 0.1 after 15 of 20); cosine: to 0 over the run")
@@ -305,9 +313,13 @@ class EvalConfig:
     mask_topic: str = ""
     height: int = 0
     width: int = 0
-    crop: str = "center"
-    min_depth: float = 0.1
-    max_depth: float = 80.0
+    # how the networks run: 'auto' (the node's choice), a backend the node has, or 'offline' (eager PyTorch fp32)
+    backend: str = "auto"
+    precision: str = "auto"
+    crop: str = ""                               # '' = the checkpoint's (its metadata); others: offline only
+    # the evaluation's depth cap (ground truth and prediction), not the networks' disparity-to-depth range
+    cap_min_depth: float = 0.1
+    cap_max_depth: float = 80.0
     fixed_scale: Optional[float] = None
     stride: int = 1
     seed: int = 0
@@ -342,10 +354,19 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--mask-topic", default=d.mask_topic, help="mono8 moving-object mask for the per-object metrics (default: none)")
     p.add_argument("--height", type=int, default=d.height, help="network input height (0: the checkpoint's)")
     p.add_argument("--width", type=int, default=d.width, help="network input width (0: the checkpoint's)")
-    p.add_argument("--crop", choices=("center", "bottom", "top", "none"), default=d.crop,
-                   help="crop to the network's aspect ratio before resizing (none: squash)")
-    p.add_argument("--min-depth", type=float, default=d.min_depth, help="ground truth and prediction capped below")
-    p.add_argument("--max-depth", type=float, default=d.max_depth, help="ground truth and prediction capped above")
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt", "offline"), default=d.backend,
+                   help="run the networks as the node does, through its frame pipeline, on this backend ('auto': what "
+                        "the node's backend auto picks here), or 'offline': eager PyTorch fp32 (the training-time "
+                        "figures)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default=d.precision,
+                   help="the node's precision parameter (not used with --backend offline)")
+    p.add_argument("--crop", choices=("", "center", "bottom", "top", "none"), default=d.crop,
+                   help="--backend offline only: another crop than the checkpoint's ('' = the checkpoint's, as the "
+                        "node applies it)")
+    p.add_argument("--cap-min-depth", "--min-depth", dest="cap_min_depth", type=float, default=d.cap_min_depth,
+                   help="ground truth and prediction capped below (metres)")
+    p.add_argument("--cap-max-depth", "--max-depth", dest="cap_max_depth", type=float, default=d.cap_max_depth,
+                   help="ground truth and prediction capped above (metres)")
     p.add_argument("--fixed-scale", type=float,
                    help="also score depth with this one scale for every image (1: as the network gives it), next to "
                         "per-image median scaling (default: 1 for a metric checkpoint, else median scaling only)")

@@ -157,7 +157,7 @@ def evaluate_depth(frames: List[GroundTruthFrame], depths: List[np.ndarray], pla
         gt = f.depth[y0:y0 + ch, x0:x0 + cw]
         # resize disparity, not depth, as Monodepth2 does
         pred = 1.0 / cv2.resize(1.0 / pred_small, (cw, ch), interpolation=cv2.INTER_LINEAR)
-        valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth)
+        valid = np.isfinite(gt) & (gt > min_depth) & (gt < max_depth) & np.isfinite(pred) & (pred > 0)
         if not valid.any():
             continue
         ratio = fixed_scale if fixed_scale is not None else float(np.median(gt[valid]) / np.median(pred[valid]))
@@ -319,8 +319,43 @@ def _topics_to_use(cfg: EvalConfig) -> Tuple[Optional[str], Optional[str], Optio
     return depth or None, pose or None, tf, notes
 
 
+def predict_as_node(checkpoint: Optional[str], cfg: EvalConfig, frames: List[GroundTruthFrame], K: np.ndarray,
+                    meta: CheckpointMetadata) -> Tuple[ResizePlan, List[np.ndarray], List[np.ndarray], str]:
+    """What the node publishes for these frames: the frame pipeline (``core.pipeline``) on ``cfg.backend`` /
+    ``cfg.precision`` with the checkpoint's contract (crop, resize filter, network size, depth range) and the
+    node's scale (scale_mode auto without odometry: the checkpoint's metric scale, or none). Returns the network
+    view's plan, depth at network size per frame, T_b_a per consecutive pair, and the backend's description."""
+    from ros2_monodepth.core.pipeline import CameraIntrinsics, FramePipeline, PipelineConfig
+
+    pcfg = PipelineConfig(checkpoint_dir=checkpoint or "", backend=cfg.backend, precision=cfg.precision,
+                          network_width=cfg.width or (0 if checkpoint else meta.width),
+                          network_height=cfg.height or (0 if checkpoint else meta.height),
+                          depth_resolution="network", publish_odometry=True)
+    pipeline, why = FramePipeline.create(pcfg)
+    try:
+        H, W = frames[0].rgb.shape[:2]
+        intrinsics = CameraIntrinsics(np.asarray(K, np.float64), W, H, "bag")
+        bgr = pipeline.channel_order == "bgr"
+        depths: List[np.ndarray] = []
+        rel: List[np.ndarray] = []
+        previous = None
+        for f in frames:
+            image = np.ascontiguousarray(f.rgb[..., ::-1]) if bgr else f.rgb
+            frame = pipeline.prepare(image, intrinsics, f.stamp_ns / 1e9)
+            depths.append(pipeline.depth(frame).depth)
+            if previous is not None and pipeline.has_pose:
+                rel.append(se3_inverse(pipeline.backend.relative_pose(previous.net_input, frame.net_input)))
+            previous = frame
+        rule = pipeline.input_plan((H, W))
+        plan = ResizePlan(rule.crop, rule.out_size, rule.intrinsics(K), rule.interpolation)
+        return plan, depths, rel, f"{pipeline.backend.describe()} ({why})"
+    finally:
+        pipeline.close()
+
+
 def evaluate(checkpoint: Optional[str], cfg: EvalConfig, out: Optional[Path] = None) -> Dict[str, Any]:
-    """All metrics for one checkpoint on ``cfg.bags`` (None: untrained networks from ``cfg.seed``)."""
+    """All metrics for one checkpoint on ``cfg.bags`` (None: untrained networks from ``cfg.seed``), run as the node
+    runs them (``predict_as_node``) or, with ``cfg.backend`` 'offline', eager PyTorch fp32 (``predict``)."""
     if checkpoint:
         depth_net, pose_net, meta = load_checkpoint(checkpoint)
     else:
@@ -331,25 +366,67 @@ def evaluate(checkpoint: Optional[str], cfg: EvalConfig, out: Optional[Path] = N
     frames, K = read_ground_truth(cfg.bags, cfg.topic, depth_topic, pose_topic, cfg.mask_topic, cfg.stride,
                                   cfg.camera_info_topic, pose_tf, mount_from(cfg.camera_mount), cfg.max_pose_gap, notes)
     size = (cfg.height or meta.height, cfg.width or meta.width)
-    plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, cfg.crop)
-    depths, rel = predict(depth_net, pose_net, frames, plan, meta)
-    result: Dict[str, Any] = {"checkpoint": checkpoint or "untrained", "size": list(size)}
+    if cfg.backend == "offline":
+        plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, cfg.crop or meta.crop, meta.resize_filter)
+        depths, rel = predict(depth_net, pose_net, frames, plan, meta)
+        notes["networks"] = f"offline: eager PyTorch fp32, {cfg.crop or meta.crop} crop"
+    else:
+        if cfg.crop and cfg.crop != meta.crop:
+            notes["crop"] = f"--crop {cfg.crop} ignored: the node applies the checkpoint's ({meta.crop}); use --backend offline"
+        plan, depths, rel, described = predict_as_node(checkpoint, cfg, frames, K, meta)
+        if pose_net is None:
+            rel = []
+        notes["networks"] = f"as the node runs them: {described}, {meta.crop} crop"
+    result: Dict[str, Any] = {"checkpoint": checkpoint or "untrained", "size": list(size), "backend": cfg.backend}
+    if isinstance(meta.extra.get("verdict"), dict):
+        from .verdict import format_verdict
+
+        # the training run's own verdict, written into the checkpoint when it ended
+        result["training_verdict"] = meta.extra["verdict"]
+        notes["training verdict"] = format_verdict(meta.extra["verdict"]).replace("\n", ";")
     if depth_topic:
-        result.update(evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth))
+        result.update(evaluate_depth(frames, depths, plan, cfg.cap_min_depth, cfg.cap_max_depth))
         # a metric checkpoint is also scored as it is (scale 1): what the node publishes under scale_mode auto
         fixed_scale = cfg.fixed_scale if cfg.fixed_scale is not None else (1.0 if meta.metric else None)
         if fixed_scale is not None:
-            fixed = evaluate_depth(frames, depths, plan, cfg.min_depth, cfg.max_depth, fixed_scale)
+            fixed = evaluate_depth(frames, depths, plan, cfg.cap_min_depth, cfg.cap_max_depth, fixed_scale)
             result.update({f"{k}_fixed_scale": v for k, v in fixed.items() if k in DEPTH_METRICS})
             result["fixed_scale"] = fixed_scale
             if cfg.fixed_scale is None:
                 notes["fixed scale"] = f"1 (the checkpoint is metric: {meta.scale_source or 'its metadata says so'})"
-    if pose_net is not None and (pose_topic or pose_tf):
+    if pose_net is not None and rel and (pose_topic or pose_tf):
         result.update(evaluate_odometry(frames, chain_trajectory(rel), out / "trajectory.png" if out else None))
     result["notes"] = notes
     if out is not None:
         picks = [int(i) for i in np.linspace(0, len(frames) - 1, 4).round()]
         depth_figure(out / "depth_examples.png", frames, depths, plan, picks)
+    return result
+
+
+def evaluate_published(frames: List[GroundTruthFrame], depth_images: Dict[int, np.ndarray], odometry: Dict[int, np.ndarray],
+                       plan: ResizePlan, T_base_cam: np.ndarray, cfg: EvalConfig, metric: bool,
+                       out: Optional[Path] = None) -> Dict[str, Any]:
+    """The same metrics on what a node published: ``depth_images`` (stamp ns -> depth/image in metres at network
+    resolution, the region ``plan`` says) and ``odometry`` (stamp ns -> T_odom_base), against the ground truth of
+    the frames with those stamps. Odometry is moved onto the camera with ``T_base_cam`` (the mount the node used)."""
+    by_stamp = {f.stamp_ns: f for f in frames}
+    result: Dict[str, Any] = {"checkpoint": "published by the node", "size": list(plan.out_size)}
+    notes: Dict[str, str] = {}
+    shown = [by_stamp[t] for t in sorted(depth_images) if t in by_stamp and by_stamp[t].depth is not None]
+    if shown:
+        depths = [depth_images[f.stamp_ns] for f in shown]
+        result.update(evaluate_depth(shown, depths, plan, cfg.cap_min_depth, cfg.cap_max_depth))
+        if metric or cfg.fixed_scale is not None:
+            scale = cfg.fixed_scale if cfg.fixed_scale is not None else 1.0
+            fixed = evaluate_depth(shown, depths, plan, cfg.cap_min_depth, cfg.cap_max_depth, scale)
+            result.update({f"{k}_fixed_scale": v for k, v in fixed.items() if k in DEPTH_METRICS})
+    notes["depth"] = f"{len(shown)} published depth images matched to ground truth of {len(frames)} frames"
+    tracked = [by_stamp[t] for t in sorted(odometry) if t in by_stamp]
+    if len(tracked) >= 3:
+        estimated = [odometry[f.stamp_ns] @ T_base_cam for f in tracked]
+        result.update(evaluate_odometry(tracked, estimated, out / "trajectory.png" if out else None))
+    notes["odometry"] = f"{len(tracked)} published odometry messages matched to {len(frames)} frames"
+    result["notes"] = notes
     return result
 
 

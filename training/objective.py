@@ -296,6 +296,19 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
             # how metric the pose network is: 1.0 when its translation is in metres
             terms["translation_scale_ratio"] = float(ratios.median())
     terms["loss"] = float(out.total.detach())
+    # evidence for the end-of-run verdict (training.verdict): the error of not moving at all, how much the frames'
+    # brightness changes, and where the pose network says the camera went (computed without gradients)
+    with torch.no_grad():
+        if identity_full is not None:
+            terms["identity_photometric"] = float(identity_full.float().min(dim=1).values.mean())
+        terms["brightness_change"] = float(torch.stack([(s_.float().mean(dim=(1, 2, 3)) - target.float().mean(dim=(1, 2, 3))).abs()
+                                                        for s_ in sources[:2]]).mean())
+        if cfg.monocular:
+            t = torch.cat([poses[-1][:, :3, 3], poses[1][:, :3, 3]]).float()
+            share = t.abs() / t.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
+            terms["translation_share_x"], terms["translation_share_y"], terms["translation_share_z"] = (
+                float(v) for v in share.mean(0))
+            terms["translation_norm"] = float(t.norm(dim=1).mean())
     if mask is not None:
         terms["explainability_mean"] = float(mask.detach().mean())
     out.terms = terms

@@ -41,6 +41,7 @@ from .dataset import (Augmentation, IndexOptions, SampleOrder, TripletDataset, f
 from .losses import photometric_error
 from .objective import ExplainabilityNet, LossConfig, LossOutput, ScaleConvergence, self_supervised_loss, velocity_ramp
 from .odometry_source import attach_travel
+from .verdict import LearningMonitor, format_verdict
 from .state import (STATE_FILE, Progress, checkpoint_exists, init_from_checkpoint, init_from_resnet, load_training_checkpoint,
                     recover_checkpoint, save_training_checkpoint)
 
@@ -335,8 +336,34 @@ class TrainingStopped(RuntimeError):
     last step was saved and ``--resume`` continues."""
 
 
+class StuckRun(RuntimeError):
+    """The stuck check found a run that does not learn (``training.verdict``); ``train`` restarts it."""
+
+    def __init__(self, step: int, reason: str):
+        super().__init__(reason)
+        self.step, self.reason = step, reason
+
+
 def train(a: TrainConfig) -> Dict[str, Any]:
-    """Run the loop described by the parsed options; returns a summary (also written to <out>/summary.json)."""
+    """Run the loop described by the parsed options, restarting a stuck run from a new initialisation (at most
+    ``a.stuck_restarts`` times, each with the next seed); returns a summary (also written to <out>/summary.json)."""
+    restarts: List[str] = []
+    while True:
+        try:
+            return _train_run(a, restarts)
+        except StuckRun as stuck:
+            restarts.append(f"seed {a.seed} stuck at step {stuck.step}: {stuck.reason}")
+            seed = a.seed + STUCK_SEED_STEP
+            print(f"[train] WARNING: stuck at step {stuck.step}: {stuck.reason}. Restarting from a new initialisation "
+                  f"(--seed {seed}; restart {len(restarts)} of at most {a.stuck_restarts})", flush=True)
+            a = replace(a, seed=seed, resume=False, overwrite=True)
+
+
+STUCK_SEED_STEP = 1009   # seed offset of a restart (a prime: never another run's seed of a small sweep)
+
+
+def _train_run(a: TrainConfig, restarts: List[str]) -> Dict[str, Any]:
+    """One run of the loop (``train``)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     device = pick_device(a.device)
@@ -436,6 +463,10 @@ def train(a: TrainConfig) -> Dict[str, Any]:
     val_loader = DataLoader(val_ds, batch_size=a.batch_size, num_workers=0)
 
     scale_check = ScaleConvergence()
+    monitor = LearningMonitor()
+    stuck_probe: Dict[str, Any] = {}
+    check_stuck = (world == 1 and a.stuck_check_steps > 0 and len(restarts) < a.stuck_restarts and model.pose is not None
+                   and progress.step < a.stuck_check_steps)
 
     def checkpoint() -> None:
         if main_proc:
@@ -477,6 +508,12 @@ def train(a: TrainConfig) -> Dict[str, Any]:
                 images_seen += n
                 n_rate += n
                 last = out.terms
+                monitor.add(progress.step, last)
+                if progress.step == a.stuck_check_steps:
+                    # what the check saw is kept in the summary, restarts allowed or not (for the thresholds' sake)
+                    stuck_probe = {**monitor.evidence(), "stuck": monitor.stuck_reason()}
+                    if check_stuck and stuck_probe["stuck"]:
+                        raise StuckRun(progress.step, stuck_probe["stuck"])
                 if "translation_scale_ratio" in last and share >= 1.0:
                     scale_check.add(last["translation_scale_ratio"])
                 if not math.isfinite(last["loss"]):
@@ -531,6 +568,15 @@ def train(a: TrainConfig) -> Dict[str, Any]:
             print(f"[train] WARNING: the checkpoint is {saved.scale_source}. Train longer, check "
                   "--odometry-topic / the camera mount, or run the node with another scale_mode", flush=True)
         summary["scale"] = {"metric": saved.metric, "source": saved.scale_source}
+        verdict = monitor.verdict(data_info, meta.metric, saved.metric, saved.scale_source, restarts)
+        summary["verdict"] = verdict
+        summary["stuck_check"] = stuck_probe
+        print("[train] " + format_verdict(verdict).replace("\n", "\n[train] "), flush=True)
+        # the verdict travels with the checkpoint: ros2-monodepth-eval prints it too
+        meta.extra["verdict"] = verdict
+        checkpoint()
+        if writer is not None:
+            writer.add_text("verdict", format_verdict(verdict).replace("\n", "  \n"), progress.step)
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         if writer is not None:
             writer.close()

@@ -210,7 +210,7 @@ def untrusted_folder(path: PathLike) -> str:
     return ""
 
 
-_cache_warned = set()
+_cache_warned: set = set()   # cache roots already warned about (once per process)
 
 
 def default_cache_dir() -> Path:

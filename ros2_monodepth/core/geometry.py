@@ -15,6 +15,8 @@ from typing import Tuple
 import numpy as np
 import torch
 
+from .intrinsics import scale_intrinsics  # noqa: F401  (numpy only, kept torch-free for the model contract)
+
 
 def disp_to_depth(disp: torch.Tensor, min_depth: float, max_depth: float) -> Tuple[torch.Tensor, torch.Tensor]:
     """Map the network's sigmoid output to (scaled disparity, depth), as in Monodepth2.
@@ -101,19 +103,6 @@ def project(points: torch.Tensor, K: torch.Tensor, T: torch.Tensor, eps: float =
     p = T[:, :3, :3] @ points + T[:, :3, 3:]
     uvw = K @ p
     return uvw[:, :2] / (uvw[:, 2:3] + eps)
-
-
-def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    """Intrinsics of an image resized by (sx, sy), pixel-centre convention (cx' = (cx + 0.5) * sx - 0.5).
-
-    Shapes: (3, 3) -> (3, 3).
-    """
-    out = np.array(K, dtype=np.float64, copy=True)
-    out[0, 0] *= sx
-    out[1, 1] *= sy
-    out[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-    out[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return out
 
 
 # ---- numpy SE(3) helpers (odometry) ----

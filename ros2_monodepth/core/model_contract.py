@@ -25,7 +25,7 @@ from typing import Any, Dict, Optional, Tuple
 import cv2
 import numpy as np
 
-from .geometry import scale_intrinsics
+from .intrinsics import scale_intrinsics
 
 CROP_POLICIES = ("center", "bottom", "top", "none")
 RESIZE_FILTERS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}

@@ -173,6 +173,8 @@ class NodeHealth:
             "scale source": ctx.get("scale_reason", ""),
             "scale": f"{ctx.get('scale', 1.0):.4f}", "depth is metric": "yes" if ctx.get("metric") else "no",
             "processing failures": self.failures_total,
+            # tools wait for this before the first frame (tracing and allocation paid): a readiness signal
+            "backend warmed up": "yes" if ctx.get("warmed_up") else "no",
         }
         values.update({f"stage {k} mean (ms)": f"{1000 * v:.2f}" for k, v in ctx.get("stages", {}).items()})
         if failures:

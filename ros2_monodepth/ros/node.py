@@ -556,7 +556,7 @@ class MonodepthNode(Node):
                    "scale_mode": pipeline.scale.mode, "scale_reason": pipeline.scale.reason, "scale": pipeline.scale.scale,
                    "metric": pipeline.depth_is_metric,
                    "untrained": not p.checkpoint_dir, "dropped_newer": self._slot.dropped, "stages": pipeline.timer.means(),
-                   "unrectified": self._unrectified}
+                   "unrectified": self._unrectified, "warmed_up": self._warmed}
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         # the node's full name, as diagnostic_updater names its tasks: two cameras' nodes stay apart

@@ -131,8 +131,9 @@ PARAMS: List[ParamSpec] = [
     ParamSpec("max_depth", _P.max_depth, "Depth the disparity 0.0 maps to, in network units; 0 = the checkpoint's "
               "(Monodepth2: 100).", low=0.0, high=1e5),
     # outputs
-    ParamSpec("depth_resolution", _P.depth_resolution, "Resolution of the published depth and points: 'network' or "
-              "'camera'.", choices=("network", "camera")),
+    ParamSpec("depth_resolution", _P.depth_resolution, "Resolution of the published depth and points: 'network' (the "
+              "region the network saw: the checkpoint's crop of the camera image, resized) or 'camera' (the camera's "
+              "pixels, NaN outside that region; depth/camera_info's roi names it).", choices=("network", "camera")),
     ParamSpec("publish_colorized", _N.publish_colorized, "Publish depth/colorized (bgr8 false colour) for RViz.",
               dynamic=True),
     ParamSpec("publish_points", _N.publish_points, "Publish the point cloud on points; built only while someone "
@@ -222,6 +223,24 @@ PARAMS: List[ParamSpec] = [
 ]
 SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
 PIPELINE_FIELDS = frozenset(f.name for f in fields(PipelineConfig))
+
+
+def parameter_reference() -> str:
+    """docs/parameters.md: every parameter with its default, constraints, description and whether it can change at
+    run time, generated from this table (``python -m ros2_monodepth.ros.params > docs/parameters.md``; a test keeps
+    the file in step)."""
+    lines = ["# monodepth_node parameters", "",
+             "Generated from `ros2_monodepth/ros/params.py` by `python -m ros2_monodepth.ros.params > docs/parameters.md`;",
+             "`config/monodepth.yaml` holds every one with its default. *Run time*: can be changed while the node runs",
+             "(`ros2 param set`). A bad value is refused with the reason, at start or when set.", "",
+             "| parameter | default | constraints | run time | description |", "|---|---|---|---|---|"]
+    for spec in PARAMS:
+        d = _descriptor(spec)
+        default = f"`{spec.default!r}`" if not isinstance(spec.default, str) or spec.default else "`''`"
+        text = spec.description.replace("|", "\\|")
+        lines.append(f"| `{spec.name}` | {default} | {d.additional_constraints or '-'} | {'yes' if spec.dynamic else 'no'} "
+                     f"| {text} |")
+    return "\n".join(lines) + "\n"
 
 
 def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
@@ -328,3 +347,7 @@ def on_set_parameters(params: Sequence[Any], apply: Callable[[Dict[str, Any]], N
     if updates:
         apply(updates)
     return SetParametersResult(successful=True)
+
+
+if __name__ == "__main__":
+    print(parameter_reference(), end="")

@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..cli_help import HelpFormatter
-from .node_process import NodeProcess
+from .node_process import NodeProcess, wait_for_discovery
 from .ros_session import force_loopback_env, params_file, use_large_message_dds_profile
 
 
@@ -52,8 +52,8 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
     p.add_argument("--frames", type=int, default=100, help="test frames to publish (default: %(default)s)")
     p.add_argument("--rate", type=float, default=5.0, help="publish rate in Hz (default: %(default)s)")
-    p.add_argument("--width", type=int, default=320, help="camera width (default: %(default)s)")
-    p.add_argument("--height", type=int, default=96, help="camera height (default: %(default)s)")
+    p.add_argument("--width", type=int, default=256, help="camera width (default: %(default)s; 4:3, as most robots' cameras)")
+    p.add_argument("--height", type=int, default=192, help="camera height (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="scene seed of the training bag; the test bag uses seed + 1 (default: %(default)s)")
     p.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
                    help="extra node parameter, repeatable (e.g. --param scale_mode:=camera_height)")
@@ -78,7 +78,8 @@ def _trained_checkpoint(args: argparse.Namespace) -> str:
                         odometry=True, odom_noise=0.002, odom_drift=0.01)
     # the robot's wheel odometry (/odom in the bag) supervises the pose network's translation: a metric checkpoint.
     # epochs=20 is the run's length for the learning-rate schedule (x0.1 at 75 % of the 600 steps, as in the paper)
-    run_cfg = TrainConfig(bags=[], out="", height=64, width=192, lr=2e-4, batch_size=8, epochs=20, workers=1,
+    # a 4:3 network (128x96) for the 4:3 camera: the node sees the whole image, as trained
+    run_cfg = TrainConfig(bags=[], out="", height=96, width=128, lr=2e-4, batch_size=8, epochs=20, workers=1,
                           checkpoint_every=100, seed=args.seed, odometry_topic="/odom")
     described = [{k: v for k, v in asdict(c).items() if k not in ("bags", "out")} for c in (synth, run_cfg)]
     key = hashlib.sha256(json.dumps([described, args.train_steps, 2], default=str).encode()).hexdigest()[:12]
@@ -92,24 +93,42 @@ def _trained_checkpoint(args: argparse.Namespace) -> str:
     return str(train_or_reuse(run, args.train_steps))
 
 
-def _evaluate(out: Path, test_bag: Path, checkpoint: str) -> None:
+def _evaluate(out: Path, test_bag: Path, checkpoint: str, published_depth: Dict[int, np.ndarray],
+              published_odometry: Dict[int, np.ndarray], T_base_cam: np.ndarray) -> None:
+    """One table: what the node published (scored from its outputs), the evaluation run as the node runs the
+    networks, the offline fp32 path training uses, and the untrained networks."""
     import json
 
     from ros2_monodepth_training.config import EvalConfig
-    from ros2_monodepth_training.evaluate import evaluate, print_table
+    from ros2_monodepth_training.dataset import ResizePlan
+    from ros2_monodepth_training.evaluate import evaluate, evaluate_published, print_table, read_ground_truth
 
+    from ..core.checkpoint import read_metadata
+    from ..core.model_contract import CheckpointMetadata
+
+    cfg = EvalConfig(bags=[str(test_bag)], mask_topic="/ground_truth/moving_mask")
     results = {}
-    for name in ([checkpoint] if checkpoint else []) + ["untrained"]:
-        label = "trained" if name != "untrained" else "untrained"
-        cfg = EvalConfig(bags=[str(test_bag)], mask_topic="/ground_truth/moving_mask")
-        if name == "untrained":
-            cfg = replace(cfg, height=64, width=192)
-        sub = out / "evaluation" / label
+    frames, K = read_ground_truth([test_bag], cfg.topic, "/ground_truth/depth", "/ground_truth/pose", cfg.mask_topic)
+    meta = read_metadata(checkpoint) if checkpoint else CheckpointMetadata(height=96, width=128)
+    # the region the node's depth covers: its network size (as published) and the checkpoint's crop
+    size = next(iter(published_depth.values())).shape[:2] if published_depth else meta.network_size
+    plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, meta.crop, meta.resize_filter)
+    runs = [("node, published", None)]
+    if checkpoint:
+        runs += [("eval, node's backend", replace(cfg, backend="auto")), ("offline fp32", replace(cfg, backend="offline"))]
+    runs.append(("untrained", replace(cfg, height=96, width=128)))
+    for label, run_cfg in runs:
+        sub = out / "evaluation" / label.replace(", ", "_").replace("'", "").replace(" ", "_")
         sub.mkdir(parents=True, exist_ok=True)
-        results[label] = evaluate(None if name == "untrained" else name, cfg, sub)
+        if run_cfg is None:
+            results[label] = evaluate_published(frames, published_depth, published_odometry, plan, T_base_cam, cfg,
+                                                meta.metric, sub)
+        else:
+            results[label] = evaluate(checkpoint if label != "untrained" else None, run_cfg, sub)
     (out / "evaluation" / "metrics.json").write_text(json.dumps(results, indent=2))
     print("[demo] evaluation on the test bag (depth capped 0.1-80 m, per-image median scaling and, for the metric "
-          "checkpoint, as it is (_fixed_scale); ATE after Sim(3) and SE(3) alignment):")
+          "checkpoint, as it is (_fixed_scale); ATE after Sim(3) and SE(3) alignment). 'node, published' scores the "
+          "node's own depth/image and odom messages:")
     print(print_table(results))
 
 
@@ -119,6 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     use_large_message_dds_profile()
     import cv2
     import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
     from nav_msgs.msg import Odometry
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from rclpy.serialization import deserialize_message
@@ -126,7 +146,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from std_msgs.msg import Header
     from tqdm import tqdm
 
-    from ..core.geometry import matrix_to_quaternion, se3_inverse
+    from ..core.geometry import matrix_to_quaternion, quaternion_to_matrix, se3_inverse
     from ..core.pointcloud import write_ply
     from ..core.image_codec import image_to_numpy
     from .bag_player import BagPlayer
@@ -169,25 +189,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     for topic, msg_type in topics.items():
         node.create_subscription(msg_type, topic, keep(topic), qos, raw=True)
+    warmed_up = False
+
+    def on_diagnostics(msg: DiagnosticArray) -> None:
+        """The node's readiness: its inference status says the backend has been warmed up."""
+        nonlocal warmed_up
+        warmed_up = warmed_up or any(kv.key == "backend warmed up" and kv.value == "yes" for s in msg.status
+                                     if s.name.startswith(ns.strip("/") + "/") for kv in s.values)
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     # the test bag's camera messages are published as recorded (as `ros2 bag play` would)
     player = BagPlayer([test_bag], "/camera/image_raw", "/camera/camera_info")
     pub_img, pub_info = player.publishers(node, ns, qos)
     try:
-        deadline = time.time() + 120
-        def matched() -> bool:
-            return (pub_img.get_subscription_count() > 0 and pub_info.get_subscription_count() > 0
-                    and all(node.count_publishers(t) > 0 for t in topics))
-
-        while not matched() and time.time() < deadline:
-            if not node_proc.alive():
-                raise RuntimeError(f"monodepth_node exited early:\n{node_proc.log()}")
-            rclpy.spin_once(node, timeout_sec=0.1)
+        wait_for_discovery(node, [pub_img, pub_info], list(topics), node_proc)
         # Discovery is seen from this side first; let the node's readers match too before the first frame. As
         # with a camera driver that is already running, camera_info flows first: the node warms its backend up
         # at that size (tracing, allocation), so the first frames are neither delayed nor dropped.
         first = Header(stamp=rclpy.time.Time(nanoseconds=int(stamps[0])).to_msg(), frame_id="camera_optical_frame")
         settle, warm_deadline = time.time() + 1.0, time.time() + 60
-        while time.time() < settle or ("on a blank " not in log_path.read_text() and time.time() < warm_deadline):
+        while time.time() < settle or (not warmed_up and time.time() < warm_deadline):
             pub_info.publish(camera_info_msg(first, K, args.width, args.height))
             rclpy.spin_once(node, timeout_sec=0.1)
         period = 1.0 / args.rate
@@ -262,7 +283,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     untrained=not checkpoint)
     node.destroy_node()
     rclpy.try_shutdown()
-    _evaluate(out, test_bag, checkpoint)
+    published_depth = {}
+    for _, data in raw[f"{ns}/depth/image"]:
+        msg = deserialize_message(data, Image)
+        published_depth[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = image_to_numpy(msg).astype(np.float32)
+    published_odometry = {}
+    for o in odoms:
+        T = np.eye(4)
+        q = o.pose.pose.orientation
+        T[:3, :3] = quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w]))
+        T[:3, 3] = [o.pose.pose.position.x, o.pose.pose.position.y, o.pose.pose.position.z]
+        published_odometry[o.header.stamp.sec * 10**9 + o.header.stamp.nanosec] = T
+    _evaluate(out, test_bag, checkpoint, published_depth, published_odometry, T_base_cam)
     print(f"[demo] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
     return 0
 

@@ -82,19 +82,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f"({args.checkpoint_dir}/metadata.json, field 'crop'): a graph cannot take that crop. Export at the "
               "network size (the default; the node crops and resizes the camera image itself)", file=sys.stderr)
         return 2
-    calibration = None
+    calibration: Optional[Tuple[list, list, str]] = None
     if args.int8 or args.tensorrt == "int8":
         # the calibration frames first: a missing topic is found before any graph is written
-        calibration = _calibration_frames(args, camera_size, meta)
-        if isinstance(calibration, int):
-            return calibration
+        frames = _calibration_frames(args, camera_size, meta)
+        if isinstance(frames, int):
+            return frames
+        calibration = frames
     print(f"exporting {meta.num_layers}-layer networks: camera {camera_size[1]}x{camera_size[0]} {args.channel_order} "
           f"-> network {network_size[1]}x{network_size[0]} -> depth at {args.depth_resolution} resolution")
     # everything is written into a temporary sibling and moved into --out at the end: a failure leaves nothing
     tmp = temporary_dir(out / "export")
     try:
-        info = export_onnx(depth_net, pose_net, tmp, camera_size, network_size, meta.min_depth, meta.max_depth,
-                           args.channel_order, args.depth_resolution == "camera", weights_fingerprint(args.checkpoint_dir))
+        export_onnx(depth_net, pose_net, tmp, camera_size, network_size, meta.min_depth, meta.max_depth,
+                    args.channel_order, args.depth_resolution == "camera", weights_fingerprint(args.checkpoint_dir))
         errors = onnxruntime_parity(depth_net, pose_net, tmp)
         print("onnxruntime vs PyTorch: " + json.dumps(errors))
         if calibration is not None:

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .ros_session import params_file
 
@@ -98,3 +98,24 @@ class NodeProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def wait_for_discovery(node: Any, publishers: Sequence[Any], topics: Sequence[str], proc: Optional["NodeProcess"] = None,
+                       timeout: float = 120.0) -> None:
+    """Spin ``node`` until each of ``publishers`` has a subscriber and each of ``topics`` a publisher (the node under
+    test has matched both ways); RuntimeError naming what is missing when ``proc`` exits first or after ``timeout`` s.
+    The one discovery wait of the demo and the benchmarks."""
+    import rclpy
+
+    deadline = time.time() + timeout
+    while True:
+        unmatched = [p.topic_name for p in publishers if p.get_subscription_count() == 0]
+        silent = [t for t in topics if node.count_publishers(t) == 0]
+        if not unmatched and not silent:
+            return
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"monodepth_node exited early:\n{proc.log()[-4000:]}")
+        if time.time() > deadline:
+            raise RuntimeError(f"after {timeout:g} s nothing subscribes to {unmatched} or publishes {silent}")
+        rclpy.spin_once(node, timeout_sec=0.1)
+

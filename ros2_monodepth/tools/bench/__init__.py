@@ -122,7 +122,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .pose import PoseBenchConfig, parse_variants, pose_bench, print_pose_table
 
         pose_cfg = PoseBenchConfig(Path(args.work_dir), args.steps, tuple(args.seeds), parse_variants(args.variant),
-                                   args.frames or 60, args.speed, batch_size=args.batch_size or 8, threads=args.threads)
+                                   args.frames or 60, args.speed, size=(args.network_height or 96, args.network_width or 320),
+                                   batch_size=args.batch_size or 8, threads=args.threads)
         pose_res = pose_bench(pose_cfg)
         print(print_pose_table(pose_res))
         Path(args.out).write_text(json.dumps(pose_res, indent=2))

@@ -21,7 +21,7 @@ import numpy as np
 
 from ...core.bags import header_stamp_ns
 from ..bag_player import BagPlayer
-from ..node_process import NodeProcess
+from ..node_process import NodeProcess, wait_for_discovery
 from .common import stats_ms
 from .model import eager_baseline
 
@@ -157,13 +157,7 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: Optional[np.nd
         msgs = [fill_image_msg(Image(), f, "rgb8") for f in frames]
     monitor = None
     try:
-        deadline = time.time() + 120
-        while not (pub_img.get_subscription_count() and all(node.count_publishers(t) for t, _ in outputs.values())):
-            if proc is not None and not proc.alive():
-                raise RuntimeError(f"monodepth_node exited early, see {cfg.node_log}")
-            if time.time() > deadline:
-                raise RuntimeError("the node's topics did not appear within 120 s")
-            rclpy.spin_once(node, timeout_sec=0.1)
+        wait_for_discovery(node, [pub_img], [t for t, _ in outputs.values()], proc)
         end = time.time() + 1.0
         while time.time() < end:
             rclpy.spin_once(node, timeout_sec=0.05)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..node_process import NodeProcess
+from ..node_process import NodeProcess, wait_for_discovery
 from .node import ProcessMonitor
 
 SIZES = ((480, 640), (240, 320), (720, 1280), (120, 160), (360, 480))
@@ -117,13 +117,7 @@ def soak(cfg: SoakConfig) -> Dict[str, Any]:
     result: Dict[str, Any] = {"mode": "soak", "duration_s": cfg.duration, "rate_hz": cfg.rate, "sizes": [list(s) for s in SIZES],
                               "bad_every": cfg.bad_every}
     try:
-        deadline = time.time() + 120
-        while not (pub_img.get_subscription_count() and node.count_publishers(f"{ns}/depth/image")):
-            if not proc.alive():
-                raise RuntimeError(f"monodepth_node exited early, see {cfg.node_log}")
-            if time.time() > deadline:
-                raise RuntimeError("the node's topics did not appear within 120 s")
-            rclpy.spin_once(node, timeout_sec=0.1)
+        wait_for_discovery(node, [pub_img], [f"{ns}/depth/image"], proc)
         monitor = ProcessMonitor(proc.pid)
         monitor.start()
         t0 = time.time()
