@@ -19,7 +19,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -362,8 +362,62 @@ def train(a: TrainConfig) -> Dict[str, Any]:
 STUCK_SEED_STEP = 1009   # seed offset of a restart (a prime: never another run's seed of a small sweep)
 
 
+@dataclass
+class TrainingRun:
+    """One run, built by ``_build_run``: the process, the data, the networks and their optimisation state, what is
+    saved with them, and where it is reported. ``_run_epochs`` trains it, ``_finish`` reports and saves."""
+
+    a: TrainConfig
+    world: int
+    main_proc: bool
+    device: torch.device
+    out_dir: Path
+    ckpt_dir: Path
+    show_progress: bool
+    data_info: Dict[str, Any]
+    loss_cfg: LossConfig
+    model: TrainingModel
+    ddp_model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: LearningRateSchedule
+    scaler: Any
+    progress: Progress
+    sampler: SampleOrder
+    loader: DataLoader
+    val_loader: DataLoader
+    meta: CheckpointMetadata
+    config: Dict[str, Any]
+    writer: Any = None
+    scale_check: ScaleConvergence = field(default_factory=ScaleConvergence)
+    monitor: LearningMonitor = field(default_factory=LearningMonitor)
+    stuck_probe: Dict[str, Any] = field(default_factory=dict)
+    check_stuck: bool = False
+    last: Dict[str, float] = field(default_factory=dict)
+    images_seen: int = 0
+    stop_reason: str = "epochs done"
+
+    def checkpoint(self) -> None:
+        if self.main_proc:
+            save_training_checkpoint(self.ckpt_dir, self.model.depth, self.model.pose,
+                                     checked_metadata(self.meta, self.scale_check, self.a.stereo), self.opt, self.sched,
+                                     self.scaler, self.progress, self.model.explain, self.config)
+
+
 def _train_run(a: TrainConfig, restarts: List[str]) -> Dict[str, Any]:
-    """One run of the loop (``train``)."""
+    """One run of the loop (``train``): built, trained, reported."""
+    run = _build_run(a, restarts)
+    t_start = time.monotonic()
+    try:
+        _run_epochs(run)
+    except StuckRun:
+        if run.writer is not None:
+            run.writer.close()
+        raise
+    return _finish(run, restarts, time.monotonic() - t_start)
+
+
+def _start_process(a: TrainConfig) -> Tuple[int, int, torch.device]:
+    """(world size, rank, device); the process group under torchrun."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     rank = int(os.environ.get("RANK", 0))
     device = pick_device(a.device)
@@ -375,11 +429,15 @@ def _train_run(a: TrainConfig, restarts: List[str]) -> Dict[str, Any]:
             torch.cuda.set_device(device)
     if a.threads > 0:
         torch.set_num_threads(a.threads)
+    return world, rank, device
+
+
+def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
+    """Process, output folder, data, networks (initialised or resumed), optimiser, metadata, loaders, reporting."""
+    world, rank, device = _start_process(a)
     main_proc = rank == 0
     out_dir = Path(a.out)
     ckpt_dir = out_dir / CHECKPOINT_DIR
-    show_progress = main_proc and a.progress
-
     if main_proc:
         writable_output_dir(out_dir)     # before any work: one line naming the path and why
         repaired = recover_checkpoint(ckpt_dir)
@@ -389,18 +447,17 @@ def _train_run(a: TrainConfig, restarts: List[str]) -> Dict[str, Any]:
         raise CheckpointError(f"{ckpt_dir} holds the checkpoint of an earlier run: add --resume to continue it, or "
                               "--overwrite to train from scratch and replace it (or choose another --out)")
     torch.manual_seed(a.seed)
-    train_ds, val_ds, data_info = build_datasets(a, show_progress)
+    train_ds, val_ds, data_info = build_datasets(a, main_proc and a.progress)
     a = replace(a, height=int(data_info["network_size"][0]), width=int(data_info["network_size"][1]))
-    cfg = a.loss_config()
-    model = TrainingModel(a.num_layers, cfg)
+    loss_cfg = a.loss_config()
+    model = TrainingModel(a.num_layers, loss_cfg)
     if a.init_resnet:
         msg = init_from_resnet(a.init_resnet, model.depth, model.pose)
     elif a.init_checkpoint:
         msg = init_from_checkpoint(Path(a.init_checkpoint), model.depth, model.pose)
     else:
         msg = "networks initialised at random (from scratch)"
-    channels_last = a.channels_last
-    dtype, scaler, compiled = model.prepare(device, a.precision, channels_last, a.compile_loss)
+    dtype, scaler, compiled = model.prepare(device, a.precision, a.channels_last, a.compile_loss)
 
     sampler = SampleOrder(len(train_ds), a.seed, rank, world)
     steps_per_epoch = sampler.per_rank() // a.batch_size
@@ -417,122 +474,133 @@ def _train_run(a: TrainConfig, restarts: List[str]) -> Dict[str, Any]:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ddp_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None,
-                        find_unused_parameters=set(cfg.scales) != {0, 1, 2, 3})  # unused disparity heads
+                        find_unused_parameters=set(loss_cfg.scales) != {0, 1, 2, 3})  # unused disparity heads
 
     metric, scale_source = scale_provenance(a, data_info)
     meta = CheckpointMetadata(num_layers=a.num_layers, height=a.height, width=a.width, use_stereo=a.stereo,
                               min_depth=a.min_depth, max_depth=a.max_depth, stereo_scale=1.0, has_pose=model.pose is not None,
                               metric=metric, scale_source=scale_source, crop=a.crop, resize_filter=a.resize_filter,
                               source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
-    config = a.to_json()
-    writer = None
-    if main_proc:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(config, indent=2))
-        print(f"[train] {msg}", flush=True)
-        print(f"[train] network {a.width}x{a.height} ({data_info['network_size_reason']}), {a.crop} crop, "
-              f"{a.resize_filter} resize: written into the checkpoint's metadata, which the node and evaluation follow",
-              flush=True)
-        used = sum(1 for r in data_info["sequences"] if "unusable" not in r)
-        print(f"[train] data: {used} of {len(data_info['sequences'])} sequence(s) used, {data_info['train_triplets']} training and "
-              f"{data_info['val_triplets']} validation triplets\n" + format_summary(data_info["sequences"]), flush=True)
-        if "odometry" in data_info:
-            print(f"[train] velocity supervision from {data_info['odometry_source']}: "
-                  f"{data_info['velocity_coverage']:.0%} of the training frame pairs covered\n" +
-                  "\n".join(f"  {name}: {note}" for name, note in data_info["odometry"].items()), flush=True)
-            if not metric:
-                print("[train] WARNING: no training frame pair has odometry: the checkpoint will not be metric", flush=True)
-        print(f"[train] {world} process(es) on {device}, precision {str(dtype).replace('torch.', '') if dtype else 'fp32'}, "
-              f"channels_last {channels_last}, compiled loss {compiled}, batch {a.batch_size}/process, "
-              f"{steps_per_epoch} steps/epoch", flush=True)
-        schedule, suspicious = sched.describe()
-        print(f"[train] {'WARNING: ' if suspicious else ''}{schedule}" + (
-            ": the learning rate all but vanishes early; give --epochs the run's real length or use --lr-schedule "
-            "constant" if suspicious else ""), flush=True)
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out_dir / "tensorboard"), purge_step=progress.step or None)
-
     loader_kw: Dict[str, Any] = dict(batch_size=a.batch_size, num_workers=a.workers, drop_last=True,
                                      pin_memory=device.type == "cuda")
     if a.workers > 0:
         # Workers live across epochs: starting them copies the frame index (the serialized frames) into each.
         # The sampler runs in this process, so its per-epoch position still applies.
         loader_kw.update(persistent_workers=True, prefetch_factor=4)
-    loader = DataLoader(train_ds, sampler=sampler, **loader_kw)
-    val_loader = DataLoader(val_ds, batch_size=a.batch_size, num_workers=0)
+    run = TrainingRun(a, world, main_proc, device, out_dir, ckpt_dir, main_proc and a.progress, data_info, loss_cfg, model,
+                      ddp_model, opt, sched, scaler, progress, sampler, DataLoader(train_ds, sampler=sampler, **loader_kw),
+                      DataLoader(val_ds, batch_size=a.batch_size, num_workers=0), meta, a.to_json())
+    run.check_stuck = (world == 1 and a.stuck_check_steps > 0 and len(restarts) < a.stuck_restarts
+                       and model.pose is not None and progress.step < a.stuck_check_steps)
+    if main_proc:
+        _report_start(run, msg, dtype, compiled, steps_per_epoch)
+    return run
 
-    scale_check = ScaleConvergence()
-    monitor = LearningMonitor()
-    stuck_probe: Dict[str, Any] = {}
-    check_stuck = (world == 1 and a.stuck_check_steps > 0 and len(restarts) < a.stuck_restarts and model.pose is not None
-                   and progress.step < a.stuck_check_steps)
 
-    def checkpoint() -> None:
-        if main_proc:
-            save_training_checkpoint(ckpt_dir, model.depth, model.pose, checked_metadata(meta, scale_check, a.stereo),
-                                     opt, sched, scaler, progress, model.explain, config)
+def _report_start(run: TrainingRun, msg: str, dtype: Optional[torch.dtype], compiled: bool, steps_per_epoch: int) -> None:
+    """config.json, what the run is about to do (console), and the TensorBoard writer."""
+    a, info = run.a, run.data_info
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    (run.out_dir / "config.json").write_text(json.dumps(run.config, indent=2))
+    print(f"[train] {msg}", flush=True)
+    print(f"[train] network {a.width}x{a.height} ({info['network_size_reason']}), {a.crop} crop, "
+          f"{a.resize_filter} resize: written into the checkpoint's metadata, which the node and evaluation follow",
+          flush=True)
+    used = sum(1 for r in info["sequences"] if "unusable" not in r)
+    print(f"[train] data: {used} of {len(info['sequences'])} sequence(s) used, {info['train_triplets']} training and "
+          f"{info['val_triplets']} validation triplets\n" + format_summary(info["sequences"]), flush=True)
+    if "odometry" in info:
+        print(f"[train] velocity supervision from {info['odometry_source']}: "
+              f"{info['velocity_coverage']:.0%} of the training frame pairs covered\n" +
+              "\n".join(f"  {name}: {note}" for name, note in info["odometry"].items()), flush=True)
+        if not run.meta.metric:
+            print("[train] WARNING: no training frame pair has odometry: the checkpoint will not be metric", flush=True)
+    print(f"[train] {run.world} process(es) on {run.device}, precision {str(dtype).replace('torch.', '') if dtype else 'fp32'}, "
+          f"channels_last {a.channels_last}, compiled loss {compiled}, batch {a.batch_size}/process, "
+          f"{steps_per_epoch} steps/epoch", flush=True)
+    schedule, suspicious = run.sched.describe()
+    print(f"[train] {'WARNING: ' if suspicious else ''}{schedule}" + (
+        ": the learning rate all but vanishes early; give --epochs the run's real length or use --lr-schedule "
+        "constant" if suspicious else ""), flush=True)
+    from torch.utils.tensorboard import SummaryWriter
 
-    t_start = time.monotonic()
-    stop_reason = "epochs done"
-    last: Dict[str, float] = {}
-    images_seen = 0
-    model.train()
+    run.writer = SummaryWriter(str(run.out_dir / "tensorboard"), purge_step=run.progress.step or None)
+
+
+def _train_step(run: TrainingRun, batch: Dict[str, torch.Tensor]) -> LossOutput:
+    """One optimiser step on one batch; the step counted."""
+    a, model = run.a, run.model
+    batch = _to_device(batch, run.device, a.channels_last)
+    share = velocity_ramp(run.progress.step + 1, a.velocity_warmup)
+    if run.loss_cfg.velocity > 0 and share != model.cfg.velocity_share:
+        model.cfg = replace(run.loss_cfg, velocity_share=share)
+    out = run.ddp_model(batch)
+    run.opt.zero_grad(set_to_none=True)
+    if run.scaler is not None:
+        run.scaler.scale(out.total).backward()
+        run.scaler.step(run.opt)
+        run.scaler.update()
+    else:
+        out.total.backward()
+        run.opt.step()
+    run.progress.step += 1
+    run.sched.step(run.progress.step)
+    run.progress.done_in_epoch += a.batch_size
+    run.images_seen += batch["images"].shape[0] * run.world
+    if "translation_scale_ratio" in out.terms and share >= 1.0:
+        run.scale_check.add(out.terms["translation_scale_ratio"])
+    return out
+
+
+def _after_step(run: TrainingRun, out: LossOutput, batch: Dict[str, torch.Tensor], rate: float) -> bool:
+    """Evidence, the stuck check, logging and checkpoints after a step; True when the run should stop."""
+    a, step = run.a, run.progress.step
+    run.last = out.terms
+    run.monitor.add(step, run.last)
+    if step == a.stuck_check_steps:
+        # what the check saw is kept in the summary, restarts allowed or not (for the thresholds' sake)
+        run.stuck_probe = {**run.monitor.evidence(), "stuck": run.monitor.stuck_reason()}
+        if run.check_stuck and run.stuck_probe["stuck"]:
+            raise StuckRun(step, run.stuck_probe["stuck"])
+    if not math.isfinite(run.last["loss"]):
+        raise FloatingPointError(f"loss is {run.last['loss']} at step {step}; the last checkpoint is kept")
+    if run.writer is not None and step % a.log_every == 0:
+        for k, v in run.last.items():
+            run.writer.add_scalar(f"train/{k}", v, step)
+        run.writer.add_scalar("train/lr", run.sched.get_last_lr()[0], step)
+        run.writer.add_scalar("train/images_per_s", rate, step)
+    if run.writer is not None and step % a.image_every == 0:
+        _log_images(run.writer, out, batch, step)
+    if step % a.checkpoint_every == 0:
+        run.checkpoint()
+    if a.max_steps and step >= a.max_steps:
+        run.stop_reason = f"--max-steps {a.max_steps}"
+    elif a.max_minutes and run.sched.seconds() > 60 * a.max_minutes:
+        run.stop_reason = f"--max-minutes {a.max_minutes}"
+    else:
+        return False
+    return True
+
+
+def _run_epochs(run: TrainingRun) -> None:
+    """Epochs until the run's end (epochs, --max-steps, --max-minutes), with validation and a checkpoint after each."""
     from tqdm import tqdm
 
+    a, progress = run.a, run.progress
+    run.model.train()
     done = False
     while progress.epoch < a.epochs and not done:
-        sampler.set_position(progress.epoch, progress.done_in_epoch)
-        bar = tqdm(loader, total=len(sampler) // a.batch_size, desc=f"epoch {progress.epoch + 1}/{a.epochs}",
-                   unit="step", disable=not show_progress, dynamic_ncols=True)
+        run.sampler.set_position(progress.epoch, progress.done_in_epoch)
+        bar = tqdm(run.loader, total=len(run.sampler) // a.batch_size, desc=f"epoch {progress.epoch + 1}/{a.epochs}",
+                   unit="step", disable=not run.show_progress, dynamic_ncols=True)
         t_rate, n_rate = time.monotonic(), 0
         try:
             for batch in bar:
-                batch = _to_device(batch, device, channels_last)
-                share = velocity_ramp(progress.step + 1, a.velocity_warmup)
-                if cfg.velocity > 0 and share != model.cfg.velocity_share:
-                    model.cfg = replace(cfg, velocity_share=share)
-                out = ddp_model(batch)
-                opt.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(out.total).backward()
-                    scaler.step(opt)
-                    scaler.update()
-                else:
-                    out.total.backward()
-                    opt.step()
-                progress.step += 1
-                sched.step(progress.step)
-                progress.done_in_epoch += a.batch_size
-                n = batch["images"].shape[0] * world
-                images_seen += n
-                n_rate += n
-                last = out.terms
-                monitor.add(progress.step, last)
-                if progress.step == a.stuck_check_steps:
-                    # what the check saw is kept in the summary, restarts allowed or not (for the thresholds' sake)
-                    stuck_probe = {**monitor.evidence(), "stuck": monitor.stuck_reason()}
-                    if check_stuck and stuck_probe["stuck"]:
-                        raise StuckRun(progress.step, stuck_probe["stuck"])
-                if "translation_scale_ratio" in last and share >= 1.0:
-                    scale_check.add(last["translation_scale_ratio"])
-                if not math.isfinite(last["loss"]):
-                    raise FloatingPointError(f"loss is {last['loss']} at step {progress.step}; the last checkpoint is kept")
+                out = _train_step(run, batch)
+                n_rate += batch["images"].shape[0] * run.world
                 rate = n_rate / max(1e-6, time.monotonic() - t_rate)
-                bar.set_postfix(loss=f"{last['loss']:.4f}", img_s=f"{rate:.1f}")
-                if writer is not None and progress.step % a.log_every == 0:
-                    for k, v in last.items():
-                        writer.add_scalar(f"train/{k}", v, progress.step)
-                    writer.add_scalar("train/lr", sched.get_last_lr()[0], progress.step)
-                    writer.add_scalar("train/images_per_s", rate, progress.step)
-                if writer is not None and progress.step % a.image_every == 0:
-                    _log_images(writer, out, batch, progress.step)
-                if progress.step % a.checkpoint_every == 0:
-                    checkpoint()
-                if a.max_steps and progress.step >= a.max_steps:
-                    stop_reason, done = f"--max-steps {a.max_steps}", True
-                elif a.max_minutes and sched.seconds() > 60 * a.max_minutes:
-                    stop_reason, done = f"--max-minutes {a.max_minutes}", True
+                bar.set_postfix(loss=f"{out.terms['loss']:.4f}", img_s=f"{rate:.1f}")
+                done = _after_step(run, out, batch, rate)
                 if done:
                     break
         except RuntimeError as exc:
@@ -540,47 +608,51 @@ def _train_run(a: TrainConfig, restarts: List[str]) -> Dict[str, Any]:
                 raise
             # a worker killed (out of memory, a signal): keep what was learned, say how to go on
             bar.close()
-            checkpoint()
+            run.checkpoint()
             raise TrainingStopped(
-                f"a data-loading worker stopped ({exc}). The checkpoint of step {progress.step} is saved in {ckpt_dir}: "
+                f"a data-loading worker stopped ({exc}). The checkpoint of step {progress.step} is saved in {run.ckpt_dir}: "
                 f"run the same command with --resume to continue (with fewer --workers, or a smaller --batch-size, if "
                 f"memory ran out)") from None
         bar.close()
         if not done:
             progress.epoch += 1
             progress.done_in_epoch = 0
-            if main_proc:
-                val = validate(model, val_loader, device, channels_last)
-                if writer is not None:
-                    writer.add_scalar("val/loss", val, progress.step)
-                if not show_progress:
-                    print(f"[train] epoch {progress.epoch}/{a.epochs} step {progress.step} loss {last.get('loss', float('nan')):.4f} "
-                          f"val {val:.4f}", flush=True)
-        checkpoint()
-    elapsed = time.monotonic() - t_start
-    summary = {"steps": progress.step, "epochs_done": progress.epoch, "stop": stop_reason, "seconds": round(elapsed, 1),
-               "images_per_s": round(images_seen / max(elapsed, 1e-6), 2), "last": last, "data": data_info,
-               "checkpoint": str(ckpt_dir)}
-    if main_proc:
-        print(f"[train] stopped ({stop_reason}) after {progress.step} steps in {elapsed:.0f} s; checkpoint in {ckpt_dir}", flush=True)
-        saved = checked_metadata(meta, scale_check, a.stereo)
-        if meta.metric and not saved.metric:
+            if run.main_proc:
+                val = validate(run.model, run.val_loader, run.device, a.channels_last)
+                if run.writer is not None:
+                    run.writer.add_scalar("val/loss", val, progress.step)
+                if not run.show_progress:
+                    print(f"[train] epoch {progress.epoch}/{a.epochs} step {progress.step} loss "
+                          f"{run.last.get('loss', float('nan')):.4f} val {val:.4f}", flush=True)
+        run.checkpoint()
+
+
+def _finish(run: TrainingRun, restarts: List[str], elapsed: float) -> Dict[str, Any]:
+    """The summary (summary.json), the metric check and the verdict (console, TensorBoard, the checkpoint)."""
+    progress = run.progress
+    summary = {"steps": progress.step, "epochs_done": progress.epoch, "stop": run.stop_reason, "seconds": round(elapsed, 1),
+               "images_per_s": round(run.images_seen / max(elapsed, 1e-6), 2), "last": run.last, "data": run.data_info,
+               "checkpoint": str(run.ckpt_dir)}
+    if run.main_proc:
+        print(f"[train] stopped ({run.stop_reason}) after {progress.step} steps in {elapsed:.0f} s; checkpoint in "
+              f"{run.ckpt_dir}", flush=True)
+        saved = checked_metadata(run.meta, run.scale_check, run.a.stereo)
+        if run.meta.metric and not saved.metric:
             print(f"[train] WARNING: the checkpoint is {saved.scale_source}. Train longer, check "
                   "--odometry-topic / the camera mount, or run the node with another scale_mode", flush=True)
         summary["scale"] = {"metric": saved.metric, "source": saved.scale_source}
-        verdict = monitor.verdict(data_info, meta.metric, saved.metric, saved.scale_source, restarts)
+        verdict = run.monitor.verdict(run.data_info, run.meta.metric, saved.metric, saved.scale_source, restarts)
         summary["verdict"] = verdict
-        summary["stuck_check"] = stuck_probe
+        summary["stuck_check"] = run.stuck_probe
         print("[train] " + format_verdict(verdict).replace("\n", "\n[train] "), flush=True)
         # the verdict travels with the checkpoint: ros2-monodepth-eval prints it too
-        meta.extra["verdict"] = verdict
-        checkpoint()
-        if writer is not None:
-            writer.add_text("verdict", format_verdict(verdict).replace("\n", "  \n"), progress.step)
-        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        if writer is not None:
-            writer.close()
-    if world > 1:
+        run.meta.extra["verdict"] = verdict
+        run.checkpoint()
+        if run.writer is not None:
+            run.writer.add_text("verdict", format_verdict(verdict).replace("\n", "  \n"), progress.step)
+            run.writer.close()
+        (run.out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if run.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
