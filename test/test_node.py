@@ -390,6 +390,8 @@ def test_parameters_validated_on_set_and_at_start(tmp_path, ros_context):
 
         r = set_param("scale_mode", "metric")
         assert not r.successful and "not one of" in r.reason
+        r = set_param("scale_mdoe", "fixed")          # a typo: refused, naming it (rclpy's own says "[]")
+        assert not r.successful and r.reason.startswith("scale_mdoe: not a parameter of this node"), r.reason
         r = set_param("points_stride", 0)
         assert not r.successful
         r = set_param("network_width", 320)  # read-only: the model is built at start

@@ -86,6 +86,9 @@ class RosLogHandler(logging.Handler):
 
 class MonodepthNode(Node):
     def __init__(self, **kwargs: Any):
+        # undeclared names reach on_set_parameters, which refuses them naming the parameter (rclpy's own refusal of
+        # an undeclared parameter says "Invalid access to undeclared parameter(s): []")
+        kwargs.setdefault("allow_undeclared_parameters", True)
         super().__init__("monodepth", **kwargs)
         self._log_handler = RosLogHandler(self.get_logger())
         core_logger = logging.getLogger("ros2_monodepth")

@@ -338,7 +338,10 @@ def on_set_parameters(params: Sequence[Any], apply: Callable[[Dict[str, Any]], N
     for p in params:
         spec = SPECS.get(p.name)
         if spec is None:
-            continue
+            if p.name == "use_sim_time" or p.name.startswith("qos_overrides."):
+                continue   # rclpy's own
+            return SetParametersResult(successful=False, reason=f"{p.name}: not a parameter of this node "
+                                                                f"(monodepth_node --help lists them)")
         value = _normalise(spec, p.value)
         problem = check_value(p.name, value)
         if problem:
