@@ -29,10 +29,11 @@ from typing import Any, Deque, Dict, List, Optional
 
 import numpy as np
 
-# photometric / identity error over the window: at most this for "learned" (measured: README, "Does it learn?")
-LEARNED_RATIO = 0.9
-# a stuck run at the stuck check: ratio at least this
-STUCK_RATIO = 0.95
+# Photometric / identity error over the window. Measured on the large-motion street (1 m a frame, 10 seeds, 80 steps
+# at 192x64, docs/research.md): runs that learned (held-out RPE below half the untrained networks') ended at
+# 0.37-0.52 and stood at 0.57-0.61 at step 40; stuck runs ended at 0.61-0.66 and stood at 0.66-0.70 at step 40.
+LEARNED_RATIO = 0.55     # at the end of the run: at most this for "learned"
+STUCK_RATIO = 0.63       # at the stuck check: at least this for "stuck"
 # mean brightness change between neighbouring frames (images in [0, 1]) above which exposure flicker is named
 FLICKER = 0.04
 # identity error below which the frames barely change (a static camera, or too little parallax for its speed)
