@@ -433,8 +433,8 @@ def _depth_from_node(tmp_path, ros_context, ns, params, image, K, name):
         proc.stop()
 
 
-# Stated tolerance between backends on the node's output: the ONNX graph takes the frame at network size
-# (the node resizes with OpenCV, uint8), the torch backend resizes in float: a few 1e-3 relative.
+# Stated tolerance between backends on the node's output: both take the same cropped and resized uint8 frame;
+# ONNX Runtime and PyTorch compute in their own order: a few 1e-3 relative at most.
 NODE_BACKEND_REL_TOL = 1e-2
 
 
@@ -448,8 +448,10 @@ def test_node_on_onnxruntime_publishes_the_same_depth_as_torch(tmp_path, ros_con
     assert "onnxruntime" in log and "CPUExecutionProvider" in log
     assert f"backend warmed up on a blank {NET_W}x{NET_H} frame" in log   # static graph: warmed before any frame
     assert len(odom) >= 2
-    # the graph takes the frame at network size: the cloud is coloured from that same resized frame
-    network_input = cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_LINEAR)
+    # the graph takes what the network sees (the contract's centre crop, area-resized): the cloud is coloured from it
+    from ros2_monodepth.core.model_contract import CropResize
+
+    network_input = CropResize.make((CAM_H, CAM_W), (NET_H, NET_W), "center").apply(image)
     np.testing.assert_array_equal(cloud_colors(cloud), network_input[::STRIDE, ::STRIDE])
     d_torch, _, _, _ = _depth_from_node(tmp_path, ros_context, "/t_trc", {"backend": "torch"}, image, seq.K, "torch")
     assert d_ort.shape == d_torch.shape == (NET_H, NET_W)
