@@ -30,3 +30,33 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         if action.default == [] or action.default == "":
             return text
         return text + " (default: %(default)s)"
+
+
+def size_option(text: str) -> tuple:
+    """argparse ``type`` of every WIDTHxHEIGHT option (--network-size, --camera-size): (height, width).
+
+    >>> size_option("640x480")
+    (480, 640)
+    """
+    from .core.model_contract import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def network_size_option(text: str) -> tuple:
+    """``size_option`` for a network input: multiples of 32.
+
+    >>> network_size_option("320x100")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: 320x100: expected multiples of 32 (the encoder halves the size five times)
+    """
+    from .core.model_contract import size_problem
+
+    size = size_option(text)
+    if size_problem(size):
+        raise argparse.ArgumentTypeError(f"{text}: {size_problem(size)}")
+    return size

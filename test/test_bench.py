@@ -11,7 +11,7 @@ import pytest
 
 from ros2_monodepth.tools.bench import stats_ms
 
-SMALL = ["--frames", "3", "--width", "160", "--height", "120", "--network-width", "128", "--network-height", "64",
+SMALL = ["--frames", "3", "--width", "160", "--height", "120", "--network-size", "128x64",
          "--warmup", "1"]
 
 
@@ -70,7 +70,7 @@ def test_node_mode_reports_rate_latency_drops_and_process_figures(tmp_path):
 def test_train_mode_compares_the_step_with_a_plain_fp32_implementation_on_the_same_batch(tmp_path):
     out = tmp_path / "train.json"
     r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "train", "--out", str(out), "--frames", "4",
-                        "--width", "128", "--height", "64", "--network-width", "64", "--network-height", "64", "--batch-size", "2",
+                        "--width", "128", "--height", "64", "--network-size", "64x64", "--batch-size", "2",
                         "--warmup", "1", "--repeats", "2"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
@@ -112,7 +112,7 @@ def test_node_mode_plays_a_bag_as_recorded(tmp_path, encoding):
                                           depth=False), progress=False)
     out = tmp_path / "node.json"
     r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "node", "--out", str(out), "--bag", str(bag),
-                        "--network-width", "128", "--network-height", "64", "--warmup", "1", "--no-baseline",
+                        "--network-size", "128x64", "--warmup", "1", "--no-baseline",
                         "--duration", "3", "--bag-rate", "0.5", "--precision", "fp32",
                         "--node-log", str(tmp_path / "node.log")],
                        capture_output=True, text=True, timeout=300)

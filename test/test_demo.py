@@ -15,7 +15,7 @@ pytestmark = pytest.mark.ros
 def test_demo_writes_bag_pictures_cloud_and_track(tmp_path):
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "ros2_monodepth.tools.demo", "--out", str(out), "--no-train", "--frames", "6", "--rate", "4",
-           "--width", "160", "--height", "120", "--param", "network_width:=128", "--param", "network_height:=64",
+           "--width", "160", "--height", "120", "--param", "network_size:=128x64",
            "--param", "precision:=fp32"]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr

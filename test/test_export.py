@@ -56,7 +56,7 @@ def test_graph_inputs_and_outputs_are_static_uint8(tmp_path, nets):
 
 
 def test_backend_uses_the_checkpoint_export_and_matches_torch_backend(tmp_path, nets):
-    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128))
+    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(network_size=(64, 128)))
     export_onnx(*nets, tmp_path / "ck" / "onnx", (120, 160), (64, 128), 0.1, 100.0)
     spec = ModelSpec(checkpoint_dir=str(tmp_path / "ck"), network_size=(64, 128))
     ort_backend, _ = create_backend("onnxruntime", spec)
@@ -94,11 +94,11 @@ def test_auto_backend_choice_is_explained(tmp_path, monkeypatch):
 
 def test_export_command(tmp_path, nets):
     # trained on whole frames (crop none, as Monodepth2's KITTI weights): a graph at another camera size may squash
-    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128, crop="none"))
+    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(network_size=(64, 128), crop="none"))
     help_run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", "--help"], capture_output=True, text=True)
     assert help_run.returncode == 0 and "--camera-size" in help_run.stdout
     # trained on a centre crop: a camera-size graph of another aspect would squash what training cropped
-    save_checkpoint(tmp_path / "cropped", *nets, CheckpointMetadata(height=64, width=128, crop="center"))
+    save_checkpoint(tmp_path / "cropped", *nets, CheckpointMetadata(network_size=(64, 128), crop="center"))
     refused = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "cropped"),
                               "--camera-size", "160x120"], capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "field 'crop'" in refused.stderr and "Traceback" not in refused.stderr
@@ -119,7 +119,7 @@ def _published_layout(folder, with_pose: bool, use_stereo: bool):
     """A folder shaped like the published Monodepth2 downloads (no metadata.json; pose files optional)."""
     torch.manual_seed(5)
     save_checkpoint(folder, DepthNet(18), PoseNet(18) if with_pose else None,
-                    CheckpointMetadata(height=192, width=640, use_stereo=use_stereo))
+                    CheckpointMetadata(network_size=(192, 640), use_stereo=use_stereo))
     (folder / "metadata.json").unlink()
 
 
@@ -134,7 +134,7 @@ def test_import_command(tmp_path, with_pose, use_stereo):
     assert run.returncode == 0, run.stderr
     assert "NON-COMMERCIAL" in run.stdout
     meta = read_metadata(tmp_path / "ck")
-    assert (meta.height, meta.width, meta.use_stereo, meta.has_pose) == (192, 640, use_stereo, with_pose)
+    assert (meta.network_size, meta.use_stereo, meta.has_pose) == ((192, 640), use_stereo, with_pose)
     assert meta.stereo_scale == 5.4 and "monodepth2 import" in meta.source
     d1, _, _ = load_checkpoint(src)
     d2, _, _ = load_checkpoint(tmp_path / "ck")
@@ -160,7 +160,7 @@ def test_export_command_tensorrt_without_tensorrt_says_where_to_build(tmp_path, 
 
     if tensorrt_available():
         pytest.skip("TensorRT is importable here")
-    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(height=64, width=128))
+    save_checkpoint(tmp_path / "ck", *nets, CheckpointMetadata(network_size=(64, 128)))
     run = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "ck"), "--tensorrt", "fp16"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 3 and "cannot build TensorRT engines here" in run.stderr and "only the type stubs" in run.stderr

@@ -40,7 +40,7 @@ SAVE_AND_DIE = textwrap.dedent("""
     depth, pose = DepthNet(18), PoseNet(18)
     opt = torch.optim.Adam(list(depth.parameters()) + list(pose.parameters()), lr=1e-4)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
-    meta = CheckpointMetadata(height=64, width=128)
+    meta = CheckpointMetadata(network_size=(64, 128))
     if not (out / "checkpoint").exists():
         save_training_checkpoint(out / "checkpoint", depth, pose, meta, opt, sched, None, Progress(0, 0, 1))
     calls = {"n": 0}
@@ -101,7 +101,7 @@ def test_checkpoint_files_get_the_users_umask_not_0600(tmp_path):
 
 def _ckpt(path: Path, seed: int = 0) -> Path:
     torch.manual_seed(seed)
-    save_checkpoint(path, DepthNet(18).eval(), PoseNet(18).eval(), CheckpointMetadata(height=64, width=128))
+    save_checkpoint(path, DepthNet(18).eval(), PoseNet(18).eval(), CheckpointMetadata(network_size=(64, 128)))
     return path
 
 
@@ -164,7 +164,7 @@ def test_a_new_run_refuses_to_overwrite_another_runs_weights(tmp_path):
     from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
 
     bag = write_synthetic_bag(SynthConfig(tmp_path / "bag", frames=14, width=64, height=64), progress=False)
-    common = [str(bag), "--out", str(tmp_path / "run"), "--height", "64", "--width", "64", "--batch-size", "2",
+    common = [str(bag), "--out", str(tmp_path / "run"), "--network-size", "64x64", "--batch-size", "2",
               "--workers", "0", "--no-progress", "--precision", "fp32", "--max-steps", "2", "--compile-loss", "off"]
     cmd = [sys.executable, "-m", "ros2_monodepth_training.train"]
     first = subprocess.run(cmd + common, capture_output=True, text=True, timeout=600)
@@ -178,17 +178,31 @@ def test_a_new_run_refuses_to_overwrite_another_runs_weights(tmp_path):
     assert (tmp_path / "run" / "checkpoint" / "encoder.pth").read_bytes() != before
 
 
-GOOD_META = {"num_layers": 18, "height": 64, "width": 128, "min_depth": 0.1, "max_depth": 100.0}
+GOOD_META = {"num_layers": 18, "network_size": "128x64", "min_depth": 0.1, "max_depth": 100.0}
+# metadata.json as versions before 0.2 wrote it: the network size as height and width
+LEGACY_META = {"num_layers": 18, "height": 64, "width": 128, "min_depth": 0.1, "max_depth": 100.0}
 
 
-@pytest.mark.parametrize("raw,expected", [([1, 2], "JSON object"), ({**GOOD_META, "height": "tall"}, "'height'"),
+@pytest.mark.parametrize("raw,expected", [([1, 2], "JSON object"),
+                                          ({**GOOD_META, "network_size": "tall"}, "'network_size' is 'tall'"),
+                                          ({**GOOD_META, "network_size": [64, 128]}, "'network_size' is \\[64, 128\\]"),
+                                          ({**LEGACY_META, "height": "tall"}, "'height' is 'tall'"),
+                                          ({**LEGACY_META, "width": 100}, "'width' is 100, expected a multiple of 32"),
                                           ({**GOOD_META, "min_depth": 10.0, "max_depth": 1.0}, "below max_depth"),
-                                          ("{", "JSON"), ({"height": 64, "width": 128}, "'num_layers' is missing"),
+                                          ("{", "JSON"), ({"network_size": "128x64"}, "'num_layers' is missing"),
                                           ({**GOOD_META, "crop": "left"}, "'crop' is 'left', expected one of")])
 def test_malformed_metadata_json_is_a_clear_error(tmp_path, raw, expected):
     (tmp_path / "metadata.json").write_text(raw if isinstance(raw, str) else json.dumps(raw))
     with pytest.raises(CheckpointError, match=expected):
         read_metadata(tmp_path)
+
+
+def test_metadata_of_earlier_versions_reads_height_and_width_as_the_network_size(tmp_path):
+    (tmp_path / "metadata.json").write_text(json.dumps(LEGACY_META))
+    meta = read_metadata(tmp_path)
+    assert meta.network_size == (64, 128) and "height" not in meta.extra and "width" not in meta.extra
+    (tmp_path / "metadata.json").write_text(json.dumps(GOOD_META))
+    assert read_metadata(tmp_path).network_size == (64, 128)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "no_metadata"])
@@ -215,7 +229,7 @@ def test_training_on_a_damaged_bag_exits_with_the_reason_not_a_traceback(tmp_pat
 
 # Issue 27: metadata that contradicts itself or its weights, and what each command says about it.
 CONTRADICTIONS = {
-    "size not a multiple of 32": ({"width": 333, "height": 96}, "field 'width' is 333, expected a multiple of 32"),
+    "size not a multiple of 32": ({"network_size": "333x96"}, "field 'network_size' is '333x96', expected multiples of 32"),
     "layers unlike the weights": ({"num_layers": 34}, "field 'num_layers' is 34, but encoder.pth holds a ResNet-18"),
     "missing field": ({"max_depth": None}, "field 'max_depth' is missing"),
     "malformed field": ({"min_depth": "near"}, "field 'min_depth' is 'near', expected a positive finite number"),
@@ -224,7 +238,7 @@ CONTRADICTIONS = {
 
 def _contradicting_checkpoint(tmp_path: Path, change: dict) -> Path:
     ck = tmp_path / "ck"
-    save_checkpoint(ck, DepthNet(18).eval(), PoseNet(18).eval(), CheckpointMetadata(height=64, width=128))
+    save_checkpoint(ck, DepthNet(18).eval(), PoseNet(18).eval(), CheckpointMetadata(network_size=(64, 128)))
     raw = json.loads((ck / "metadata.json").read_text())
     for key, value in change.items():
         if value is None:

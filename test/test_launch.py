@@ -85,8 +85,8 @@ def test_launch_file_runs_the_node_with_namespace_sim_time_log_level_and_the_rob
     col = Collector(ros_context, {f"{ns}/depth/image": Image, f"{ns}/depth/camera_info": CameraInfo,
                                   "/diagnostics": DiagnosticArray, "/tf_static": TFMessage}, transient=("/tf_static",))
     params = tmp_path / "params.yaml"
-    params.write_text("/**:\n  ros__parameters:\n    backend: torch\n    precision: fp32\n    network_width: 128\n"
-                      "    network_height: 64\n    input_qos: reliable\n    camera_mount_wait: 1.0\n    max_stamp_lead: 0.0\n")
+    params.write_text("/**:\n  ros__parameters:\n    backend: torch\n    precision: fp32\n    network_size: 128x64\n"
+                      "    input_qos: reliable\n    camera_mount_wait: 1.0\n    max_stamp_lead: 0.0\n")
     log = open(tmp_path / "launch.log", "w")
     env = {k: v for k, v in os.environ.items() if k != "FASTRTPS_DEFAULT_PROFILES_FILE"}
     proc = subprocess.Popen([sys.executable, "-c", RUN_LAUNCH, "namespace:=robot1", "use_sim_time:=true", "log_level:=debug",

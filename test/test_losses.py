@@ -96,7 +96,7 @@ def test_batched_objective_equals_the_plain_per_scale_loss_in_fp32():
     loss of the plain implementation (one warp / SSIM per source and scale) on the same batch and weights."""
     from ros2_monodepth.tools.bench.train import _plain_loss, _plain_photometric_error
     from ros2_monodepth_training.losses import photometric_error
-    from ros2_monodepth_training.objective import LossConfig
+    from ros2_monodepth_training.objective import LossConfig, TripletBatch
     from ros2_monodepth_training.train import TrainingModel
 
     torch.manual_seed(0)
@@ -107,7 +107,7 @@ def test_batched_objective_equals_the_plain_per_scale_loss_in_fp32():
     K = torch.tensor([[60.0, 0, 47.5], [0, 60.0, 31.5], [0, 0, 1]]).repeat(2, 1, 1)
     batch = {"images": images, "aug": images, "K": K}
     with torch.no_grad():
-        ours = float(model(batch).total)
+        ours = float(model(TripletBatch.of(batch)).total)
         plain = float(_plain_loss(model.depth, model.pose, batch))
     assert abs(ours - plain) / plain < 1e-5
 

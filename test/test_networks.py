@@ -90,7 +90,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     depth, pose = DepthNet(18).eval(), PoseNet(18).eval()
     _randomise_bn(depth)
     _randomise_bn(pose)
-    save_checkpoint(tmp_path, depth, pose, CheckpointMetadata(height=64, width=128, use_stereo=True))
+    save_checkpoint(tmp_path, depth, pose, CheckpointMetadata(network_size=(64, 128), use_stereo=True))
     for name in ("encoder.pth", "depth.pth", "pose_encoder.pth", "pose.pth"):
         assert (tmp_path / name).is_file()
     enc = torch.load(tmp_path / "encoder.pth", weights_only=True)
@@ -106,10 +106,10 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
 
 def test_plain_monodepth2_folder_without_metadata(tmp_path):
     depth, pose = DepthNet(18), PoseNet(18)
-    save_checkpoint(tmp_path, depth, pose, CheckpointMetadata(height=192, width=640))
+    save_checkpoint(tmp_path, depth, pose, CheckpointMetadata(network_size=(192, 640)))
     (tmp_path / "metadata.json").unlink()
     meta = read_metadata(tmp_path)
-    assert (meta.height, meta.width, meta.source, meta.has_pose) == (192, 640, "monodepth2", True)
+    assert (meta.network_size, meta.source, meta.has_pose) == ((192, 640), "monodepth2", True)
 
 
 def test_wrong_key_is_named(tmp_path):

@@ -29,7 +29,7 @@ pytestmark = pytest.mark.ros
 CAM_W, CAM_H = 160, 120
 NET_W, NET_H = 128, 64
 STRIDE = 3
-BASE_PARAMS = {"network_width": NET_W, "network_height": NET_H, "points_stride": STRIDE, "diagnostics_period": 0.5,
+BASE_PARAMS = {"network_size": f"{NET_W}x{NET_H}", "points_stride": STRIDE, "diagnostics_period": 0.5,
                "warn_throttle": 0.0, "precision": "fp32", "backend": "torch"}
 
 
@@ -85,7 +85,7 @@ def _start(tmp_path, ros_context, ns, params, compressed=False, name="node", fra
     proc = start_node(tmp_path, {**BASE_PARAMS, **params}, ns, name=name)
     collector = Collector(ros_context, _topics(ns), transient=("/tf_static",))
     feeder = Feeder(ros_context, ns, compressed, frame_id)
-    assert proc.wait_for_log("listening on", 90), proc.log()
+    assert proc.wait_for_log("listening on", EVENT_CEILING), proc.log()
     assert feeder.wait_for_subscriber(collector), "node never subscribed\n" + proc.log()
     # Matching is seen from our side first; give the node's readers time to match our writers too, or the
     # first frame can be lost (volatile durability keeps nothing for late readers).
@@ -250,7 +250,7 @@ def test_bad_input_is_reported_and_the_next_good_frame_published(tmp_path, ros_c
             feed.pub_info.publish(bad_info)
             col.spin_until(lambda: False, 0.3)  # let camera_info arrive first
             feed.pub_img.publish(bad_img)
-            assert proc.wait_for_log(expected, 20), f"{what}: no warning containing {expected!r}\n" + proc.log()
+            assert proc.wait_for_log(expected, EVENT_CEILING), f"{what}: no warning containing {expected!r}\n" + proc.log()
             assert proc.alive(), f"{what}: node died\n" + proc.log()
             col.spin_until(lambda: False, 0.5)
             if bad_info is good_info:          # the image is at fault: the frame is dropped
@@ -394,7 +394,7 @@ def test_parameters_validated_on_set_and_at_start(tmp_path, ros_context):
         assert not r.successful and r.reason.startswith("scale_mdoe: not a parameter of this node"), r.reason
         r = set_param("points_stride", 0)
         assert not r.successful
-        r = set_param("network_width", 320)  # read-only: the model is built at start
+        r = set_param("network_size", "320x96")  # read-only: the model is built at start
         assert not r.successful
         r = set_param("scale_mode", "fixed")
         assert r.successful, r.reason
@@ -410,11 +410,11 @@ def test_parameters_validated_on_set_and_at_start(tmp_path, ros_context):
     finally:
         proc.stop()
     # a bad value from the command line stops the node with a message naming the parameter
-    bad = start_node(tmp_path, {**BASE_PARAMS, "network_width": 100}, "/t_par2", name="badparam")
+    bad = start_node(tmp_path, {**BASE_PARAMS, "network_size": "100x64"}, "/t_par2", name="badparam")
     try:
         bad.proc.wait(90)
         assert bad.proc.returncode != 0
-        assert "network_width" in bad.log() and "multiple of 32" in bad.log()
+        assert "parameter 'network_size': '100x64': expected multiples of 32" in bad.log(), bad.log()
     finally:
         bad.stop()
 
@@ -424,7 +424,7 @@ def _depth_from_node(tmp_path, ros_context, ns, params, image, K, name):
     try:
         assert _send_and_wait(col, feed, ns, image, K, 7.0), proc.log()
         assert _send_and_wait(col, feed, ns, image, K, 7.1), proc.log()
-        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= 2 and len(col.messages[f"{ns}/points"]) >= 2, 10)
+        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= 2 and len(col.messages[f"{ns}/points"]) >= 2, EVENT_CEILING)
         return (image_to_numpy(col.messages[f"{ns}/depth/image"][-1]).copy(), proc.log(), col.messages[f"{ns}/odom"],
                 col.messages[f"{ns}/points"][-1])
     finally:
@@ -469,7 +469,7 @@ def test_points_are_built_only_while_someone_subscribes(tmp_path, ros_context, f
     feed = Feeder(ros_context, ns)
     later = None
     try:
-        assert proc.wait_for_log("listening on", 90), proc.log()
+        assert proc.wait_for_log("listening on", EVENT_CEILING), proc.log()
         assert feed.wait_for_subscriber(depth_only), proc.log()
         depth_only.spin_until(lambda: False, 1.0)
         for i in range(3):
@@ -482,7 +482,7 @@ def test_points_are_built_only_while_someone_subscribes(tmp_path, ros_context, f
                     return _status(arr, "inference")
             return None
 
-        assert depth_only.spin_until(lambda: stages() is not None, 10), proc.log()
+        assert depth_only.spin_until(lambda: stages() is not None, EVENT_CEILING), proc.log()
         assert "stage publish mean (ms)" in stages() and "stage points mean (ms)" not in stages()
         # a viewer subscribes: from then on the cloud is built and published (the colorized image always is)
         later = Collector(ros_context, {f"{ns}/points": PointCloud2, f"{ns}/depth/colorized": Image})
@@ -516,7 +516,7 @@ def test_synthetic_camera_publishes_images_and_camera_info(tmp_path, ros_context
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=dict(os.environ))
     try:
         col = Collector(ros_context, {})
-        assert col.spin_until(lambda: len(got["image"]) >= 3 and len(got["info"]) >= 3, 60), proc.poll()
+        assert col.spin_until(lambda: len(got["image"]) >= 3 and len(got["info"]) >= 3, EVENT_CEILING), proc.poll()
         img = got["image"][-1]
         assert (img.width, img.height, img.encoding) == (64, 48, "rgb8")
         assert img.header.frame_id == "camera_optical_frame"
@@ -537,16 +537,16 @@ def test_a_replayed_bag_restarts_odometry_at_the_origin_once_the_jump_is_confirm
     try:
         for i in range(4):
             assert _send_and_wait(col, feed, ns, data[i][1], seq.K, 100.0 + 0.1 * i), proc.log()
-        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= 4, 10)
+        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= 4, EVENT_CEILING)
         moved = col.messages[f"{ns}/odom"][-1].pose.pose.position
         assert abs(moved.x) + abs(moved.y) + abs(moved.z) > 0
         # the bag starts again: the first frame back in time is dropped (one bad stamp never resets the pose) ...
         feed.send(data[0][1], seq.K, 10.0)
-        assert proc.wait_for_log("jumps back", 20), proc.log()
+        assert proc.wait_for_log("jumps back", EVENT_CEILING), proc.log()
         assert not [m for m in col.messages[f"{ns}/depth/image"] if abs(stamp_of(m) - 10.0) < 1e-6]
         # ... the second confirms the jump: odometry restarts at the origin, and says so
         assert _send_and_wait(col, feed, ns, data[1][1], seq.K, 10.1), proc.log()
-        col.spin_until(lambda: any(abs(stamp_of(m) - 10.1) < 1e-6 for m in col.messages[f"{ns}/odom"]), 10)
+        col.spin_until(lambda: any(abs(stamp_of(m) - 10.1) < 1e-6 for m in col.messages[f"{ns}/odom"]), EVENT_CEILING)
         restart = [m for m in col.messages[f"{ns}/odom"] if abs(stamp_of(m) - 10.1) < 1e-6][0].pose.pose.position
         assert (restart.x, restart.y, restart.z) == (0.0, 0.0, 0.0)
         assert "time jumped back" in proc.log() and "restarted at the origin" in proc.log()
@@ -573,7 +573,7 @@ def test_compressed_input_faults_are_refused_before_decoding(tmp_path, ros_conte
         t = 30.0
         for msg, expected in cases:
             feed.send(image, seq.K, t, msg=msg)
-            assert proc.wait_for_log(expected, 20), f"{expected}\n" + proc.log()
+            assert proc.wait_for_log(expected, EVENT_CEILING), f"{expected}\n" + proc.log()
             t += 0.5
             assert _send_and_wait(col, feed, ns, image, seq.K, t, msg=CompressedImage(format="jpeg", data=good.tobytes())), \
                 proc.log()
@@ -614,7 +614,7 @@ def test_the_robots_tf_tree_gives_the_camera_pose_and_no_second_parent_is_publis
     try:
         for i in range(3):
             assert _send_and_wait(col, feed, ns, data[i][1], seq.K, 70.0 + 0.1 * i), proc.log()
-        assert proc.wait_for_log("camera pose from the robot's TF tree", 10), proc.log()
+        assert proc.wait_for_log("camera pose from the robot's TF tree", EVENT_CEILING), proc.log()
         assert "xyz [0.3, 0.1, 0.8]" in proc.log() and "camera_mount.* is not published" in proc.log()
         col.spin_until(lambda: False, 1.0)
         parents = {t.header.frame_id for msg in col.messages["/tf_static"] for t in msg.transforms
@@ -653,7 +653,7 @@ def test_the_camera_mount_is_published_when_frames_stop_before_the_wait_is_over(
                                        for msg in col.messages["/tf_static"] for t in msg.transforms)
     try:
         assert _send_and_wait(col, feed, ns, data[0][1], seq.K, 30.0), proc.log()
-        assert col.spin_until(placed("short_bag_optical"), 60), \
+        assert col.spin_until(placed("short_bag_optical"), EVENT_CEILING), \
             "waiting for /tf_static base_link -> short_bag_optical after the only frame\n" + proc.log()
     finally:
         col.close()
@@ -663,7 +663,7 @@ def test_the_camera_mount_is_published_when_frames_stop_before_the_wait_is_over(
                       name="named")
     col = Collector(ros_context, {"/tf_static": TFMessage}, transient=("/tf_static",))
     try:
-        assert col.spin_until(placed("named_optical"), 90), \
+        assert col.spin_until(placed("named_optical"), EVENT_CEILING), \
             "waiting for /tf_static base_link -> named_optical with no frame sent\n" + proc.log()
     finally:
         col.close()
@@ -680,11 +680,11 @@ def test_a_checkpoint_runs_at_the_size_it_was_trained_at(tmp_path, ros_context, 
 
     torch.manual_seed(0)
     ck = save_checkpoint(tmp_path / "ck", DepthNet(18).eval(), PoseNet(18).eval(),
-                         CheckpointMetadata(height=64, width=192, min_depth=0.5, max_depth=50.0, metric=True,
+                         CheckpointMetadata(network_size=(64, 192), min_depth=0.5, max_depth=50.0, metric=True,
                                             scale_source="velocity supervision from /odom"))
     seq, data = frames
     ns = "/t_ckpt"
-    proc, col, feed = _start(tmp_path, ros_context, ns, {"checkpoint_dir": str(ck), "network_width": 0, "network_height": 0})
+    proc, col, feed = _start(tmp_path, ros_context, ns, {"checkpoint_dir": str(ck), "network_size": ""})
     try:
         assert _send_and_wait(col, feed, ns, data[0][1], seq.K, 5.0), proc.log()
         depth = col.messages[f"{ns}/depth/image"][-1]
@@ -697,12 +697,17 @@ def test_a_checkpoint_runs_at_the_size_it_was_trained_at(tmp_path, ros_context, 
         col.close()
         feed.close()
         proc.stop()
-    proc, col, feed = _start(tmp_path, ros_context, ns + "2", {"checkpoint_dir": str(ck), "network_width": 128,
-                                                              "network_height": 64}, name="override")
+    # the names of earlier versions (network_width / network_height) still work, with a warning naming the new one
+    proc, col, feed = _start(tmp_path, ros_context, ns + "2", {"checkpoint_dir": str(ck), "network_size": "",
+                                                              "network_width": 128, "network_height": 64},
+                             name="override")
     try:
         assert _send_and_wait(col, feed, ns + "2", data[0][1], seq.K, 5.0), proc.log()
         assert col.messages[f"{ns}2/depth/image"][-1].width == 128
         assert "the checkpoint was trained at 192x64; running it at 128x64" in proc.log()
+        assert "parameter 'network_width' was renamed to network_size ('WIDTHxHEIGHT', e.g. '320x96'); used as " \
+               "network_size: '128x64'" in proc.log(), proc.log()
+        assert "is not a parameter" not in proc.log()
     finally:
         col.close()
         feed.close()
@@ -724,7 +729,7 @@ def test_the_node_publishes_the_depth_the_evaluation_scores(tmp_path, ros_contex
     width, height = camera
     torch.manual_seed(4)
     ck = tmp_path / "ck"
-    meta = CheckpointMetadata(height=NET_H, width=NET_W, crop="center")
+    meta = CheckpointMetadata(network_size=(NET_H, NET_W), crop="center")
     save_checkpoint(ck, DepthNet(18).eval(), PoseNet(18).eval(), meta)
     seq = SyntheticSequence(SceneConfig(seed=5), TrajectoryConfig(num_frames=4, fps=10.0, speed=2.0), width, height)
     frames = []
@@ -733,7 +738,7 @@ def test_the_node_publishes_the_depth_the_evaluation_scores(tmp_path, ros_contex
         frames.append(GroundTruthFrame(int(round((20.0 + 0.1 * i) * 1e9)), image, depth, pose))
     ns = "/t_eval" + str(width)
     proc, col, feed = _start(tmp_path, ros_context, ns, {"checkpoint_dir": str(ck), "backend": "torch", "precision": "fp32",
-                                                         "network_width": 0, "network_height": 0})
+                                                         "network_size": ""})
     try:
         for f in frames:
             assert _send_and_wait(col, feed, ns, f.rgb, seq.K, f.stamp_ns / 1e9), proc.log()
@@ -773,11 +778,11 @@ def test_odometry_scale_converges_to_the_robots_motion(tmp_path, ros_context):
     pub_wheel = ros_context.create_publisher(Odometry, "/robot/wheel_odom", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
     try:
         assert "scale_mode auto -> odometry" in proc.log(), proc.log()
-        assert col.spin_until(lambda: pub_wheel.get_subscription_count() > 0, 20), proc.log()
+        assert col.spin_until(lambda: pub_wheel.get_subscription_count() > 0, EVENT_CEILING), proc.log()
         broken = Odometry(header=Header(stamp=stamp_msg(199.0), frame_id="odom"), child_frame_id="base_link")
         broken.pose.pose.position.x = float("nan")
         pub_wheel.publish(broken)     # refused with topic, field and value; the node goes on
-        assert proc.wait_for_log("/robot/wheel_odom: field pose.pose.position = [nan, 0.0, 0.0]: not finite", 10), proc.log()
+        assert proc.wait_for_log("/robot/wheel_odom: field pose.pose.position = [nan, 0.0, 0.0]: not finite", EVENT_CEILING), proc.log()
         base_positions, metric_at = [], None
         T0 = None
         for i in range(len(seq)):
@@ -799,7 +804,7 @@ def test_odometry_scale_converges_to_the_robots_motion(tmp_path, ros_context):
                 assert inference[-1]["scale mode"] == "odometry" and "/robot/wheel_odom" in inference[-1]["scale source"]
         # 5 frame pairs of 0.2 m make the scale; diagnostics come every 0.5 s, one frame later at most
         assert metric_at is not None and metric_at <= 8, (metric_at, proc.log())
-        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= len(seq), 10)
+        col.spin_until(lambda: len(col.messages[f"{ns}/odom"]) >= len(seq), EVENT_CEILING)
         odom = sorted(col.messages[f"{ns}/odom"], key=stamp_of)
         published = np.array([[o.pose.pose.position.x, o.pose.pose.position.y, o.pose.pose.position.z] for o in odom])
         truth = np.array(base_positions)
@@ -815,7 +820,7 @@ def test_odometry_scale_converges_to_the_robots_motion(tmp_path, ros_context):
         proc.stop()
     proc2, col2, feed2 = _start(tmp_path, ros_context, ns + "_self", {"odometry_topic": "odom"}, name="self_odom")
     try:
-        assert proc2.wait_for_log("is this node's own odometry output", 10), proc2.log()
+        assert proc2.wait_for_log("is this node's own odometry output", EVENT_CEILING), proc2.log()
     finally:
         col2.close()
         feed2.close()

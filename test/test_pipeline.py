@@ -107,7 +107,7 @@ def test_prepare_feeds_the_network_what_training_fed_it():
     from ros2_monodepth.core.model_contract import CheckpointMetadata
 
     squash = FramePipeline(ScriptedBackend(constant_depth(2.0)), PipelineConfig(),
-                           CheckpointMetadata(height=NET_H, width=NET_W, crop="none"))
+                           CheckpointMetadata(network_size=(NET_H, NET_W), crop="none"))
     np.testing.assert_array_equal(squash.prepare(image, info, 1.0).net_input,
                                   cv2.resize(image, (NET_W, NET_H), interpolation=cv2.INTER_AREA))
 
@@ -298,7 +298,7 @@ def test_reconfigure_rebuilds_the_scale_and_the_chain_gap():
 
 
 def test_create_runs_a_real_backend_end_to_end():
-    cfg = PipelineConfig(network_width=NET_W, network_height=NET_H, backend="torch", device="cpu", precision="fp32")
+    cfg = PipelineConfig(network_size=(NET_H, NET_W), backend="torch", device="cpu", precision="fp32")
     pipeline, why = FramePipeline.create(cfg)
     assert "torch requested" in why
     seq = SyntheticSequence(SceneConfig(seed=1), TrajectoryConfig(num_frames=2), CAM_W, CAM_H)

@@ -35,7 +35,7 @@ INT8_DEPTH_ABS_REL = 0.05
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("ck")
-    save_checkpoint(folder, DepthNet(18).eval(), PoseNet(18).eval(), CheckpointMetadata(height=64, width=128))
+    save_checkpoint(folder, DepthNet(18).eval(), PoseNet(18).eval(), CheckpointMetadata(network_size=(64, 128)))
     return folder
 
 

@@ -19,13 +19,13 @@ from ros2_monodepth.core.bags import BagError, list_topics
 from ros2_monodepth_training.dataset import (IndexOptions, ResizePlan, SampleOrder, TripletDataset, index_frames, make_triplets,
                                              split_by_time)
 from ros2_monodepth_training.evaluate import chain_trajectory, depth_errors, evaluate_odometry, read_ground_truth
-from ros2_monodepth_training.objective import LossConfig
+from ros2_monodepth_training.objective import LossConfig, TripletBatch
 from ros2_monodepth_training.synth_bag import (DEPTH_TOPIC, IMAGE_TOPIC, MASK_TOPIC, POSE_TOPIC, SynthConfig,
                                                write_synthetic_bag)
 from ros2_monodepth_training.config import parse_train_args as parse_args
 from ros2_monodepth_training.train import TrainingModel, train
 
-TINY = ["--height", "64", "--width", "64", "--batch-size", "2", "--workers", "0", "--no-progress", "--precision", "fp32",
+TINY = ["--network-size", "64x64", "--batch-size", "2", "--workers", "0", "--no-progress", "--precision", "fp32",
         "--num-layers", "18", "--log-every", "1", "--image-every", "2"]
 
 
@@ -255,7 +255,7 @@ def test_dataset_sample_layout_and_augmentation(street_bag):
 def _batch(bag: Path, size=(64, 64), n=2):
     index = index_frames([bag], IndexOptions())
     ds = TripletDataset(index, make_triplets(index)[:n], size)
-    return {k: torch.stack([ds[i][k] for i in range(n)]) for k in ("images", "aug", "K")}
+    return TripletBatch.of({k: torch.stack([ds[i][k] for i in range(n)]) for k in ("images", "aug", "K")})
 
 
 @pytest.mark.parametrize("cfg", [LossConfig(), LossConfig(automask=False, min_reprojection=False, full_res_multiscale=False),
@@ -285,7 +285,7 @@ def test_stereo_source_trains(tmp_path):
     assert s["stereo"].shape == (3, 64, 64) and float(s["T_stereo"][0, 3]) == pytest.approx(-0.3)
     batch = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("images", "aug", "K", "stereo", "T_stereo")}
     model = TrainingModel(18, LossConfig(stereo=True))
-    out = model(batch)
+    out = model(TripletBatch.of(batch))
     out.total.backward()
     assert np.isfinite(float(out.total.detach())) and model.depth.encoder.encoder.conv1.weight.grad is not None
 
@@ -488,7 +488,7 @@ def test_eval_scores_odometry_on_a_bag_with_poses_and_no_depth(tmp_path):
     bag = write_synthetic_bag(SynthConfig(tmp_path / "drive", frames=12, width=128, height=64, depth=False, odometry=True,
                                           yaw_amplitude=0.3), progress=False)
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "ros2_monodepth_training.evaluate", str(bag), "--height", "64", "--width", "128"]
+    cmd = [sys.executable, "-m", "ros2_monodepth_training.evaluate", str(bag), "--network-size", "128x64"]
     run = subprocess.run(cmd + ["--pose-topic", "/odom", "--out", str(out)], capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     m = json.loads((out / "metrics.json").read_text())["untrained"]
@@ -603,7 +603,7 @@ def test_the_verdict_names_flicker_and_a_pose_network_that_explains_nothing():
             m.add(step + 1, {**base, **terms})
         return m
 
-    info = {"sequences": [{"frames considered": 100, "static": 0}]}
+    info = 0.0   # static frame share
     stuck = monitor().verdict(info, False, False, "")
     assert not stuck["learned"] and "pose network is stuck" in stuck["cause"] and "sideways" in stuck["cause"]
     flicker = monitor(brightness_change=0.08).verdict(info, False, False, "")

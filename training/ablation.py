@@ -42,7 +42,7 @@ def _figure(path: Path, test_bag: Path, checkpoints: Dict[str, str], metrics: Di
     panels = [("camera image (red box moves with the camera)", f.rgb), ("ground-truth depth", colorize_depth(f.depth)[..., ::-1])]
     for name, ckpt in checkpoints.items():
         d, _, meta = load_checkpoint(ckpt, load_pose=False)
-        plan = ResizePlan.make(f.rgb.shape[:2], (meta.height, meta.width), K, "center")
+        plan = ResizePlan.make(f.rgb.shape[:2], meta.network_size, K, "center")
         depth = cv2.resize(predict(d, None, [f], plan, meta)[0][0], (f.rgb.shape[1], f.rgb.shape[0]), interpolation=cv2.INTER_LINEAR)
         m = metrics[name]
         panels.append((f"{name}: object abs_rel {m['moving_object_abs_rel']:.2f}, depth ratio {m['moving_object_depth_ratio']:.2f}",
@@ -81,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     runs = {"auto-masking on": out / "automask_on", "auto-masking off": out / "automask_off"}
     # constant learning rate: the runs are cut by --steps, and a step schedule over 1000 nominal epochs would drop the
     # rate every few steps (the schedule keeps its share of the run)
-    base = TrainConfig(bags=[str(bag)], out="", height=64, width=192, lr=2e-4, epochs=1000, lr_schedule="constant", workers=1,
+    base = TrainConfig(bags=[str(bag)], out="", network_size=(64, 192), lr=2e-4, epochs=1000, lr_schedule="constant", workers=1,
                        checkpoint_every=100, progress=False, threads=a.threads)
     train_or_reuse(replace(base, out=str(runs["auto-masking on"])), a.steps)
     train_or_reuse(replace(base, out=str(runs["auto-masking off"]), automask=False), a.steps)

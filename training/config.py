@@ -12,9 +12,12 @@ these configs; the demo and the ablation build them directly.
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Sequence, Tuple
-from ros2_monodepth.cli_help import HelpFormatter
+
+from ros2_monodepth.cli_help import HelpFormatter, network_size_option
+from ros2_monodepth.core.model_contract import format_size, size_problem
 
 
 @dataclass
@@ -27,9 +30,9 @@ class TrainConfig:
     intrinsics: Optional[Tuple[float, float, float, float]] = None
     right_topic: Optional[str] = None
     right_camera_info_topic: Optional[str] = None
-    # network input size; 0 x 0: about AUTO_PIXELS pixels at the first sequence's camera aspect (multiples of 32)
-    height: int = 0
-    width: int = 0
+    # network input (height, width); (0, 0): about AUTO_PIXELS pixels at the first sequence's camera aspect
+    # (multiples of 32)
+    network_size: Tuple[int, int] = (0, 0)
     crop: str = "center"
     stride: int = 1
     fps: float = 0.0
@@ -94,12 +97,8 @@ class TrainConfig:
     def problems(self) -> List[str]:
         """What is wrong across options (empty when the configuration can run)."""
         out = []
-        if (self.height == 0) != (self.width == 0):
-            out.append(f"--height and --width: give both or neither (0 x 0 picks a size for the camera), got "
-                       f"{self.height}x{self.width}")
-        if self.height % 32 or self.width % 32 or self.height < 0 or self.width < 0:
-            out.append(f"--height and --width must be multiples of 32 (the encoder downsamples 32x), got "
-                       f"{self.height}x{self.width}")
+        if self.network_size != (0, 0) and size_problem(tuple(self.network_size)):
+            out.append(f"--network-size {format_size(self.network_size)}: {size_problem(tuple(self.network_size))}")
         if self.stereo and not (self.right_topic and self.right_camera_info_topic):
             out.append("--stereo needs --right-topic and --right-camera-info-topic")
         if not self.monocular and not self.stereo:
@@ -163,11 +162,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="intrinsics at the bag's image size (instead of camera_info)")
     g.add_argument("--right-topic", help="stereo: right camera topic (rectified, same size)")
     g.add_argument("--right-camera-info-topic", help="stereo: right CameraInfo (baseline from P[3] = -fx * baseline)")
-    g.add_argument("--network-size", type=_network_size, metavar="WxH",
+    g.add_argument("--network-size", type=network_size_option, metavar="WxH",
                    help="network input size, multiples of 32, e.g. 320x96 (default: about 320x96's pixel count at the "
                         "first camera's own aspect ratio, e.g. 192x160 for 640x480 and 224x128 for 1280x720)")
-    g.add_argument("--height", type=int, default=d.height, help="network input height (multiple of 32; 0: see --network-size)")
-    g.add_argument("--width", type=int, default=d.width, help="network input width (multiple of 32; 0: see --network-size)")
+    _renamed_size_options(g)
     g.add_argument("--crop", choices=("center", "bottom", "top", "none"), default=d.crop,
                    help="crop to the training aspect ratio before resizing (none: squash)")
     g.add_argument("--stride", type=int, default=d.stride, help="use every N-th frame")
@@ -276,21 +274,29 @@ def _from_namespace(cls: Any, ns: argparse.Namespace) -> Any:
     return cls(**values)
 
 
-def _network_size(text: str) -> Tuple[int, int]:
-    """'WxH' -> (W, H)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 320x96") from None
-    return w, h
+def _renamed_size_options(group: Any) -> None:
+    """--height / --width of versions before 0.2, hidden: still read, with a note to use --network-size."""
+    group.add_argument("--height", dest="renamed_height", type=int, help=argparse.SUPPRESS)
+    group.add_argument("--width", dest="renamed_width", type=int, help=argparse.SUPPRESS)
+
+
+def _apply_renamed_size(p: argparse.ArgumentParser, ns: argparse.Namespace) -> None:
+    h, w = ns.renamed_height, ns.renamed_width
+    if h is None and w is None:
+        return
+    if ns.network_size is not None:
+        p.error("--height/--width were renamed to --network-size WxH: give only --network-size")
+    if not h or not w:
+        p.error("--height/--width were renamed to --network-size WxH (give both, or --network-size)")
+    print(f"note: --height/--width were renamed; use --network-size {w}x{h}", file=sys.stderr)
+    ns.network_size = (h, w)
 
 
 def parse_train_args(argv: Optional[Sequence[str]] = None) -> TrainConfig:
     """``ros2-monodepth-train``'s command line -> TrainConfig (exits with the reason on a bad combination)."""
     p = train_parser()
     ns = p.parse_args(argv)
-    if ns.network_size is not None:
-        ns.width, ns.height = ns.network_size
+    _apply_renamed_size(p, ns)
     cfg: TrainConfig = _from_namespace(TrainConfig, ns)
     problems = cfg.problems()
     if problems:
@@ -311,8 +317,7 @@ class EvalConfig:
     camera_mount: Optional[Tuple[float, float, float, float, float, float]] = None   # camera in the pose's child frame
     max_pose_gap: float = 0.5                    # s between two ground-truth poses around a frame, at most
     mask_topic: str = ""
-    height: int = 0
-    width: int = 0
+    network_size: Tuple[int, int] = (0, 0)       # (height, width); (0, 0): the checkpoint's
     # how the networks run: 'auto' (the node's choice), a backend the node has, or 'offline' (eager PyTorch fp32)
     backend: str = "auto"
     precision: str = "auto"
@@ -352,8 +357,9 @@ def eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-pose-gap", type=float, default=d.max_pose_gap,
                    help="seconds between the two ground-truth poses around a frame, at most (interpolated)")
     p.add_argument("--mask-topic", default=d.mask_topic, help="mono8 moving-object mask for the per-object metrics (default: none)")
-    p.add_argument("--height", type=int, default=d.height, help="network input height (0: the checkpoint's)")
-    p.add_argument("--width", type=int, default=d.width, help="network input width (0: the checkpoint's)")
+    p.add_argument("--network-size", type=network_size_option, metavar="WxH",
+                   help="network input size, multiples of 32 (default: the checkpoint's; 320x96 for untrained networks)")
+    _renamed_size_options(p)
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt", "offline"), default=d.backend,
                    help="run the networks as the node does, through its frame pipeline, on this backend ('auto': what "
                         "the node's backend auto picks here), or 'offline': eager PyTorch fp32 (the training-time "
@@ -377,4 +383,10 @@ def eval_parser() -> argparse.ArgumentParser:
 
 def parse_eval_args(argv: Optional[Sequence[str]] = None) -> EvalConfig:
     """``ros2-monodepth-eval``'s command line -> EvalConfig."""
-    return _from_namespace(EvalConfig, eval_parser().parse_args(argv))
+    p = eval_parser()
+    ns = p.parse_args(argv)
+    _apply_renamed_size(p, ns)
+    cfg: EvalConfig = _from_namespace(EvalConfig, ns)
+    if cfg.network_size != (0, 0) and size_problem(tuple(cfg.network_size)):
+        p.error(f"--network-size {format_size(cfg.network_size)}: {size_problem(tuple(cfg.network_size))}")
+    return cfg

@@ -21,7 +21,7 @@ Owns, in order of use:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -135,6 +135,38 @@ class FrameIndex:
                 row["unusable"] = s.unusable
             rows.append(row)
         return rows
+
+
+@dataclass
+class DataSummary:
+    """What a training run's data is: printed at the start, summary.json's ``data``, evidence for the verdict.
+
+    >>> DataSummary([{"frames considered": 100, "static": 30}], 60, 6, (96, 320), "as given", {}).static_frame_share
+    0.3
+    """
+
+    sequences: List[Dict[str, Any]]            # FrameIndex.summary rows
+    train_triplets: int
+    val_triplets: int
+    network_size: Tuple[int, int]              # (height, width) chosen for this run
+    network_size_reason: str
+    K_train: Dict[str, List[List[float]]]      # per sequence: K at the network size, after its crop
+    odometry: Optional[Dict[str, str]] = None  # per sequence, what the odometry gave (velocity supervision only)
+    velocity_coverage: float = 0.0             # share of the training frame pairs with a known distance
+    odometry_source: str = ""
+
+    @property
+    def static_frame_share(self) -> float:
+        considered = sum(int(r.get("frames considered", 0)) for r in self.sequences)
+        static = sum(int(r.get("static", 0)) for r in self.sequences)
+        return round(static / considered, 3) if considered else 0.0
+
+    def to_json(self) -> Dict[str, Any]:
+        out = asdict(self)
+        if self.odometry is None:
+            for key in ("odometry", "velocity_coverage", "odometry_source"):
+                out.pop(key)
+        return out
 
 
 def format_summary(rows: List[Dict[str, Any]]) -> str:
@@ -453,11 +485,12 @@ class TripletDataset(Dataset):
       images   (3, 3, H, W) float32 in [0, 1], frames t-1, t, t+1, as the loss sees them
       aug      (3, 3, H, W) the same after colour jitter (what the networks see)
       K        (3, 3) float32 at (H, W), this sample's camera
-      stereo, stereo_aug (3, H, W) and T_stereo (4, 4) (right <- left camera) when the sequence has a right camera
+      stereo (3, H, W) and T_stereo (4, 4) (right <- left camera) when the sequence has a right camera
       travel   (2,) float32 metres the camera moved (t-1 -> t, t -> t+1), NaN where unknown (velocity supervision)
       dt       (2,) float32 seconds between those frames
       sequence, centre  int
     Each sequence is cropped to the training aspect ratio and resized with its own plan (its camera's size and K).
+    Collated by the DataLoader, a batch of these is ``objective.TripletBatch.of(batch)``.
     """
 
     def __init__(self, index: FrameIndex, triplets: np.ndarray, size: Tuple[int, int], crop: str = "center",
@@ -502,7 +535,7 @@ class TripletDataset(Dataset):
         if stereo:
             T = torch.eye(4)
             T[0, 3] = -baseline   # points in the left camera -> right camera: x_r = x_l - baseline
-            out.update(stereo=to_t(arr[3:])[0], stereo_aug=to_t(aug[3:])[0], T_stereo=T)
+            out.update(stereo=to_t(arr[3:])[0], T_stereo=T)
         return out
 
 

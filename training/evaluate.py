@@ -328,8 +328,8 @@ def predict_as_node(checkpoint: Optional[str], cfg: EvalConfig, frames: List[Gro
     from ros2_monodepth.core.pipeline import CameraIntrinsics, FramePipeline, PipelineConfig
 
     pcfg = PipelineConfig(checkpoint_dir=checkpoint or "", backend=cfg.backend, precision=cfg.precision,
-                          network_width=cfg.width or (0 if checkpoint else meta.width),
-                          network_height=cfg.height or (0 if checkpoint else meta.height),
+                          network_size=cfg.network_size if cfg.network_size != (0, 0) or checkpoint
+                          else meta.network_size,
                           depth_resolution="network", publish_odometry=True)
     pipeline, why = FramePipeline.create(pcfg)
     try:
@@ -360,12 +360,13 @@ def evaluate(checkpoint: Optional[str], cfg: EvalConfig, out: Optional[Path] = N
         depth_net, pose_net, meta = load_checkpoint(checkpoint)
     else:
         torch.manual_seed(cfg.seed)
-        meta = CheckpointMetadata(height=cfg.height or 96, width=cfg.width or 320, source="untrained")
+        meta = CheckpointMetadata(network_size=cfg.network_size if cfg.network_size != (0, 0) else (96, 320),
+                                  source="untrained")
         depth_net, pose_net = DepthNet(meta.num_layers).eval(), PoseNet(meta.num_layers).eval()
     depth_topic, pose_topic, pose_tf, notes = _topics_to_use(cfg)
     frames, K = read_ground_truth(cfg.bags, cfg.topic, depth_topic, pose_topic, cfg.mask_topic, cfg.stride,
                                   cfg.camera_info_topic, pose_tf, mount_from(cfg.camera_mount), cfg.max_pose_gap, notes)
-    size = (cfg.height or meta.height, cfg.width or meta.width)
+    size = cfg.network_size if cfg.network_size != (0, 0) else meta.network_size
     if cfg.backend == "offline":
         plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, cfg.crop or meta.crop, meta.resize_filter)
         depths, rel = predict(depth_net, pose_net, frames, plan, meta)

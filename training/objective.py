@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -28,6 +28,48 @@ from .losses import combine_reprojection, photometric_error, smoothness_loss, sm
 from .warp import warp_source_to_target
 
 PhotometricFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class TripletBatch:
+    """A batch of training triplets as the objective takes it: ``TripletDataset``'s samples, collated.
+
+    >>> b = TripletBatch.of({"images": torch.zeros(2, 3, 3, 64, 64), "aug": torch.zeros(2, 3, 3, 64, 64),
+    ...                      "K": torch.eye(3).expand(2, 3, 3), "sequence": torch.zeros(2)})
+    >>> b.size, b.travel is None
+    (2, True)
+    """
+
+    images: torch.Tensor                      # (B, 3, 3, H, W) frames t-1, t, t+1 in [0, 1], as the loss sees them
+    aug: torch.Tensor                         # (B, 3, 3, H, W) the same after colour jitter (what the networks see)
+    K: torch.Tensor                           # (B, 3, 3) at (H, W)
+    travel: Optional[torch.Tensor] = None     # (B, 2) metres moved t-1 -> t and t -> t+1, NaN where unknown
+    dt: Optional[torch.Tensor] = None         # (B, 2) seconds between those frames
+    stereo: Optional[torch.Tensor] = None     # (B, 3, H, W) the right camera at t
+    T_stereo: Optional[torch.Tensor] = None   # (B, 4, 4) right <- left camera
+
+    @classmethod
+    def of(cls, collated: Dict[str, torch.Tensor]) -> "TripletBatch":
+        """From the DataLoader's collated dict (entries the objective does not use, e.g. sequence, are left)."""
+        names = [f.name for f in fields(cls)]
+        missing = [n for n in ("images", "aug", "K") if n not in collated]
+        if missing:
+            raise KeyError(f"a triplet batch needs {', '.join(missing)}")
+        return cls(**{n: collated[n] for n in names if n in collated})
+
+    @property
+    def size(self) -> int:
+        return int(self.images.shape[0])
+
+    def to(self, device: torch.device, channels_last: bool = False) -> "TripletBatch":
+        def move(v: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+            if v is None:
+                return None
+            v = v.to(device, non_blocking=True)
+            return v.contiguous(memory_format=torch.channels_last) if channels_last and v.dim() == 4 else v
+
+        images, aug, K = (v.to(device, non_blocking=True) for v in (self.images, self.aug, self.K))
+        return TripletBatch(images, aug, K, move(self.travel), move(self.dt), move(self.stereo), move(self.T_stereo))
 
 
 @dataclass
@@ -207,18 +249,18 @@ def reprojection_losses(disps: List[torch.Tensor], sources: List[torch.Tensor], 
     return per_pixel.reshape(n, b, h, w), automask.reshape(n, b, h, w)
 
 
-def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch: Dict[str, torch.Tensor], cfg: LossConfig,
+def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch: TripletBatch, cfg: LossConfig,
                          explain_net: Optional[ExplainabilityNet] = None, autocast: Optional[contextlib.AbstractContextManager] = None,
                          photometric: Optional[PhotometricFn] = None) -> LossOutput:
-    """Monodepth2's loss of one batch (see ``TripletDataset`` for the batch layout).
+    """Monodepth2's loss of one batch.
 
     ``photometric`` replaces ``losses.photometric_error`` (the same function compiled: ``train.CompiledPhotometric``).
     """
     photometric = photometric or photometric_error
     autocast = autocast or contextlib.nullcontext()
-    images, aug, K = batch["images"], batch["aug"], batch["K"]
+    images, aug, K = batch.images, batch.aug, batch.K
     prev, target, nxt = images[:, 0], images[:, 1], images[:, 2]
-    b, _, h, w = target.shape
+    h, w = target.shape[-2:]
     sources: List[torch.Tensor] = []
     transforms: List[torch.Tensor] = []
     with autocast:
@@ -232,55 +274,27 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
         sources += [prev, nxt]
         transforms += [poses[-1], poses[1]]
     if cfg.stereo:
-        sources.append(batch["stereo"])
-        transforms.append(batch["T_stereo"])
+        if batch.stereo is None or batch.T_stereo is None:
+            raise ValueError("LossConfig.stereo needs batches with stereo and T_stereo (a sequence with a right camera)")
+        sources.append(batch.stereo)
+        transforms.append(batch.T_stereo)
     if not sources:
         raise ValueError("LossConfig has neither monocular nor stereo sources")
-    velocity_term: Optional[torch.Tensor] = None
-    if cfg.velocity > 0 and cfg.monocular and "travel" in batch:
-        # |t| of T_cur_prev and T_next_cur: the distance travelled t-1 -> t and t -> t+1
-        norms = torch.stack([poses[-1][:, :3, 3].norm(dim=1), poses[1][:, :3, 3].norm(dim=1)], 1)
-        velocity_term, ratios, n_supervised = velocity_loss(norms, batch["travel"].float(), batch["dt"].float(),
-                                                            cfg.velocity_min_speed)
     mask = mask.float() if mask is not None else None
-
     identity_full = _identity_errors(sources, target, photometric) if cfg.automask else None
     disps_f = [disps[s].float() for s in cfg.scales]
-    if cfg.full_res_multiscale:
-        # Every scale is compared at the input size: one batched pass over all scales and sources.
-        full = [F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False) if d.shape[-2:] != (h, w) else d
-                for d in disps_f]
-        per_pixel_all, automask_all = reprojection_losses(full, sources, transforms, target, K, identity_full, mask,
-                                                         cfg, photometric)
-    total = target.new_zeros(())
+    out = LossOutput(target.new_zeros(()))
     terms: Dict[str, float] = {}
-    out = LossOutput(total)
-    for i, s in enumerate(cfg.scales):
+    total = target.new_zeros(())
+    for i, (s, (per_pixel, automask, tgt, m)) in enumerate(zip(cfg.scales, _per_scale_reprojection(
+            disps_f, sources, transforms, target, K, identity_full, mask, cfg, photometric))):
         disp = disps_f[i]
-        if cfg.full_res_multiscale:
-            per_pixel, automask, tgt, m = per_pixel_all[i], automask_all[i], target, mask
-        elif disp.shape[-2:] == (h, w):
-            tgt, m = target, mask
-            pp, am = reprojection_losses([disp], sources, transforms, target, K, identity_full, mask, cfg, photometric)
-            per_pixel, automask = pp[0], am[0]
-        else:   # the original multi-scale: compare at the disparity's own resolution
-            hs, ws = disp.shape[-2:]
-            down = lambda x: F.interpolate(x, size=(hs, ws), mode="area")  # noqa: E731
-            tgt, srcs = down(target), [down(x) for x in sources]
-            Ks = K.clone()
-            Ks[:, 0] *= ws / w
-            Ks[:, 1] *= hs / h
-            identity = _identity_errors(srcs, tgt, photometric) if cfg.automask else None
-            m = down(mask) if mask is not None else None
-            pp, am = reprojection_losses([disp], srcs, transforms, tgt, Ks, identity, m, cfg, photometric)
-            per_pixel, automask = pp[0], am[0]
         loss = per_pixel.mean()
         if m is not None:
             loss = loss + cfg.explainability * F.binary_cross_entropy(m, torch.ones_like(m))
         # smoothness compares the disparity with the image at the disparity's own resolution
         image_s = tgt if tgt.shape[-2:] == disp.shape[-2:] else F.interpolate(target, size=disp.shape[-2:], mode="area")
-        smooth = smoothness_loss(disp, image_s)
-        loss = loss + smoothness_weight(s, cfg.smoothness) * smooth
+        loss = loss + smoothness_weight(s, cfg.smoothness) * smoothness_loss(disp, image_s)
         total = total + loss
         terms[f"loss/scale{s}"] = float(loss.detach())
         if s == 0:
@@ -288,28 +302,77 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
             terms["automask_fraction"] = float(automask.float().mean())
             terms["photometric"] = float(per_pixel.detach().mean())
     out.total = total / len(cfg.scales)
-    if velocity_term is not None:
-        out.total = out.total + cfg.velocity * cfg.velocity_share * velocity_term
-        terms["velocity"] = float(velocity_term.detach())
-        terms["velocity_pairs"] = float(n_supervised)
-        if n_supervised:
-            # how metric the pose network is: 1.0 when its translation is in metres
-            terms["translation_scale_ratio"] = float(ratios.median())
+    if cfg.velocity > 0 and cfg.monocular and batch.travel is not None and batch.dt is not None:
+        out.total = out.total + _velocity_term(poses, batch.travel, batch.dt, cfg, terms)
     terms["loss"] = float(out.total.detach())
-    # evidence for the end-of-run verdict (training.verdict): the error of not moving at all, how much the frames'
-    # brightness changes, and where the pose network says the camera went (computed without gradients)
-    with torch.no_grad():
-        if identity_full is not None:
-            terms["identity_photometric"] = float(identity_full.float().min(dim=1).values.mean())
-        terms["brightness_change"] = float(torch.stack([(s_.float().mean(dim=(1, 2, 3)) - target.float().mean(dim=(1, 2, 3))).abs()
-                                                        for s_ in sources[:2]]).mean())
-        if cfg.monocular:
-            t = torch.cat([poses[-1][:, :3, 3], poses[1][:, :3, 3]]).float()
-            share = t.abs() / t.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
-            terms["translation_share_x"], terms["translation_share_y"], terms["translation_share_z"] = (
-                float(v) for v in share.mean(0))
-            terms["translation_norm"] = float(t.norm(dim=1).mean())
+    terms.update(_verdict_evidence(identity_full, sources, target, poses if cfg.monocular else None))
     if mask is not None:
         terms["explainability_mean"] = float(mask.detach().mean())
     out.terms = terms
     return out
+
+
+def _per_scale_reprojection(disps: List[torch.Tensor], sources: List[torch.Tensor], transforms: List[torch.Tensor],
+                            target: torch.Tensor, K: torch.Tensor, identity_full: Optional[torch.Tensor],
+                            mask: Optional[torch.Tensor], cfg: LossConfig, photometric: PhotometricFn
+                            ) -> List[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]]:
+    """Per scale: (per-pixel reprojection loss, automask, the target it was compared with, the mask at that size)."""
+    h, w = target.shape[-2:]
+    if cfg.full_res_multiscale:
+        # Every scale is compared at the input size: one batched pass over all scales and sources.
+        full = [F.interpolate(d, size=(h, w), mode="bilinear", align_corners=False) if d.shape[-2:] != (h, w) else d
+                for d in disps]
+        per_pixel_all, automask_all = reprojection_losses(full, sources, transforms, target, K, identity_full, mask,
+                                                         cfg, photometric)
+        return [(pp, am, target, mask) for pp, am in zip(per_pixel_all, automask_all)]
+    out = []
+    for disp in disps:
+        if disp.shape[-2:] == (h, w):
+            pp, am = reprojection_losses([disp], sources, transforms, target, K, identity_full, mask, cfg, photometric)
+            out.append((pp[0], am[0], target, mask))
+            continue
+        # the original multi-scale: compare at the disparity's own resolution
+        hs, ws = disp.shape[-2:]
+        down = lambda x: F.interpolate(x, size=(hs, ws), mode="area")  # noqa: E731
+        tgt, srcs = down(target), [down(x) for x in sources]
+        Ks = K.clone()
+        Ks[:, 0] *= ws / w
+        Ks[:, 1] *= hs / h
+        identity = _identity_errors(srcs, tgt, photometric) if cfg.automask else None
+        m = down(mask) if mask is not None else None
+        pp, am = reprojection_losses([disp], srcs, transforms, tgt, Ks, identity, m, cfg, photometric)
+        out.append((pp[0], am[0], tgt, m))
+    return out
+
+
+def _velocity_term(poses: Dict[int, torch.Tensor], travel: torch.Tensor, dt: torch.Tensor, cfg: LossConfig,
+                   terms: Dict[str, float]) -> torch.Tensor:
+    """The weighted velocity-supervision loss; its figures go into ``terms``."""
+    # |t| of T_cur_prev and T_next_cur: the distance travelled t-1 -> t and t -> t+1
+    norms = torch.stack([poses[-1][:, :3, 3].norm(dim=1), poses[1][:, :3, 3].norm(dim=1)], 1)
+    velocity, ratios, n_supervised = velocity_loss(norms, travel.float(), dt.float(), cfg.velocity_min_speed)
+    terms["velocity"] = float(velocity.detach())
+    terms["velocity_pairs"] = float(n_supervised)
+    if n_supervised:
+        # how metric the pose network is: 1.0 when its translation is in metres
+        terms["translation_scale_ratio"] = float(ratios.median())
+    return cfg.velocity * cfg.velocity_share * velocity
+
+
+@torch.no_grad()
+def _verdict_evidence(identity_full: Optional[torch.Tensor], sources: List[torch.Tensor], target: torch.Tensor,
+                      poses: Optional[Dict[int, torch.Tensor]]) -> Dict[str, float]:
+    """Evidence for the end-of-run verdict (training.verdict): the error of not moving at all, how much the frames'
+    brightness changes, and where the pose network says the camera went (no gradients)."""
+    terms: Dict[str, float] = {}
+    if identity_full is not None:
+        terms["identity_photometric"] = float(identity_full.float().min(dim=1).values.mean())
+    terms["brightness_change"] = float(torch.stack([(s_.float().mean(dim=(1, 2, 3)) - target.float().mean(dim=(1, 2, 3))).abs()
+                                                    for s_ in sources[:2]]).mean())
+    if poses is not None:
+        t = torch.cat([poses[-1][:, :3, 3], poses[1][:, :3, 3]]).float()
+        share = t.abs() / t.abs().sum(dim=1, keepdim=True).clamp_min(1e-12)
+        terms["translation_share_x"], terms["translation_share_y"], terms["translation_share_z"] = (
+            float(v) for v in share.mean(0))
+        terms["translation_norm"] = float(t.norm(dim=1).mean())
+    return terms

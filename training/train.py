@@ -32,14 +32,15 @@ from ros2_monodepth.core.bags import BagError
 from ros2_monodepth.core.checkpoint import CheckpointError, CheckpointMetadata
 from ros2_monodepth.core.fileio import OutputError, writable_output_dir
 from ros2_monodepth.core.hardware import cpu_has_bf16
-from ros2_monodepth.core.model_contract import size_for_aspect
+from ros2_monodepth.core.model_contract import format_size, size_for_aspect
 from ros2_monodepth.core.networks import DepthNet, PoseNet
 
 from .config import TrainConfig, parse_train_args
-from .dataset import (Augmentation, IndexOptions, SampleOrder, TripletDataset, format_summary, index_frames,
+from .dataset import (Augmentation, DataSummary, IndexOptions, SampleOrder, TripletDataset, format_summary, index_frames,
                       make_triplets, split_by_time)
 from .losses import photometric_error
-from .objective import ExplainabilityNet, LossConfig, LossOutput, ScaleConvergence, self_supervised_loss, velocity_ramp
+from .objective import (ExplainabilityNet, LossConfig, LossOutput, ScaleConvergence, TripletBatch, self_supervised_loss,
+                        velocity_ramp)
 from .odometry_source import attach_travel
 from .verdict import LearningMonitor, format_verdict
 from .state import (STATE_FILE, Progress, checkpoint_exists, init_from_checkpoint, init_from_resnet, load_training_checkpoint,
@@ -116,7 +117,7 @@ class TrainingModel(nn.Module):
         its step took 30 ms against 50 ms for the per-op form on the 2-core CPU (25 M parameters, 320x96)."""
         return torch.optim.Adam([p for p in self.parameters() if p.requires_grad], lr=lr, fused=True)
 
-    def forward(self, batch: Dict[str, torch.Tensor]) -> LossOutput:
+    def forward(self, batch: TripletBatch) -> LossOutput:
         return self_supervised_loss(self.depth, self.pose, batch, self.cfg, self.explain, self.autocast, self.photometric)
 
 
@@ -224,7 +225,7 @@ class LearningRateSchedule:
         self._t0 = time.monotonic()
 
 
-def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, TripletDataset, Dict[str, Any]]:
+def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, TripletDataset, DataSummary]:
     opts = IndexOptions(topics=tuple(cfg.topics), camera_info_topics=tuple(cfg.camera_info_topics),
                         intrinsics=cfg.intrinsics, right_topic=cfg.right_topic if cfg.stereo else None,
                         right_camera_info_topic=cfg.right_camera_info_topic if cfg.stereo else None,
@@ -241,13 +242,11 @@ def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, Tr
     size, why = network_size(cfg, index)
     train = TripletDataset(index, train_t, size, cfg.crop, Augmentation(enabled=cfg.augment), cfg.resize_filter)
     val = TripletDataset(index, val_t, size, cfg.crop, resize_filter=cfg.resize_filter)
-    info = {"sequences": rows, "train_triplets": len(train_t), "val_triplets": len(val_t), "network_size": size,
-            "network_size_reason": why,
-            "K_train": {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()}}
+    info = DataSummary(rows, len(train_t), len(val_t), size, why,
+                       {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()})
     if odometry.enabled:
-        info["odometry"] = odometry_notes
-        info["velocity_coverage"] = velocity_coverage(index, train_t)
-        info["odometry_source"] = odometry.describe()
+        info = replace(info, odometry=odometry_notes, velocity_coverage=velocity_coverage(index, train_t),
+                       odometry_source=odometry.describe())
     return train, val, info
 
 
@@ -255,10 +254,10 @@ AUTO_PIXELS = 320 * 96   # the network size picked for a camera has about this m
 
 
 def network_size(cfg: TrainConfig, index: Any) -> Tuple[Tuple[int, int], str]:
-    """(height, width) the networks are trained at, and why: --network-size / --height --width, else about
+    """(height, width) the networks are trained at, and why: --network-size, else about
     AUTO_PIXELS pixels at the first usable sequence's camera aspect (the node then sees the whole camera image)."""
-    if cfg.height and cfg.width:
-        return (cfg.height, cfg.width), "as given"
+    if cfg.network_size != (0, 0):
+        return (int(cfg.network_size[0]), int(cfg.network_size[1])), "as given"
     first = next(seq for seq in index.sequences if not seq.unusable)
     size = size_for_aspect(first.size, AUTO_PIXELS)
     return size, (f"about {AUTO_PIXELS} pixels at the aspect ratio of {first.name} ({first.size[1]}x{first.size[0]}); "
@@ -276,13 +275,13 @@ def velocity_coverage(index: Any, triplets: np.ndarray) -> float:
     return known / pairs if pairs else 0.0
 
 
-def scale_provenance(cfg: TrainConfig, data_info: Dict[str, Any]) -> Tuple[bool, str]:
+def scale_provenance(cfg: TrainConfig, data_info: DataSummary) -> Tuple[bool, str]:
     """(metric, how): whether the trained networks give metres as they are, and from what."""
     if cfg.stereo:
         return True, "stereo baseline from the right camera_info's P"
-    coverage = data_info.get("velocity_coverage", 0.0)
+    coverage = data_info.velocity_coverage
     if coverage > 0:
-        return True, (f"velocity supervision from {data_info['odometry_source']} ({coverage:.0%} of the training frame "
+        return True, (f"velocity supervision from {data_info.odometry_source} ({coverage:.0%} of the training frame "
                       f"pairs, weight {cfg.velocity_weight:g})")
     return False, ""
 
@@ -300,28 +299,18 @@ def checked_metadata(meta: CheckpointMetadata, scale_check: ScaleConvergence, st
     return replace(meta, metric=False, scale_source=f"NOT metric: {meta.scale_source} has not converged ({measured})")
 
 
-def _to_device(batch: Dict[str, torch.Tensor], device: torch.device, channels_last: bool) -> Dict[str, torch.Tensor]:
-    out = {}
-    for k, v in batch.items():
-        v = v.to(device, non_blocking=True)
-        if channels_last and v.dim() == 4:
-            v = v.contiguous(memory_format=torch.channels_last)
-        out[k] = v
-    return out
-
-
 @torch.no_grad()
 def validate(model: TrainingModel, loader: DataLoader, device: torch.device, channels_last: bool) -> float:
     model.eval()
-    losses = [float(model(_to_device(b, device, channels_last)).total) for b in loader]
+    losses = [float(model(TripletBatch.of(b).to(device, channels_last)).total) for b in loader]
     model.train()
     return float(np.mean(losses)) if losses else float("nan")
 
 
-def _log_images(writer, out: LossOutput, batch: Dict[str, torch.Tensor], step: int) -> None:
+def _log_images(writer, out: LossOutput, batch: TripletBatch, step: int) -> None:
     from ros2_monodepth.core.colorize import colorize_depth
 
-    img = batch["images"][0, 1].float().cpu().numpy()
+    img = batch.images[0, 1].float().cpu().numpy()
     disp = out.disp[0, 0].float().cpu().numpy() if out.disp is not None else None
     writer.add_image("input", img, step)
     if disp is not None:
@@ -374,7 +363,7 @@ class TrainingRun:
     out_dir: Path
     ckpt_dir: Path
     show_progress: bool
-    data_info: Dict[str, Any]
+    data_info: DataSummary
     loss_cfg: LossConfig
     model: TrainingModel
     ddp_model: nn.Module
@@ -448,7 +437,7 @@ def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
                               "--overwrite to train from scratch and replace it (or choose another --out)")
     torch.manual_seed(a.seed)
     train_ds, val_ds, data_info = build_datasets(a, main_proc and a.progress)
-    a = replace(a, height=int(data_info["network_size"][0]), width=int(data_info["network_size"][1]))
+    a = replace(a, network_size=data_info.network_size)
     loss_cfg = a.loss_config()
     model = TrainingModel(a.num_layers, loss_cfg)
     if a.init_resnet:
@@ -477,7 +466,7 @@ def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
                         find_unused_parameters=set(loss_cfg.scales) != {0, 1, 2, 3})  # unused disparity heads
 
     metric, scale_source = scale_provenance(a, data_info)
-    meta = CheckpointMetadata(num_layers=a.num_layers, height=a.height, width=a.width, use_stereo=a.stereo,
+    meta = CheckpointMetadata(num_layers=a.num_layers, network_size=a.network_size, use_stereo=a.stereo,
                               min_depth=a.min_depth, max_depth=a.max_depth, stereo_scale=1.0, has_pose=model.pose is not None,
                               metric=metric, scale_source=scale_source, crop=a.crop, resize_filter=a.resize_filter,
                               source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
@@ -503,16 +492,16 @@ def _report_start(run: TrainingRun, msg: str, dtype: Optional[torch.dtype], comp
     run.out_dir.mkdir(parents=True, exist_ok=True)
     (run.out_dir / "config.json").write_text(json.dumps(run.config, indent=2))
     print(f"[train] {msg}", flush=True)
-    print(f"[train] network {a.width}x{a.height} ({info['network_size_reason']}), {a.crop} crop, "
+    print(f"[train] network {format_size(a.network_size)} ({info.network_size_reason}), {a.crop} crop, "
           f"{a.resize_filter} resize: written into the checkpoint's metadata, which the node and evaluation follow",
           flush=True)
-    used = sum(1 for r in info["sequences"] if "unusable" not in r)
-    print(f"[train] data: {used} of {len(info['sequences'])} sequence(s) used, {info['train_triplets']} training and "
-          f"{info['val_triplets']} validation triplets\n" + format_summary(info["sequences"]), flush=True)
-    if "odometry" in info:
-        print(f"[train] velocity supervision from {info['odometry_source']}: "
-              f"{info['velocity_coverage']:.0%} of the training frame pairs covered\n" +
-              "\n".join(f"  {name}: {note}" for name, note in info["odometry"].items()), flush=True)
+    used = sum(1 for r in info.sequences if "unusable" not in r)
+    print(f"[train] data: {used} of {len(info.sequences)} sequence(s) used, {info.train_triplets} training and "
+          f"{info.val_triplets} validation triplets\n" + format_summary(info.sequences), flush=True)
+    if info.odometry is not None:
+        print(f"[train] velocity supervision from {info.odometry_source}: "
+              f"{info.velocity_coverage:.0%} of the training frame pairs covered\n" +
+              "\n".join(f"  {name}: {note}" for name, note in (info.odometry or {}).items()), flush=True)
         if not run.meta.metric:
             print("[train] WARNING: no training frame pair has odometry: the checkpoint will not be metric", flush=True)
     print(f"[train] {run.world} process(es) on {run.device}, precision {str(dtype).replace('torch.', '') if dtype else 'fp32'}, "
@@ -527,10 +516,9 @@ def _report_start(run: TrainingRun, msg: str, dtype: Optional[torch.dtype], comp
     run.writer = SummaryWriter(str(run.out_dir / "tensorboard"), purge_step=run.progress.step or None)
 
 
-def _train_step(run: TrainingRun, batch: Dict[str, torch.Tensor]) -> LossOutput:
-    """One optimiser step on one batch; the step counted."""
+def _train_step(run: TrainingRun, batch: TripletBatch) -> LossOutput:
+    """One optimiser step on one batch (on the run's device); the step counted."""
     a, model = run.a, run.model
-    batch = _to_device(batch, run.device, a.channels_last)
     share = velocity_ramp(run.progress.step + 1, a.velocity_warmup)
     if run.loss_cfg.velocity > 0 and share != model.cfg.velocity_share:
         model.cfg = replace(run.loss_cfg, velocity_share=share)
@@ -546,13 +534,13 @@ def _train_step(run: TrainingRun, batch: Dict[str, torch.Tensor]) -> LossOutput:
     run.progress.step += 1
     run.sched.step(run.progress.step)
     run.progress.done_in_epoch += a.batch_size
-    run.images_seen += batch["images"].shape[0] * run.world
+    run.images_seen += batch.size * run.world
     if "translation_scale_ratio" in out.terms and share >= 1.0:
         run.scale_check.add(out.terms["translation_scale_ratio"])
     return out
 
 
-def _after_step(run: TrainingRun, out: LossOutput, batch: Dict[str, torch.Tensor], rate: float) -> bool:
+def _after_step(run: TrainingRun, out: LossOutput, batch: TripletBatch, rate: float) -> bool:
     """Evidence, the stuck check, logging and checkpoints after a step; True when the run should stop."""
     a, step = run.a, run.progress.step
     run.last = out.terms
@@ -595,9 +583,10 @@ def _run_epochs(run: TrainingRun) -> None:
                    unit="step", disable=not run.show_progress, dynamic_ncols=True)
         t_rate, n_rate = time.monotonic(), 0
         try:
-            for batch in bar:
+            for collated in bar:
+                batch = TripletBatch.of(collated).to(run.device, a.channels_last)
                 out = _train_step(run, batch)
-                n_rate += batch["images"].shape[0] * run.world
+                n_rate += batch.size * run.world
                 rate = n_rate / max(1e-6, time.monotonic() - t_rate)
                 bar.set_postfix(loss=f"{out.terms['loss']:.4f}", img_s=f"{rate:.1f}")
                 done = _after_step(run, out, batch, rate)
@@ -631,7 +620,7 @@ def _finish(run: TrainingRun, restarts: List[str], elapsed: float) -> Dict[str, 
     """The summary (summary.json), the metric check and the verdict (console, TensorBoard, the checkpoint)."""
     progress = run.progress
     summary = {"steps": progress.step, "epochs_done": progress.epoch, "stop": run.stop_reason, "seconds": round(elapsed, 1),
-               "images_per_s": round(run.images_seen / max(elapsed, 1e-6), 2), "last": run.last, "data": run.data_info,
+               "images_per_s": round(run.images_seen / max(elapsed, 1e-6), 2), "last": run.last, "data": run.data_info.to_json(),
                "checkpoint": str(run.ckpt_dir)}
     if run.main_proc:
         print(f"[train] stopped ({run.stop_reason}) after {progress.step} steps in {elapsed:.0f} s; checkpoint in "
@@ -641,7 +630,7 @@ def _finish(run: TrainingRun, restarts: List[str], elapsed: float) -> Dict[str, 
             print(f"[train] WARNING: the checkpoint is {saved.scale_source}. Train longer, check "
                   "--odometry-topic / the camera mount, or run the node with another scale_mode", flush=True)
         summary["scale"] = {"metric": saved.metric, "source": saved.scale_source}
-        verdict = run.monitor.verdict(run.data_info, run.meta.metric, saved.metric, saved.scale_source, restarts)
+        verdict = run.monitor.verdict(run.data_info.static_frame_share, run.meta.metric, saved.metric, saved.scale_source, restarts)
         summary["verdict"] = verdict
         summary["stuck_check"] = run.stuck_probe
         print("[train] " + format_verdict(verdict).replace("\n", "\n[train] "), flush=True)

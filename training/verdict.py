@@ -94,14 +94,12 @@ class LearningMonitor:
         out.update({k: round(self.mean(k), 5) for k in EVIDENCE_TERMS if self.terms[k]})
         return out
 
-    def verdict(self, data_info: Dict[str, Any], metric_expected: bool, metric: bool, scale_source: str,
+    def verdict(self, static_frame_share: float, metric_expected: bool, metric: bool, scale_source: str,
                 restarts: Optional[List[str]] = None) -> Dict[str, Any]:
-        """Learned or not, with the evidence and, when not, the likely cause and the remedy."""
+        """Learned or not, with the evidence and, when not, the likely cause and the remedy. ``static_frame_share``:
+        of the frames considered, the share dropped as static (``dataset.DataSummary``)."""
         ev = self.evidence()
-        rows = data_info.get("sequences", [])
-        considered = sum(int(r.get("frames considered", 0)) for r in rows)
-        static = sum(int(r.get("static", 0)) for r in rows)
-        ev["static_frame_share"] = round(static / considered, 3) if considered else 0.0
+        ev["static_frame_share"] = static_frame_share
         ev["metric"] = metric
         if restarts:
             ev["restarts"] = list(restarts)

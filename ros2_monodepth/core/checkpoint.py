@@ -1,7 +1,8 @@
 """Checkpoints in the published Monodepth2 layout, plus the project's metadata.
 
 A checkpoint is a folder:
-  encoder.pth       depth encoder state_dict (``encoder.*`` keys) + plain entries height, width, use_stereo
+  encoder.pth       depth encoder state_dict (``encoder.*`` keys) + Monodepth2's plain entries height, width
+                    (the network size) and use_stereo
   depth.pth         depth decoder state_dict (``decoder.{0..13}.*``)
   pose_encoder.pth  pose encoder state_dict (``encoder.conv1.weight`` is [64, 6, 7, 7])   [optional]
   pose.pth          pose decoder state_dict (``net.{0..3}.*``)                           [optional]
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -24,7 +25,8 @@ import torch
 from torch import nn
 
 from .fileio import atomic_torch_save, atomic_write_text
-from .model_contract import CheckpointError, CheckpointMetadata, ContractError, check_metadata, metadata_from_json
+from .model_contract import (LEGACY_SIZE_KEYS, CheckpointError, CheckpointMetadata, ContractError, check_metadata,
+                             metadata_from_json, metadata_to_json)
 from .networks import DepthNet, PoseNet
 
 ENCODER_FILE = "encoder.pth"
@@ -32,8 +34,8 @@ DEPTH_FILE = "depth.pth"
 POSE_ENCODER_FILE = "pose_encoder.pth"
 POSE_FILE = "pose.pth"
 METADATA_FILE = "metadata.json"
-# Plain (non-tensor) entries Monodepth2 stores next to the encoder weights.
-ENCODER_EXTRA_KEYS = ("height", "width", "use_stereo")
+# Plain (non-tensor) entries Monodepth2 stores next to the encoder weights: its file format's names.
+ENCODER_EXTRA_KEYS = LEGACY_SIZE_KEYS + ("use_stereo",)
 
 
 def read_state_file(path: Path) -> Dict[str, Any]:
@@ -87,20 +89,20 @@ def save_checkpoint(directory: str | os.PathLike, depth_net: DepthNet, pose_net:
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     encoder_state: Dict[str, Any] = {k: v.detach().cpu() for k, v in depth_net.encoder.state_dict().items()}
-    encoder_state.update(height=int(meta.height), width=int(meta.width), use_stereo=bool(meta.use_stereo))
+    encoder_state.update(zip(LEGACY_SIZE_KEYS, (int(v) for v in meta.network_size)), use_stereo=bool(meta.use_stereo))
     atomic_torch_save(encoder_state, out / ENCODER_FILE)
     atomic_torch_save({k: v.detach().cpu() for k, v in depth_net.decoder.state_dict().items()}, out / DEPTH_FILE)
     if pose_net is not None:
         atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.encoder.state_dict().items()}, out / POSE_ENCODER_FILE)
         atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.decoder.state_dict().items()}, out / POSE_FILE)
-    meta = CheckpointMetadata(**{**asdict(meta), "num_layers": depth_net.encoder.num_layers, "has_pose": pose_net is not None})
+    meta = replace(meta, num_layers=depth_net.encoder.num_layers, has_pose=pose_net is not None)
     check_metadata(meta, str(out / METADATA_FILE))
-    atomic_write_text(json.dumps(asdict(meta), indent=2), out / METADATA_FILE)
+    atomic_write_text(json.dumps(metadata_to_json(meta), indent=2), out / METADATA_FILE)
     return out
 
 
 def read_metadata(directory: str | os.PathLike) -> CheckpointMetadata:
-    """metadata.json if present, else what Monodepth2's encoder.pth says (height, width, use_stereo)."""
+    """metadata.json if present, else what Monodepth2's encoder.pth says (network size, use_stereo)."""
     d = Path(directory)
     meta_path = d / METADATA_FILE
     if meta_path.is_file():
@@ -115,8 +117,7 @@ def read_metadata(directory: str | os.PathLike) -> CheckpointMetadata:
     # Monodepth2's own files: KITTI frames were resized whole (1242x375 -> 640x192, no crop)
     meta = CheckpointMetadata(
         num_layers=infer_num_layers(enc),
-        height=_plain_int(enc, "height", 192, d / ENCODER_FILE),
-        width=_plain_int(enc, "width", 640, d / ENCODER_FILE),
+        network_size=(_plain_int(enc, "height", 192, d / ENCODER_FILE), _plain_int(enc, "width", 640, d / ENCODER_FILE)),
         use_stereo=bool(enc.get("use_stereo", False)),
         has_pose=(d / POSE_FILE).is_file() and (d / POSE_ENCODER_FILE).is_file(),
         source="monodepth2",

@@ -19,7 +19,7 @@ Owns, without torch:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Dict, Optional, Tuple
 
 import cv2
@@ -31,8 +31,11 @@ CROP_POLICIES = ("center", "bottom", "top", "none")
 RESIZE_FILTERS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
 ENCODER_LAYERS = (18, 34, 50)
 NETWORK_MULTIPLE = 32   # the encoder halves five times; the decoder's skip connections need exact halves
-# Entries a metadata.json must have: every version of this project has written them.
-REQUIRED_FIELDS = ("num_layers", "height", "width", "min_depth", "max_depth")
+# Entries a metadata.json must have: every version of this project has written them (network_size as the
+# separate entries height and width before 0.2).
+REQUIRED_FIELDS = ("num_layers", "network_size", "min_depth", "max_depth")
+# metadata.json of versions before 0.2, and Monodepth2's encoder.pth, give the network size as two entries
+LEGACY_SIZE_KEYS = ("height", "width")
 
 
 class CheckpointError(ValueError):
@@ -49,8 +52,8 @@ class CheckpointMetadata:
     """What a checkpoint says about itself (Monodepth2's entries + this project's): the model contract."""
 
     num_layers: int = 18
-    height: int = 192
-    width: int = 640
+    # (height, width) of the network input, multiples of 32; "WxH" in metadata.json (format_size / parse_size)
+    network_size: Tuple[int, int] = (192, 640)
     use_stereo: bool = False
     min_depth: float = 0.1
     max_depth: float = 100.0
@@ -70,25 +73,59 @@ class CheckpointMetadata:
     channel_order: str = "rgb"
     extra: Dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def network_size(self) -> Tuple[int, int]:
-        """(height, width) of the network input."""
-        return int(self.height), int(self.width)
-
     def input_plan(self, camera_size: Tuple[int, int]) -> "CropResize":
         """How a ``camera_size`` (H, W) frame becomes this network's input."""
         return CropResize.make(camera_size, self.network_size, self.crop, self.resize_filter)
 
 
+def parse_size(text: str) -> Tuple[int, int]:
+    """"WxH" (how sizes are written for people: options, parameters, logs, metadata.json) -> (height, width).
+
+    >>> parse_size("320x96")
+    (96, 320)
+    >>> parse_size("320 by 96")
+    Traceback (most recent call last):
+    ...
+    ValueError: '320 by 96': expected WIDTHxHEIGHT in pixels, e.g. 320x96
+    """
+    parts = str(text).lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"{text!r}: expected WIDTHxHEIGHT in pixels, e.g. 320x96")
+    return int(parts[1]), int(parts[0])
+
+
+def format_size(size: Tuple[int, int]) -> str:
+    """(height, width) -> "WxH".
+
+    >>> format_size((96, 320))
+    '320x96'
+    """
+    return f"{int(size[1])}x{int(size[0])}"
+
+
+def size_problem(size: Any) -> Optional[str]:
+    """What is wrong with a network size (height, width), or None.
+
+    >>> size_problem((96, 333))
+    'expected multiples of 32 (the encoder halves the size five times)'
+    """
+    if not (isinstance(size, tuple) and len(size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)):
+        return "expected WIDTHxHEIGHT, two positive whole numbers"
+    if size[0] % NETWORK_MULTIPLE or size[1] % NETWORK_MULTIPLE:
+        return f"expected multiples of {NETWORK_MULTIPLE} (the encoder halves the size five times)"
+    return None
+
+
 def _problem(name: str, value: Any, default: Any) -> Optional[str]:
     """What is wrong with one entry's value (its type and range), or None."""
+    if name == "network_size":
+        return size_problem(value)
     if isinstance(default, bool):
         return None if isinstance(value, bool) else "expected true or false"
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             return "expected a positive whole number"
-        if name in ("height", "width") and value % NETWORK_MULTIPLE:
-            return f"expected a multiple of {NETWORK_MULTIPLE} (the encoder halves the size five times)"
         if name == "num_layers" and value not in ENCODER_LAYERS:
             return f"expected one of {', '.join(map(str, ENCODER_LAYERS))} (ResNet depth)"
         return None
@@ -110,35 +147,75 @@ def metadata_from_json(raw: Dict[str, Any], source: str) -> CheckpointMetadata:
     """CheckpointMetadata from metadata.json's object: every required entry present, each known entry of its type
     and range, the whole consistent (``check_metadata``); ContractError naming the first that is not.
 
-    >>> metadata_from_json({"num_layers": 18, "height": 100, "width": 320, "min_depth": 0.1, "max_depth": 80},
+    >>> metadata_from_json({"num_layers": 18, "network_size": "320x100", "min_depth": 0.1, "max_depth": 80},
     ...                    "m.json")
     Traceback (most recent call last):
     ...
-    ros2_monodepth.core.model_contract.ContractError: m.json: field 'height' is 100, expected a multiple of 32 (the encoder halves the size five times)
+    ros2_monodepth.core.model_contract.ContractError: m.json: field 'network_size' is '320x100', expected multiples of 32 (the encoder halves the size five times)
     """
+    raw = _with_network_size(raw, source)
     missing = [name for name in REQUIRED_FIELDS if name not in raw]
     if missing:
         raise ContractError(f"{source}: field '{missing[0]}' is missing" + (
             f" (also {', '.join(missing[1:])})" if missing[1:] else "") + "; a checkpoint's metadata.json names "
-            "num_layers, height, width, min_depth and max_depth")
+            "num_layers, network_size, min_depth and max_depth")
     meta = CheckpointMetadata()
     known = {f.name for f in fields(CheckpointMetadata)}
     for f in fields(CheckpointMetadata):
         if f.name not in raw or f.name == "extra":
             continue
         value = raw[f.name]
+        if f.name == "network_size":
+            value = _size_from_text(value, source)
         problem = _problem(f.name, value, getattr(meta, f.name))
         if problem:
-            raise ContractError(f"{source}: field '{f.name}' is {value!r}, {problem}")
+            raise ContractError(f"{source}: field '{f.name}' is {raw[f.name]!r}, {problem}")
         setattr(meta, f.name, float(value) if isinstance(getattr(meta, f.name), float) else value)
     if "crop" not in raw:
         # metadata from before the crop was recorded: training's default then was the centre crop
         meta.extra["crop_assumed"] = "metadata.json has no 'crop' (older version): training's default 'center' assumed"
     extra = raw.get("extra", {})
     meta.extra.update(extra if isinstance(extra, dict) else {"extra": extra})
-    meta.extra.update({k: v for k, v in raw.items() if k not in known})
+    meta.extra.update({k: v for k, v in raw.items() if k not in known and k not in LEGACY_SIZE_KEYS})
     check_metadata(meta, source)
     return meta
+
+
+def metadata_to_json(meta: CheckpointMetadata) -> Dict[str, Any]:
+    """The object metadata.json holds (``metadata_from_json`` reads it back).
+
+    >>> metadata_to_json(CheckpointMetadata(network_size=(96, 320)))["network_size"]
+    '320x96'
+    """
+    raw = asdict(meta)
+    raw["network_size"] = format_size(meta.network_size)
+    return raw
+
+
+def _size_from_text(value: Any, source: str) -> Any:
+    """metadata.json's "WxH" -> (height, width); a value that is not such a string is left for ``_problem``."""
+    if isinstance(value, str):
+        try:
+            return parse_size(value)
+        except ValueError:
+            raise ContractError(f"{source}: field 'network_size' is {value!r}, expected WIDTHxHEIGHT in pixels, "
+                                "e.g. 320x96") from None
+    return value
+
+
+def _with_network_size(raw: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """Metadata of versions before 0.2 gives the network size as height and width: read as network_size."""
+    if "network_size" in raw or not all(k in raw for k in LEGACY_SIZE_KEYS):
+        return raw
+    h, w = (raw[k] for k in LEGACY_SIZE_KEYS)
+    for key, value in (("height", h), ("width", w)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ContractError(f"{source}: field '{key}' is {value!r}, expected a positive whole number")
+        if value % NETWORK_MULTIPLE:
+            raise ContractError(f"{source}: field '{key}' is {value!r}, expected a multiple of {NETWORK_MULTIPLE} "
+                                "(the encoder halves the size five times)")
+    rest = {k: v for k, v in raw.items() if k not in LEGACY_SIZE_KEYS}
+    return {**rest, "network_size": format_size((h, w))}
 
 
 def check_metadata(meta: CheckpointMetadata, source: str, encoder_layers: Optional[int] = None,

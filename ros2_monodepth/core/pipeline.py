@@ -10,7 +10,7 @@ Two stages, so that a caller can overlap them (the node publishes depth on one t
 runs on another): ``depth(frame)`` and ``odometry(frame)``; ``process(frame)`` runs both.
 
     >>> from ros2_monodepth.core.backends.base import ModelSpec
-    >>> cfg = PipelineConfig(network_width=128, network_height=64, backend="torch", precision="fp32")
+    >>> cfg = PipelineConfig(network_size=(64, 128), backend="torch", precision="fp32")
     >>> pipeline, why = FramePipeline.create(cfg)
     >>> K = np.array([[100.0, 0, 79.5], [0, 100.0, 59.5], [0, 0, 1]])
     >>> frame = pipeline.prepare(np.zeros((120, 160, 3), np.uint8), CameraIntrinsics(K, 160, 120), 1.0)
@@ -48,9 +48,9 @@ class PipelineConfig:
     device: str = "auto"
     precision: str = "auto"
     encoder_layers: int = 18
-    # 0: the checkpoint's own (its metadata), else Monodepth2's 640x192 and 0.1-100 (``with_checkpoint_settings``)
-    network_width: int = 0
-    network_height: int = 0
+    # (height, width); 0: the checkpoint's own (its metadata), else Monodepth2's 640x192 and 0.1-100
+    # (``with_checkpoint_settings``)
+    network_size: Tuple[int, int] = (0, 0)
     min_depth: float = 0.0
     max_depth: float = 0.0
     # intrinsics used while no camera_info arrives (fx 0: wait for camera_info)
@@ -88,24 +88,24 @@ class PipelineConfig:
         """The network size and depth range to run with: a value set here (non-zero) wins, else the checkpoint's
         metadata (``core.checkpoint.CheckpointMetadata``, None for untrained networks), else Monodepth2's defaults.
         Returns the settled config and where each value came from."""
-        defaults = {"network_width": 640, "network_height": 192, "min_depth": 0.1, "max_depth": 100.0}
-        from_meta = {} if meta is None else {"network_width": meta.width, "network_height": meta.height,
+        defaults: Dict[str, Any] = {"network_size": (192, 640), "min_depth": 0.1, "max_depth": 100.0}
+        from_meta = {} if meta is None else {"network_size": meta.network_size,
                                              "min_depth": meta.min_depth, "max_depth": meta.max_depth}
         values: Dict[str, Any] = {}
         sources: Dict[str, str] = {}
         for name, default in defaults.items():
             mine = getattr(self, name)
-            if mine:
+            if mine and mine != (0, 0):
                 values[name], sources[name] = mine, "parameter"
             elif name in from_meta:
-                values[name], sources[name] = type(default)(from_meta[name]), "checkpoint"
+                values[name], sources[name] = from_meta[name], "checkpoint"
             else:
                 values[name], sources[name] = default, "default"
         return replace(self, **values), sources
 
     def model_spec(self) -> ModelSpec:
         return ModelSpec(checkpoint_dir=self.checkpoint_dir, num_layers=self.encoder_layers,
-                         network_size=(self.network_height, self.network_width), min_depth=self.min_depth,
+                         network_size=self.network_size, min_depth=self.min_depth,
                          max_depth=self.max_depth, channel_order="rgb", with_pose=self.publish_odometry,
                          device=self.device, precision=self.precision)
 

@@ -14,9 +14,9 @@ Levels:
 ``ros/node.py`` feeds it events and turns ``statuses()`` into a diagnostic_msgs/DiagnosticArray.
 
     >>> h = NodeHealth(HealthConfig(input_timeout=2.0, rate_min=1.0), start=0.0)
-    >>> [r.level for r in h.statuses(now=3.0, context={"metric": True})]      # nothing arrived for 3 s
+    >>> [r.level for r in h.statuses(now=3.0, context=HealthContext(metric=True))]      # nothing arrived for 3 s
     [2, 0, 2]
-    >>> [r.level for r in h.statuses(now=3.0, context={"metric": False})]     # and depth is relative
+    >>> [r.level for r in h.statuses(now=3.0, context=HealthContext(metric=False))]     # and depth is relative
     [2, 1, 2]
 """
 
@@ -25,7 +25,7 @@ from __future__ import annotations
 import threading
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
 OK, WARN, ERROR = 0, 1, 2
 
@@ -36,6 +36,69 @@ class HealthConfig:
     rate_min: float = 0.0          # Hz, 0: not checked
     rate_max: float = 0.0          # Hz, 0: not checked
     window: float = 5.0            # s over which rates and recent refusals are taken
+
+
+@dataclass
+class HealthContext:
+    """What the node knows at a diagnostics tick, beyond the events it fed: its topic, model and scale."""
+
+    input_topic: str = ""
+    input_format: str = ""          # encoding or compressed format and size of the last decoded frame
+    backend: str = ""
+    precision: str = ""
+    network_size: str = ""          # WIDTHxHEIGHT
+    scale_mode: str = ""            # as resolved (auto -> what it chose)
+    scale_reason: str = ""
+    scale: float = 1.0
+    metric: bool = False
+    untrained: bool = False
+    dropped_newer: int = 0          # frames replaced by a newer one before processing
+    stages: Dict[str, float] = field(default_factory=dict)    # stage -> mean seconds
+    unrectified: str = ""           # why the camera's images are not rectified ('' when they are)
+    warmed_up: bool = False
+
+
+# The diagnostics value tools wait for before the first frame (tracing and allocation paid): a readiness signal.
+# Keys are part of the node's interface (docs/node.md); tools read them back with ``read_status``, not by hand.
+READY_KEY, READY_VALUE = "backend warmed up", "yes"
+FORMAT_KEY = "format"
+REFUSED_PREFIX = "refused: "
+STAGE_PREFIX, STAGE_SUFFIX = "stage ", " mean (ms)"
+
+
+def stage_key(stage: str) -> str:
+    return f"{STAGE_PREFIX}{stage}{STAGE_SUFFIX}"
+
+
+@dataclass
+class DiagnosticsReading:
+    """What the node's /diagnostics said, read back by tools (demo, benches): ``read_status`` fills it."""
+
+    warmed_up: bool = False
+    input_format: str = ""
+    stages_ms: Dict[str, float] = field(default_factory=dict)
+    refused: Dict[str, int] = field(default_factory=dict)
+
+
+def read_status(reading: DiagnosticsReading, status_name: str, values: Iterable[Tuple[str, str]]) -> DiagnosticsReading:
+    """Fold one status's key-value pairs (a diagnostic_msgs/DiagnosticStatus's ``values``, as (key, value)) into
+    ``reading``; statuses are named '<node>: input', '<node>: inference', '<node>: outputs'.
+
+    >>> r = read_status(DiagnosticsReading(), "cam/monodepth: inference", [("backend warmed up", "yes"),
+    ...                                                                    ("stage depth mean (ms)", "12.50")])
+    >>> r.warmed_up, r.stages_ms
+    (True, {'depth': 12.5})
+    """
+    for key, value in values:
+        if key == READY_KEY:
+            reading.warmed_up = reading.warmed_up or value == READY_VALUE
+        elif key == FORMAT_KEY and status_name.endswith(": input"):
+            reading.input_format = value
+        elif key.startswith(STAGE_PREFIX) and key.endswith(STAGE_SUFFIX):
+            reading.stages_ms[key[len(STAGE_PREFIX):-len(STAGE_SUFFIX)]] = float(value)
+        elif key.startswith(REFUSED_PREFIX):
+            reading.refused[key[len(REFUSED_PREFIX):]] = int(value)
+    return reading
 
 
 @dataclass
@@ -113,12 +176,8 @@ class NodeHealth:
             self.published.tick(t)
             self.latency_sum += latency
 
-    def statuses(self, now: float, context: Dict[str, Any]) -> List[StatusReport]:
-        """The three statuses at time ``now``. ``context`` gives what the node knows: 'input_topic', 'input_format'
-        (encoding or compressed format and size of the last decoded frame), 'backend',
-        'precision', 'network_size', 'scale_mode' (as resolved), 'scale_reason', 'scale', 'metric' (bool), 'untrained'
-        (bool), 'dropped_newer'
-        (frames replaced before processing), 'stages' ({stage: mean s})."""
+    def statuses(self, now: float, context: HealthContext) -> List[StatusReport]:
+        """The three statuses at time ``now``, with what the node knows (``context``)."""
         with self._lock:
             return [self._input(now, context), self._inference(now, context), self._outputs(now, context)]
 
@@ -135,63 +194,62 @@ class NodeHealth:
             return f"rate {rate:.2f} Hz above the expected maximum {cfg.rate_max:g} Hz"
         return ""
 
-    def _input(self, now: float, ctx: Dict[str, Any]) -> StatusReport:
+    def _input(self, now: float, ctx: HealthContext) -> StatusReport:
         cfg, rx = self.cfg, self.received
         rate = rx.rate(now)
         recent = Counter(self._recent(self.refused_recent, now))
         values: Dict[str, Any] = {
-            "topic": ctx.get("input_topic", ""), "format": ctx.get("input_format") or "no frame decoded yet",
+            "topic": ctx.input_topic, FORMAT_KEY: ctx.input_format or "no frame decoded yet",
             "frames received": rx.total, "rate (Hz)": f"{rate:.2f}",
             "expected rate (Hz)": f"{cfg.rate_min:g} .. {cfg.rate_max:g}" if cfg.rate_max else f">= {cfg.rate_min:g}",
             "frames refused": sum(self.refused_total.values()),
-            "frames dropped (a newer frame arrived first)": ctx.get("dropped_newer", 0),
+            "frames dropped (a newer frame arrived first)": ctx.dropped_newer,
         }
-        values.update({f"refused: {kind}": n for kind, n in sorted(self.refused_total.items())})
-        values["rectified"] = f"no: {ctx['unrectified']}" if ctx.get("unrectified") else "yes (or assume_rectified)"
+        values.update({f"{REFUSED_PREFIX}{kind}": n for kind, n in sorted(self.refused_total.items())})
+        values["rectified"] = f"no: {ctx.unrectified}" if ctx.unrectified else "yes (or assume_rectified)"
         silent = now - (rx.last if rx.last is not None else self.start)
         if silent > cfg.input_timeout:
             what = "no frame has arrived" if rx.last is None else "no frame for"
-            return StatusReport("input", ERROR, f"{what} {silent:.1f} s on {ctx.get('input_topic', 'the image topic')} "
+            return StatusReport("input", ERROR, f"{what} {silent:.1f} s on {ctx.input_topic or 'the image topic'} "
                                 f"(input_timeout {cfg.input_timeout:g} s)", values)
         if recent:
             reasons = ", ".join(f"{n} {kind}" for kind, n in recent.most_common())
             return StatusReport("input", WARN, f"frames refused in the last {cfg.window:g} s: {reasons}; last: "
                                 f"{self.last_refusal}", values)
-        if ctx.get("unrectified"):
-            return StatusReport("input", WARN, f"{ctx['unrectified']} (run image_proc rectify, or set assume_rectified)",
+        if ctx.unrectified:
+            return StatusReport("input", WARN, f"{ctx.unrectified} (run image_proc rectify, or set assume_rectified)",
                                 values)
         if rx.last is None:
-            return StatusReport("input", WARN, f"waiting for frames on {ctx.get('input_topic', 'the image topic')}", values)
+            return StatusReport("input", WARN, f"waiting for frames on {ctx.input_topic or 'the image topic'}", values)
         problem = self._rate_problem(rate) if rx.count(now) >= 2 or now - self.start > cfg.window else ""
         return StatusReport("input", WARN if problem else OK, problem or f"{rate:.1f} Hz", values)
 
-    def _inference(self, now: float, ctx: Dict[str, Any]) -> StatusReport:
+    def _inference(self, now: float, ctx: HealthContext) -> StatusReport:
         failures = self._recent(self.failures, now)
         values: Dict[str, Any] = {
-            "backend": ctx.get("backend", ""), "precision": ctx.get("precision", ""),
-            "network size": ctx.get("network_size", ""), "scale mode": ctx.get("scale_mode", ""),
-            "scale source": ctx.get("scale_reason", ""),
-            "scale": f"{ctx.get('scale', 1.0):.4f}", "depth is metric": "yes" if ctx.get("metric") else "no",
+            "backend": ctx.backend, "precision": ctx.precision,
+            "network size": ctx.network_size, "scale mode": ctx.scale_mode,
+            "scale source": ctx.scale_reason,
+            "scale": f"{ctx.scale:.4f}", "depth is metric": "yes" if ctx.metric else "no",
             "processing failures": self.failures_total,
-            # tools wait for this before the first frame (tracing and allocation paid): a readiness signal
-            "backend warmed up": "yes" if ctx.get("warmed_up") else "no",
+            READY_KEY: READY_VALUE if ctx.warmed_up else "no",
         }
-        values.update({f"stage {k} mean (ms)": f"{1000 * v:.2f}" for k, v in ctx.get("stages", {}).items()})
+        values.update({stage_key(k): f"{1000 * v:.2f}" for k, v in ctx.stages.items()})
         if failures:
             last = self.failures[-1][1] if self.failures else ""
             return StatusReport("inference", ERROR, f"{len(failures)} frames failed in the last {self.cfg.window:g} s: "
                                 f"{last}", values)
-        if ctx.get("untrained"):
+        if ctx.untrained:
             return StatusReport("inference", WARN, "untrained networks (checkpoint_dir is empty): depth and odometry "
                                 "are meaningless", values)
-        if not ctx.get("metric"):
+        if not ctx.metric:
             waiting = {"odometry": ": waiting for enough robot motion on the odometry topic",
-                       "camera_height": ": waiting for a ground plane"}.get(ctx.get("scale_mode", ""), "")
+                       "camera_height": ": waiting for a ground plane"}.get(ctx.scale_mode, "")
             return StatusReport("inference", WARN, f"depth is relative, not metric (scale mode "
-                                f"{ctx.get('scale_mode')}{waiting})", values)
-        return StatusReport("inference", OK, f"{ctx.get('backend', '')}, metric depth ({ctx.get('scale_mode')})", values)
+                                f"{ctx.scale_mode}{waiting})", values)
+        return StatusReport("inference", OK, f"{ctx.backend}, metric depth ({ctx.scale_mode})", values)
 
-    def _outputs(self, now: float, ctx: Dict[str, Any]) -> StatusReport:
+    def _outputs(self, now: float, ctx: HealthContext) -> StatusReport:
         cfg, tx = self.cfg, self.published
         rate = tx.rate(now)
         values: Dict[str, Any] = {

@@ -31,7 +31,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 
 from ..core.backends.base import BackendError
-from ..core.model_contract import CheckpointError
+from ..core.model_contract import CheckpointError, format_size
 from ..core.image_codec import (CAMERA_ENCODINGS, ImageFormatError, compressed_format, compressed_image_size,
                                 decode_compressed, image_to_numpy, to_rgb8)
 from ..core.pipeline import (CameraIntrinsics, DepthResult, FrameError, FramePipeline, OdometryResult, camera_intrinsics,
@@ -39,7 +39,7 @@ from ..core.pipeline import (CameraIntrinsics, DepthResult, FrameError, FramePip
 from ..core.scale import OdometryError
 from ..core.tf_tree import TfTree
 from .frame_slot import LatestFrameSlot
-from .health import HealthConfig, NodeHealth
+from .health import HealthConfig, HealthContext, NodeHealth
 from .image_messages import fill_image_msg
 from .messages import camera_info_msg, diagnostic_status, odometry_msg, transform_msg
 from .params import NodeConfig, declare_parameters, on_set_parameters, with_values
@@ -175,7 +175,7 @@ class MonodepthNode(Node):
         p = cfg.pipeline
         self.get_logger().info(
             f"listening on {self.image_topic} ({image_type.__name__}) and {self.info_topic}; "
-            f"network {p.network_width}x{p.network_height}, scale_mode={p.scale_mode}, "
+            f"network {format_size(p.network_size)}, scale_mode={p.scale_mode}, "
             f"backend {self.pipeline.backend.describe()}")
 
     # ---------------------------------------------------------------- set-up
@@ -196,12 +196,11 @@ class MonodepthNode(Node):
         self.cfg = replace(self.cfg, pipeline=pipeline.cfg)      # the network size and depth range it runs with
         p, sources = pipeline.cfg, pipeline.settings_sources
         self.get_logger().info(
-            f"network {p.network_width}x{p.network_height} ({sources['network_width']}), depth range "
+            f"network {format_size(p.network_size)} ({sources['network_size']}), depth range "
             f"{p.min_depth:g}-{p.max_depth:g} ({sources['min_depth']})" + (f", {p.checkpoint_dir}" if meta else ""))
-        if meta is not None and sources["network_width"] == "parameter" and \
-                (p.network_width, p.network_height) != (meta.width, meta.height):
-            self.get_logger().warning(f"the checkpoint was trained at {meta.width}x{meta.height}; running it at "
-                                      f"{p.network_width}x{p.network_height} as network_width / network_height ask")
+        if meta is not None and sources["network_size"] == "parameter" and p.network_size != meta.network_size:
+            self.get_logger().warning(f"the checkpoint was trained at {format_size(meta.network_size)}; running it at "
+                                      f"{format_size(p.network_size)} as network_size asks")
         self.get_logger().info(f"inference backend: {pipeline.backend.describe()} ({why})")
         if p.publish_odometry and not pipeline.has_pose:
             self.get_logger().warning("no pose network: odometry and /tf are not published")
@@ -250,11 +249,13 @@ class MonodepthNode(Node):
     def _warn_unknown_overrides(self) -> None:
         """A parameter given at start (-p, a params file) that this node does not have is named, not dropped in
         silence: a typo would otherwise leave the default in force."""
-        from .params import SPECS
+        from .params import RENAMED, SPECS, renamed_values
 
         given = getattr(self, "_parameter_overrides", {}) or {}
-        unknown = sorted(name for name in given if name not in SPECS and name != "use_sim_time"
-                         and not name.startswith("qos_overrides."))
+        for text in renamed_values(given)[1]:
+            self.get_logger().warning(text)
+        unknown = sorted(name for name in given if name not in SPECS and name not in RENAMED
+                         and name != "use_sim_time" and not name.startswith("qos_overrides."))
         if unknown:
             self.get_logger().warning(f"ignored: {', '.join(repr(n) for n in unknown)} "
                                       f"{'is not a parameter' if len(unknown) == 1 else 'are not parameters'} of this node "
@@ -554,12 +555,12 @@ class MonodepthNode(Node):
             return
         pipeline = self.pipeline
         p = pipeline.cfg
-        context = {"input_topic": self.image_topic, "input_format": self._input_format, "backend": pipeline.backend.describe(),
-                   "precision": pipeline.backend.spec.precision, "network_size": f"{p.network_width}x{p.network_height}",
-                   "scale_mode": pipeline.scale.mode, "scale_reason": pipeline.scale.reason, "scale": pipeline.scale.scale,
-                   "metric": pipeline.depth_is_metric,
-                   "untrained": not p.checkpoint_dir, "dropped_newer": self._slot.dropped, "stages": pipeline.timer.means(),
-                   "unrectified": self._unrectified, "warmed_up": self._warmed}
+        context = HealthContext(
+            input_topic=self.image_topic, input_format=self._input_format, backend=pipeline.backend.describe(),
+            precision=pipeline.backend.spec.precision, network_size=format_size(p.network_size),
+            scale_mode=pipeline.scale.mode, scale_reason=pipeline.scale.reason, scale=pipeline.scale.scale,
+            metric=pipeline.depth_is_metric, untrained=not p.checkpoint_dir, dropped_newer=self._slot.dropped,
+            stages=pipeline.timer.means(), unrectified=self._unrectified or "", warmed_up=self._warmed)
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         # the node's full name, as diagnostic_updater names its tasks: two cameras' nodes stay apart

@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType, SetParametersResult
 
+from ..core.model_contract import parse_size, size_problem
 from ..core.pipeline import PipelineConfig
 from ..core.scale import SCALE_MODES
 
@@ -59,18 +60,28 @@ class ParamSpec:
     check: Optional[Checker] = None
     # a value of another type is accepted and turned into the declared one (older parameter files)
     convert: Optional[Callable[[Any], Any]] = None
+    # the configuration field's value from the (checked) parameter's, where the two differ in type
+    to_field: Optional[Callable[[Any], Any]] = None
 
     @property
     def field_name(self) -> str:
         return self.name.replace(".", "_")
 
 
-def _multiple_of_32(v: Any) -> Optional[str]:
-    if v == 0:
+def _network_size_problem(v: Any) -> Optional[str]:
+    if v == "":
         return None   # the checkpoint's own
-    if v < 64:
-        return f"{v} is below 64"
-    return None if v % 32 == 0 else f"{v} is not a multiple of 32 (the encoder downsamples by 32)"
+    try:
+        size = parse_size(v)
+    except ValueError as exc:
+        return str(exc)
+    if min(size) < 64:
+        return f"'{v}': each side must be at least 64"
+    return None if not size_problem(size) else f"'{v}': {size_problem(size)}"
+
+
+def _network_size_field(v: str) -> Tuple[int, int]:
+    return (0, 0) if v == "" else parse_size(v)
 
 
 def _length(n: int) -> Checker:
@@ -122,10 +133,9 @@ PARAMS: List[ParamSpec] = [
               choices=("auto", "fp32", "bf16", "fp16", "int8")),
     ParamSpec("encoder_layers", _P.encoder_layers, "ResNet depth of untrained networks (a checkpoint's own depth wins).",
               low=18, high=50, check=lambda v: None if v in (18, 34, 50) else "must be 18, 34 or 50"),
-    ParamSpec("network_width", _P.network_width, "Network input width in pixels (multiple of 32); 0 = the checkpoint's "
-              "(its metadata), 640 for untrained networks.", low=0, high=4096, check=_multiple_of_32),
-    ParamSpec("network_height", _P.network_height, "Network input height in pixels (multiple of 32); 0 = the "
-              "checkpoint's, 192 for untrained networks.", low=0, high=4096, check=_multiple_of_32),
+    ParamSpec("network_size", "", "Network input size 'WIDTHxHEIGHT' in pixels, multiples of 32 (e.g. '320x96'); "
+              "'' = the checkpoint's (its metadata), 640x192 for untrained networks.", check=_network_size_problem,
+              to_field=_network_size_field),
     ParamSpec("min_depth", _P.min_depth, "Depth the disparity 1.0 maps to, in network units; 0 = the checkpoint's "
               "(Monodepth2: 0.1).", low=0.0, high=1e3),
     ParamSpec("max_depth", _P.max_depth, "Depth the disparity 0.0 maps to, in network units; 0 = the checkpoint's "
@@ -222,6 +232,32 @@ PARAMS: List[ParamSpec] = [
               "reports WARN (0 = not checked).", low=0.0, high=1000.0, dynamic=True),
 ]
 SPECS: Dict[str, ParamSpec] = {p.name: p for p in PARAMS}
+# Names of earlier versions (CHANGELOG.md): still honoured at start, with a warning naming the new one.
+RENAMED: Dict[str, str] = {"network_width": "network_size", "network_height": "network_size"}
+
+
+def renamed_values(overrides: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """Values for today's parameters from the names of earlier versions given at start, and one warning per old
+    name (what to write instead, and whether the value was used).
+
+    >>> renamed_values({"network_width": 320, "network_height": 96})[0]
+    {'network_size': '320x96'}
+    """
+    # rclpy's overrides are Parameter objects; plain values are accepted too
+    given = {name: getattr(overrides[name], "value", overrides[name]) for name in RENAMED if name in overrides}
+    if not given:
+        return {}, []
+    w, h = (given.get(k, 0) for k in ("network_width", "network_height"))
+    # network_size '' (config/monodepth.yaml's) is no choice: the old names then say what the user wants
+    size_given = bool(getattr(overrides.get("network_size"), "value", overrides.get("network_size")))
+    usable = not size_given and all(isinstance(v, int) and v > 0 for v in (w, h))
+    values = {"network_size": f"{w}x{h}"} if usable else {}
+    used = f"used as network_size: '{w}x{h}'" if usable else (
+        "ignored: network_size is given" if size_given else
+        "ignored: the checkpoint's size is used" if not (w or h) else
+        "ignored: give network_size: 'WIDTHxHEIGHT'")
+    return values, [f"parameter '{name}' was renamed to network_size ('WIDTHxHEIGHT', e.g. '320x96'); {used}"
+                    for name in given]
 PIPELINE_FIELDS = frozenset(f.name for f in fields(PipelineConfig))
 
 
@@ -267,8 +303,8 @@ def _descriptor(spec: ParamSpec) -> ParameterDescriptor:
         constraints.append("one of: " + ", ".join(spec.choices))
     if spec.low is not None and spec.high is not None:
         constraints.append(f"range [{spec.low:g}, {spec.high:g}]")
-    if spec.check is _multiple_of_32:
-        constraints.append("multiple of 32")
+    if spec.check is _network_size_problem:
+        constraints.append("WIDTHxHEIGHT, multiples of 32")
     d.additional_constraints = "; ".join(constraints)
     return d
 
@@ -310,6 +346,7 @@ def with_values(cfg: NodeConfig, values: Dict[str, Any]) -> NodeConfig:
     for name, value in values.items():
         spec = SPECS[name]
         value = tuple(value) if isinstance(spec.default, list) else value
+        value = spec.to_field(value) if spec.to_field is not None else value
         (pipeline_updates if spec.field_name in PIPELINE_FIELDS else node_updates)[spec.field_name] = value
     return replace(cfg, pipeline=replace(cfg.pipeline, **pipeline_updates), **node_updates)
 
@@ -322,9 +359,13 @@ def declare_parameters(node: Any) -> NodeConfig:
     with a value nobody chose).
     """
     values: Dict[str, Any] = {}
+    from_old_names, _ = renamed_values(getattr(node, "_parameter_overrides", {}) or {})
     for spec in PARAMS:
         param = node.declare_parameter(spec.name, spec.default, _descriptor(spec))
         value = _normalise(spec, param.value)
+        if spec.name in from_old_names and value == spec.default:
+            # a default-valued override (config/monodepth.yaml's network_size: '') is no choice: the old names win
+            value = from_old_names[spec.name]
         problem = check_value(spec.name, value)
         if problem:
             raise ValueError(f"parameter '{spec.name}': {problem}")

@@ -31,13 +31,16 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..cli_help import HelpFormatter
 from .node_process import NodeProcess, wait_for_discovery
 from .ros_session import force_loopback_env, params_file, use_large_message_dds_profile
+
+# (height, width) of the demo's networks: 4:3, as its 256x192 camera, so the node sees the whole image as trained
+DEMO_NETWORK = (96, 128)
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
@@ -79,7 +82,7 @@ def _trained_checkpoint(args: argparse.Namespace) -> str:
     # the robot's wheel odometry (/odom in the bag) supervises the pose network's translation: a metric checkpoint.
     # epochs=20 is the run's length for the learning-rate schedule (x0.1 at 75 % of the 600 steps, as in the paper)
     # a 4:3 network (128x96) for the 4:3 camera: the node sees the whole image, as trained
-    run_cfg = TrainConfig(bags=[], out="", height=96, width=128, lr=2e-4, batch_size=8, epochs=20, workers=1,
+    run_cfg = TrainConfig(bags=[], out="", network_size=DEMO_NETWORK, lr=2e-4, batch_size=8, epochs=20, workers=1,
                           checkpoint_every=100, seed=args.seed, odometry_topic="/odom")
     described = [{k: v for k, v in asdict(c).items() if k not in ("bags", "out")} for c in (synth, run_cfg)]
     key = hashlib.sha256(json.dumps([described, args.train_steps, 2], default=str).encode()).hexdigest()[:12]
@@ -109,14 +112,14 @@ def _evaluate(out: Path, test_bag: Path, checkpoint: str, published_depth: Dict[
     cfg = EvalConfig(bags=[str(test_bag)], mask_topic="/ground_truth/moving_mask")
     results = {}
     frames, K = read_ground_truth([test_bag], cfg.topic, "/ground_truth/depth", "/ground_truth/pose", cfg.mask_topic)
-    meta = read_metadata(checkpoint) if checkpoint else CheckpointMetadata(height=96, width=128)
+    meta = read_metadata(checkpoint) if checkpoint else CheckpointMetadata(network_size=DEMO_NETWORK)
     # the region the node's depth covers: its network size (as published) and the checkpoint's crop
     size = next(iter(published_depth.values())).shape[:2] if published_depth else meta.network_size
     plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, meta.crop, meta.resize_filter)
     runs = [("node, published", None)]
     if checkpoint:
         runs += [("eval, node's backend", replace(cfg, backend="auto")), ("offline fp32", replace(cfg, backend="offline"))]
-    runs.append(("untrained", replace(cfg, height=96, width=128)))
+    runs.append(("untrained", replace(cfg, network_size=DEMO_NETWORK)))
     for label, run_cfg in runs:
         sub = out / "evaluation" / label.replace(", ", "_").replace("'", "").replace(" ", "_")
         sub.mkdir(parents=True, exist_ok=True)
@@ -136,52 +139,69 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
     force_loopback_env()
     use_large_message_dds_profile()
-    import cv2
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from nav_msgs.msg import Odometry
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from rclpy.serialization import deserialize_message
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from std_msgs.msg import Header
-    from tqdm import tqdm
-
-    from ..core.geometry import matrix_to_quaternion, quaternion_to_matrix, se3_inverse
-    from ..core.pointcloud import write_ply
-    from ..core.image_codec import image_to_numpy
-    from .bag_player import BagPlayer
-    from ..ros.messages import camera_info_msg
-    from ..ros.pointcloud2 import cloud_colors, cloud_to_numpy
-
     from ros2_monodepth_training.evaluate import read_ground_truth
     from ros2_monodepth_training.synth_bag import SynthConfig, write_synthetic_bag
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    ns = "/demo"
     checkpoint = args.checkpoint or ("" if args.no_train else _trained_checkpoint(args))
     test_bag = write_synthetic_bag(SynthConfig(out / "test_bag", frames=args.frames, width=args.width, height=args.height,
                                                seed=args.seed + 1,  # 10 Hz stamps, 0.1 m per frame, as in training
                                                moving_object=True), progress=True)
     gt_frames, K = read_ground_truth([test_bag], "/camera/image_raw", None, "/ground_truth/pose")
-    frames: List[np.ndarray] = [f.rgb for f in gt_frames]
-    stamps = np.array([f.stamp_ns for f in gt_frames], np.int64)
-    poses = [f.pose for f in gt_frames]
+    topics = _output_topics()
+    log_path = out / "node.log"
+    raw = _play_to_node(args, log_path, test_bag, K, checkpoint, topics)
+    n_depth = len(raw[f"{NS}/depth/image"])
+    print(f"[demo] received {n_depth} depth images, {len(raw[f'{NS}/points'])} clouds, {len(raw[f'{NS}/odom'])} odometry "
+          f"messages for {len(gt_frames)} frames")
+    if n_depth == 0:
+        print(f"[demo] the node published nothing; its log:\n{log_path.read_text()}", file=sys.stderr)
+        return 1
+    _write_outputs_bag(out / "outputs_bag", topics, raw)
+    T_base_cam = _camera_mount(args.param)
+    published_depth, published_odometry = _save_files(out, raw, gt_frames, T_base_cam, untrained=not checkpoint)
+    _evaluate(out, test_bag, checkpoint, published_depth, published_odometry, T_base_cam)
+    print(f"[demo] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
+    return 0
+
+
+NS = "/demo"
+
+
+def _output_topics() -> Dict[str, type]:
+    """The node's outputs the demo records: topic -> message type."""
+    from nav_msgs.msg import Odometry
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+    return {f"{NS}/depth/image": Image, f"{NS}/depth/camera_info": CameraInfo, f"{NS}/points": PointCloud2,
+            f"{NS}/odom": Odometry, f"{NS}/depth/colorized": Image}
+
+
+def _play_to_node(args: argparse.Namespace, log_path: Path, test_bag: Path, K: np.ndarray, checkpoint: str,
+                  topics: Dict[str, type]) -> Dict[str, List[tuple]]:
+    """Start the node, play the test bag's camera to it as recorded once it is ready, and keep what it published:
+    topic -> [(receive time ns, serialized message)]."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from std_msgs.msg import Header
+    from tqdm import tqdm
+
+    from ..ros.health import DiagnosticsReading, read_status
+    from ..ros.messages import camera_info_msg
+    from .bag_player import BagPlayer
 
     params: Dict[str, object] = {"backend": args.backend, "input_qos": "reliable"}
     if checkpoint:
         # The checkpoint is metric (velocity supervision): scale_mode auto publishes it as it is. The network size and
         # depth range come from its metadata too; a --param given by the user comes later and wins.
         params.update(checkpoint_dir=checkpoint)
-    log_path = out / "node.log"
     print(f"[demo] starting monodepth_node (log: {log_path}), ROS_DOMAIN_ID={os.environ['ROS_DOMAIN_ID']}, discovery on localhost")
-    node_proc = NodeProcess(log_path, params, namespace=ns, extra_params=list(args.param))
-
+    node_proc = NodeProcess(log_path, params, namespace=NS, extra_params=list(args.param))
     rclpy.init()
     node = rclpy.create_node("monodepth_demo")
     qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-    topics = {f"{ns}/depth/image": Image, f"{ns}/depth/camera_info": CameraInfo, f"{ns}/points": PointCloud2,
-              f"{ns}/odom": Odometry, f"{ns}/depth/colorized": Image}
     raw: Dict[str, List[tuple]] = {t: [] for t in topics}
 
     def keep(topic: str) -> Callable[[bytes], None]:
@@ -189,26 +209,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     for topic, msg_type in topics.items():
         node.create_subscription(msg_type, topic, keep(topic), qos, raw=True)
-    warmed_up = False
+    ready = DiagnosticsReading()     # the node's readiness: its inference status says the backend is warmed up
 
     def on_diagnostics(msg: DiagnosticArray) -> None:
-        """The node's readiness: its inference status says the backend has been warmed up."""
-        nonlocal warmed_up
-        warmed_up = warmed_up or any(kv.key == "backend warmed up" and kv.value == "yes" for s in msg.status
-                                     if s.name.startswith(ns.strip("/") + "/") for kv in s.values)
+        for s in msg.status:
+            if s.name.startswith(NS.strip("/") + "/"):
+                read_status(ready, s.name, ((kv.key, kv.value) for kv in s.values))
 
     node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, 10)
     # the test bag's camera messages are published as recorded (as `ros2 bag play` would)
     player = BagPlayer([test_bag], "/camera/image_raw", "/camera/camera_info")
-    pub_img, pub_info = player.publishers(node, ns, qos)
+    pub_img, pub_info = player.publishers(node, NS, qos)
     try:
         wait_for_discovery(node, [pub_img, pub_info], list(topics), node_proc)
         # Discovery is seen from this side first; let the node's readers match too before the first frame. As
         # with a camera driver that is already running, camera_info flows first: the node warms its backend up
         # at that size (tracing, allocation), so the first frames are neither delayed nor dropped.
-        first = Header(stamp=rclpy.time.Time(nanoseconds=int(stamps[0])).to_msg(), frame_id="camera_optical_frame")
+        first_stamp = player.frame(0)[2]
+        first = Header(stamp=rclpy.time.Time(nanoseconds=int(first_stamp)).to_msg(), frame_id="camera_optical_frame")
         settle, warm_deadline = time.time() + 1.0, time.time() + 60
-        while time.time() < settle or (not warmed_up and time.time() < warm_deadline):
+        while time.time() < settle or (not ready.warmed_up and time.time() < warm_deadline):
             pub_info.publish(camera_info_msg(first, K, args.width, args.height))
             rclpy.spin_once(node, timeout_sec=0.1)
         period = 1.0 / args.rate
@@ -221,25 +241,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             while time.time() < t0 + (i + 1) * period:
                 rclpy.spin_once(node, timeout_sec=0.01)
         end = time.time() + 10
-        while time.time() < end and len(raw[f"{ns}/odom"]) < len(frames):
+        while time.time() < end and len(raw[f"{NS}/odom"]) < len(player.frames):
             rclpy.spin_once(node, timeout_sec=0.05)
     finally:
         node_proc.stop()
-
-    n_depth = len(raw[f"{ns}/depth/image"])
-    print(f"[demo] received {n_depth} depth images, {len(raw[f'{ns}/points'])} clouds, {len(raw[f'{ns}/odom'])} odometry messages "
-          f"for {len(frames)} frames")
-    if n_depth == 0:
-        print(f"[demo] the node published nothing; its log:\n{log_path.read_text()}", file=sys.stderr)
         node.destroy_node()
         rclpy.try_shutdown()
-        return 1
+    return raw
 
-    # --- bag of everything received ---
+
+def _write_outputs_bag(bag_dir: Path, topics: Dict[str, type], raw: Dict[str, List[tuple]]) -> None:
+    """Everything the node published, as received, in an MCAP bag (``ros2 bag play`` / RViz)."""
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
-    bag_dir = out / "outputs_bag"
     if bag_dir.exists():
         shutil.rmtree(bag_dir)
     store = get_typestore(Stores.ROS2_JAZZY)
@@ -250,41 +265,50 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for t_ns, data in raw[topic]:
                 writer.write(conn, t_ns, data)
 
-    # --- pictures and files from the last frame ---
-    last_depth = deserialize_message(raw[f"{ns}/depth/image"][-1][1], Image)
-    depth = image_to_numpy(last_depth)
-    np.save(out / "depth.npy", depth)
+
+def _save_files(out: Path, raw: Dict[str, List[tuple]], gt_frames: List, T_base_cam: np.ndarray,
+                untrained: bool) -> Tuple[Dict[int, np.ndarray], Dict[int, np.ndarray]]:
+    """Pictures and files from the last frame (input, depth, cloud), the trajectories (TUM) and the summary
+    figure; returns the published depth and odometry poses by stamp (ns) for the evaluation."""
+    import cv2
+    from nav_msgs.msg import Odometry
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from ..core.geometry import matrix_to_quaternion, quaternion_to_matrix, se3_inverse
+    from ..core.image_codec import image_to_numpy
+    from ..core.pointcloud import write_ply
+    from ..ros.pointcloud2 import cloud_colors, cloud_to_numpy
+
+    stamps = np.array([f.stamp_ns for f in gt_frames], np.int64)
+    last_depth = deserialize_message(raw[f"{NS}/depth/image"][-1][1], Image)
+    np.save(out / "depth.npy", image_to_numpy(last_depth))
     stamp_last = last_depth.header.stamp.sec + 1e-9 * last_depth.header.stamp.nanosec
     idx = int(np.argmin(np.abs(stamps / 1e9 - stamp_last)))
-    cv2.imwrite(str(out / "input.png"), cv2.cvtColor(frames[idx], cv2.COLOR_RGB2BGR))
-    colorized = image_to_numpy(deserialize_message(raw[f"{ns}/depth/colorized"][-1][1], Image))
+    cv2.imwrite(str(out / "input.png"), cv2.cvtColor(gt_frames[idx].rgb, cv2.COLOR_RGB2BGR))
+    colorized = image_to_numpy(deserialize_message(raw[f"{NS}/depth/colorized"][-1][1], Image))
     cv2.imwrite(str(out / "depth.png"), colorized)
     xyz = None
-    if raw[f"{ns}/points"]:
-        cloud = deserialize_message(raw[f"{ns}/points"][-1][1], PointCloud2)
+    if raw[f"{NS}/points"]:
+        cloud = deserialize_message(raw[f"{NS}/points"][-1][1], PointCloud2)
         xyz = cloud_to_numpy(cloud)
         n = write_ply(str(out / "points.ply"), xyz, cloud_colors(cloud))
         print(f"[demo] points.ply: {n} points")
-
-    odoms = [deserialize_message(d, Odometry) for _, d in raw[f"{ns}/odom"]]
+    odoms = [deserialize_message(d, Odometry) for _, d in raw[f"{NS}/odom"]]
     track = np.array([[o.header.stamp.sec + 1e-9 * o.header.stamp.nanosec, o.pose.pose.position.x, o.pose.pose.position.y,
                        o.pose.pose.position.z, o.pose.pose.orientation.x, o.pose.pose.orientation.y,
                        o.pose.pose.orientation.z, o.pose.pose.orientation.w] for o in odoms]).reshape(-1, 8)
     np.savetxt(out / "odometry.tum", track, fmt="%.9f")
     # ground truth of base_link in odom, with the camera mount the node was given
-    T_base_cam = _camera_mount(args.param)
-    T_w_b = [T @ se3_inverse(T_base_cam) for T in poses]
+    T_w_b = [f.pose @ se3_inverse(T_base_cam) for f in gt_frames]
     gt = []
     for t, T in zip(stamps, T_w_b):
         rel = se3_inverse(T_w_b[0]) @ T
         gt.append([t / 1e9, *rel[:3, 3], *matrix_to_quaternion(rel[:3, :3])])
     np.savetxt(out / "ground_truth.tum", np.array(gt), fmt="%.9f")
-    _summary_figure(out / "summary.png", frames[idx], colorized, xyz, track, np.array(gt),
-                    untrained=not checkpoint)
-    node.destroy_node()
-    rclpy.try_shutdown()
+    _summary_figure(out / "summary.png", gt_frames[idx].rgb, colorized, xyz, track, np.array(gt), untrained=untrained)
     published_depth = {}
-    for _, data in raw[f"{ns}/depth/image"]:
+    for _, data in raw[f"{NS}/depth/image"]:
         msg = deserialize_message(data, Image)
         published_depth[msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec] = image_to_numpy(msg).astype(np.float32)
     published_odometry = {}
@@ -294,9 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         T[:3, :3] = quaternion_to_matrix(np.array([q.x, q.y, q.z, q.w]))
         T[:3, 3] = [o.pose.pose.position.x, o.pose.pose.position.y, o.pose.pose.position.z]
         published_odometry[o.header.stamp.sec * 10**9 + o.header.stamp.nanosec] = T
-    _evaluate(out, test_bag, checkpoint, published_depth, published_odometry, T_base_cam)
-    print(f"[demo] wrote {', '.join(sorted(p.name for p in out.iterdir()))} to {out}/")
-    return 0
+    return published_depth, published_odometry
 
 
 def _camera_mount(overrides: Sequence[str]) -> np.ndarray:

@@ -16,15 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence, Tuple, Union
 
-from ..cli_help import HelpFormatter
-
-
-def _size(text: str) -> tuple:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got '{text}'")
-    return h, w
+from ..cli_help import HelpFormatter, network_size_option, size_option
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -32,10 +24,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 formatter_class=HelpFormatter)
     p.add_argument("checkpoint_dir", help="Monodepth2-layout checkpoint folder")
     p.add_argument("--out", default=None, help="output folder (default: CHECKPOINT_DIR/onnx)")
-    p.add_argument("--camera-size", type=_size, default=None, metavar="WxH",
+    p.add_argument("--camera-size", type=size_option, default=None, metavar="WxH",
                    help="camera image size the graphs take (default: the network size)")
-    p.add_argument("--network-size", type=_size, default=None, metavar="WxH",
-                   help="network input size (default: the checkpoint's width x height)")
+    p.add_argument("--network-size", type=network_size_option, default=None, metavar="WxH",
+                   help="network input size, multiples of 32 (default: the checkpoint's)")
     p.add_argument("--channel-order", choices=["rgb", "bgr"], default="rgb", help="channel order of the input images")
     p.add_argument("--depth-resolution", choices=["network", "camera"], default="network")
     p.add_argument("--no-pose", action="store_true", help="export the depth graph only")
@@ -70,7 +62,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (CheckpointError, OutputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    network_size = args.network_size or (meta.height, meta.width)
+    network_size = args.network_size or meta.network_size
     if network_size[0] % 32 or network_size[1] % 32:
         print(f"error: network size {network_size[1]}x{network_size[0]} must be multiples of 32", file=sys.stderr)
         return 2

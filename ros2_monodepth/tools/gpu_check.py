@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..cli_help import HelpFormatter
+from ..cli_help import HelpFormatter, network_size_option
 import numpy as np
 
 # Tolerances against the CPU fp32 reference: (depth mean relative, depth max relative, pose translation difference
@@ -207,14 +207,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> CheckConfig:
     p = argparse.ArgumentParser(prog="ros2-monodepth-gpu-check", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks, seeded)")
-    p.add_argument("--network-size", default="640x192", metavar="WxH", help="network input size (default: %(default)s)")
+    p.add_argument("--network-size", type=network_size_option, default=(192, 640), metavar="WxH",
+                   help="network input size (default: 640x192)")
     p.add_argument("--frames", type=int, default=8, help="generated frames compared (default: %(default)s)")
     p.add_argument("--repeats", type=int, default=20, help="timed frames per row (default: %(default)s)")
     p.add_argument("--out", default="gpu_check.json", help="JSON result (default: %(default)s)")
     p.add_argument("--allow-cpu", action="store_true", help="without a GPU, run the harness on the CPU backends instead")
     a = p.parse_args(argv)
-    w, h = (int(v) for v in a.network_size.lower().split("x"))
-    return CheckConfig(a.checkpoint, (h, w), a.frames, a.repeats, a.out, a.allow_cpu)
+    return CheckConfig(a.checkpoint, tuple(a.network_size), a.frames, a.repeats, a.out, a.allow_cpu)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 from ..cli_help import HelpFormatter
+from ..core.model_contract import format_size
 
 LICENCE_NOTICE = """\
 NOTICE: the Monodepth2 weights published by Niantic, Inc. are licensed for NON-COMMERCIAL use only
@@ -50,7 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     meta.extra["licence"] = "Monodepth2 weights: non-commercial use only (Niantic)"
     save_checkpoint(args.out, depth_net, pose_net, meta)
     kind = "stereo-trained (use scale_mode: stereo)" if meta.use_stereo else "monocular (relative scale)"
-    print(f"imported ResNet-{meta.num_layers} {meta.width}x{meta.height} {kind}; pose network: "
+    print(f"imported ResNet-{meta.num_layers} {format_size(meta.network_size)} {kind}; pose network: "
           f"{'yes' if pose_net is not None else 'no (no odometry)'} -> {args.out}")
     return 0
 

@@ -32,7 +32,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ...cli_help import HelpFormatter
+from ...cli_help import HelpFormatter, network_size_option
 from ..ros_session import force_loopback_env, use_large_message_dds_profile
 from .common import bag_frames, generated_frames, stats_ms
 from .model import MODEL_CONFIGS, ModelBenchConfig, model_bench, print_model_table
@@ -59,10 +59,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
                    help="distinct frames, looped (default: 20; node mode with --bag: the whole recording)")
     p.add_argument("--width", type=int, default=640, help="camera width (default: %(default)s)")
     p.add_argument("--height", type=int, default=480, help="camera height (default: %(default)s)")
-    p.add_argument("--network-width", type=int, default=0,
-                   help="network input width (default: the checkpoint's, 640 for untrained networks)")
-    p.add_argument("--network-height", type=int, default=0,
-                   help="network input height (default: the checkpoint's, 192 for untrained networks)")
+    p.add_argument("--network-size", type=network_size_option, metavar="WxH",
+                   help="network input size, multiples of 32 (default: the checkpoint's; 640x192 for untrained networks, "
+                        "320x96 in pose mode)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="model and train modes: torch threads (default: %(default)s, torch's)")
     p.add_argument("--repeats", type=int, default=30, help="timed frames per configuration / of the baseline (default: %(default)s)")
@@ -103,14 +102,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
 
 
 def _network_size(args: argparse.Namespace) -> Tuple[int, int]:
-    """--network-height/width, else the checkpoint's training size, else Monodepth2's 192x640."""
-    meta_size = (192, 640)
+    """--network-size, else the checkpoint's training size, else Monodepth2's 640x192."""
+    if args.network_size:
+        return tuple(args.network_size)
     if args.checkpoint:
         from ...core.checkpoint import read_metadata
 
-        meta = read_metadata(args.checkpoint)
-        meta_size = (meta.height, meta.width)
-    return (args.network_height or meta_size[0], args.network_width or meta_size[1])
+        return read_metadata(args.checkpoint).network_size
+    return (192, 640)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -122,7 +121,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from .pose import PoseBenchConfig, parse_variants, pose_bench, print_pose_table
 
         pose_cfg = PoseBenchConfig(Path(args.work_dir), args.steps, tuple(args.seeds), parse_variants(args.variant),
-                                   args.frames or 60, args.speed, size=(args.network_height or 96, args.network_width or 320),
+                                   args.frames or 60, args.speed, network_size=tuple(args.network_size or (96, 320)),
                                    batch_size=args.batch_size or 8, threads=args.threads)
         pose_res = pose_bench(pose_cfg)
         print(print_pose_table(pose_res))

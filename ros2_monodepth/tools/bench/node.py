@@ -20,6 +20,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from ...core.bags import header_stamp_ns
+from ...core.model_contract import format_size
+from ...ros.health import DiagnosticsReading, read_status
 from ..bag_player import BagPlayer
 from ..node_process import NodeProcess, wait_for_discovery
 from .common import stats_ms
@@ -92,116 +94,152 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: Optional[np.nd
     on a recording published as recorded (its encoding, stamps and camera_info; compressed recordings to
     image/compressed with the node's image_transport set to match). Latency is always measured from the moment a
     frame is published to the output carrying its stamp."""
-    import rclpy
-    from diagnostic_msgs.msg import DiagnosticArray
-    from nav_msgs.msg import Odometry
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    from std_msgs.msg import Header
-
-    from ...ros.image_messages import fill_image_msg
-    from ...ros.messages import camera_info_msg
-
-    ns = cfg.namespace
     if player is not None and not frames:
         frames = player.decoded(cfg.repeats)
     baseline_s = eager_baseline(cfg.checkpoint, cfg.network_size, frames, cfg.warmup, cfg.repeats) if cfg.baseline and frames else []
-    proc: Optional[NodeProcess] = None
-    if not cfg.attach:
-        params: Dict[str, Any] = {"backend": cfg.backend, "precision": cfg.precision, "input_qos": "reliable",
-                                  "network_width": cfg.network_size[1], "network_height": cfg.network_size[0],
-                                  "diagnostics_period": 1.0}
-        if cfg.checkpoint:
-            params["checkpoint_dir"] = cfg.checkpoint
-        if player is not None and player.compressed:
-            params["image_transport"] = "compressed"
-        proc = NodeProcess(Path(cfg.node_log), params, namespace=ns, extra_params=cfg.params)
-    rclpy.init()
-    node = rclpy.create_node("monodepth_bench")
-    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    outputs = {"depth": (f"{ns}/depth/image", Image), "points": (f"{ns}/points", PointCloud2), "odom": (f"{ns}/odom", Odometry)}
-    received: Dict[str, List[Tuple[float, int]]] = {k: [] for k in outputs}   # (receive wall time, stamp ns)
-    stages: Dict[str, float] = {}
-    h, w = player.size if player is not None else frames[0].shape[:2]
-    result: Dict[str, Any] = {"mode": "node", "camera_size": [h, w], "network_size": list(cfg.network_size),
-                              "backend": cfg.backend, "precision": cfg.precision}
+    run = _BenchedNode(cfg, frames, K, player)
+    try:
+        run.connect()
+        run.warm_up()
+        run.measure()
+        result = run.summary()
+    finally:
+        process = run.close()
+    result["process"] = process
+    if baseline_s:
+        # timed again after the node has stopped: a shared machine drifts, and the ratio should not hang on
+        # which minute the baseline happened to run in
+        after_s = eager_baseline(cfg.checkpoint, cfg.network_size, frames, cfg.warmup, cfg.repeats)
+        result["baseline_eager_fp32_fps_before_after"] = [1.0 / float(np.median(baseline_s)), 1.0 / float(np.median(after_s))]
+        base_fps = 1.0 / float(np.median(baseline_s + after_s))
+        result["baseline_eager_fp32_fps"] = base_fps
+        result["speedup_vs_baseline"] = result["odom"]["rate_hz"] / base_fps
+    return result
 
-    def on_output(kind: str) -> Callable[[bytes], None]:
+
+class _BenchedNode:
+    """One node-benchmark run: the node under test (started here or attached), this side's ROS node with its
+    publishers and output subscriptions, what was sent when and what came back."""
+
+    def __init__(self, cfg: NodeBenchConfig, frames: List[np.ndarray], K: Optional[np.ndarray],
+                 player: Optional[BagPlayer]):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from nav_msgs.msg import Odometry
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+
+        from ...ros.image_messages import fill_image_msg
+
+        self.cfg, self.frames, self.K, self.player = cfg, frames, K, player
+        ns = cfg.namespace
+        self.proc: Optional[NodeProcess] = None
+        if not cfg.attach:
+            params: Dict[str, Any] = {"backend": cfg.backend, "precision": cfg.precision, "input_qos": "reliable",
+                                      "network_size": format_size(cfg.network_size), "diagnostics_period": 1.0}
+            if cfg.checkpoint:
+                params["checkpoint_dir"] = cfg.checkpoint
+            if player is not None and player.compressed:
+                params["image_transport"] = "compressed"
+            self.proc = NodeProcess(Path(cfg.node_log), params, namespace=ns, extra_params=cfg.params)
+        rclpy.init()
+        self.node = rclpy.create_node("monodepth_bench")
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.outputs = {"depth": (f"{ns}/depth/image", Image), "points": (f"{ns}/points", PointCloud2),
+                        "odom": (f"{ns}/odom", Odometry)}
+        self.received: Dict[str, List[Tuple[float, int]]] = {k: [] for k in self.outputs}   # (receive wall time, stamp ns)
+        self.diagnostics = DiagnosticsReading()
+        self.node_backend = ""
+        self.size = player.size if player is not None else frames[0].shape[:2]
+        self.published: List[int] = []             # stamps (ns) of the measured frames, in order
+        self.sent_at: Dict[int, float] = {}         # stamp (ns) -> wall time it was published
+        self.monitor: Optional[ProcessMonitor] = None
+        self.elapsed = 1.0
+        for kind, (topic, typ) in self.outputs.items():
+            self.node.create_subscription(typ, topic, self._on_output(kind), qos, raw=True)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        if player is not None:
+            self.pub_img, self.pub_info = player.publishers(self.node, ns, qos)
+        else:
+            self.pub_img = self.node.create_publisher(Image, f"{ns}/image", qos)
+            self.pub_info = self.node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
+            self.msgs = [fill_image_msg(Image(), f, "rgb8") for f in frames]
+
+    def _on_output(self, kind: str) -> Callable[[bytes], None]:
         # the stamp read from the serialized bytes: deserializing 1 MB of depth and points per frame in Python would
         # take the CPU from the node under test
-        return lambda raw: received[kind].append((time.time(), header_stamp_ns(raw)))
+        return lambda raw: self.received[kind].append((time.time(), header_stamp_ns(raw)))
 
-    if player is not None:
-        result["bag"] = {"topic": player.image_topic, "type": player.msgtype, "frames": len(player.frames),
-                         "encoding": player.encoding, "camera_size": list(player.size)}
-        result["camera_size"] = list(player.size)
-
-    def on_diag(msg: Any) -> None:
+    def _on_diagnostics(self, msg: Any) -> None:
         for st in msg.status:
             if st.hardware_id:
-                result["node_backend"] = st.hardware_id   # the node's backend.describe()
-            for kv in st.values:
-                if kv.key == "format" and st.name.endswith(": input"):
-                    result["node_input_format"] = kv.value   # what the node decoded: encoding (or format) and size
-                if kv.key.startswith("stage ") and kv.key.endswith(" mean (ms)"):
-                    stages[kv.key[6:-10]] = float(kv.value)
+                self.node_backend = st.hardware_id   # the node's backend.describe()
+            read_status(self.diagnostics, st.name, ((kv.key, kv.value) for kv in st.values))
 
-    for kind, (topic, typ) in outputs.items():
-        node.create_subscription(typ, topic, on_output(kind), qos, raw=True)
-    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
-    if player is not None:
-        pub_img, pub_info = player.publishers(node, ns, qos)
-    else:
-        pub_img = node.create_publisher(Image, f"{ns}/image", qos)
-        pub_info = node.create_publisher(CameraInfo, f"{ns}/camera_info", qos)
-        msgs = [fill_image_msg(Image(), f, "rgb8") for f in frames]
-    monitor = None
-    try:
-        wait_for_discovery(node, [pub_img], [t for t, _ in outputs.values()], proc)
-        end = time.time() + 1.0
+    def _spin_for(self, seconds: float, step: float = 0.05) -> None:
+        import rclpy
+
+        end = time.time() + seconds
         while time.time() < end:
-            rclpy.spin_once(node, timeout_sec=0.05)
-        pid = proc.pid if proc is not None else cfg.attach_pid
+            rclpy.spin_once(self.node, timeout_sec=step)
+
+    def connect(self) -> None:
+        """Wait for both sides to see each other, then start sampling the node's CPU and memory."""
+        wait_for_discovery(self.node, [self.pub_img], [t for t, _ in self.outputs.values()], self.proc)
+        self._spin_for(1.0)
+        pid = self.proc.pid if self.proc is not None else self.cfg.attach_pid
         if pid:
-            monitor = ProcessMonitor(pid)
-            monitor.start()
-        published: List[int] = []                   # stamps (ns) of the measured frames, in order
-        sent_at: Dict[int, float] = {}               # stamp (ns) -> wall time it was published
+            self.monitor = ProcessMonitor(pid)
+            self.monitor.start()
 
-        def publish(i: int) -> int:
-            """Publish play-out frame ``i``; returns its stamp (ns)."""
-            if player is not None:
-                image, info, stamp_ns = player.frame(i)
-                if info is not None:
-                    pub_info.publish(info)
-                pub_img.publish(image)
-            else:
-                stamp_ns = time.time_ns()
-                header = Header(stamp=rclpy.time.Time(nanoseconds=stamp_ns).to_msg(), frame_id="camera_optical_frame")
-                assert K is not None, "generated frames come with their intrinsics"
-                pub_info.publish(camera_info_msg(header, K, w, h))
-                m = msgs[i % len(msgs)]
-                m.header = header
-                pub_img.publish(m)
-            sent_at[stamp_ns] = time.time()
-            return stamp_ns
+    def publish(self, i: int) -> int:
+        """Publish play-out frame ``i``; returns its stamp (ns)."""
+        import rclpy
+        from std_msgs.msg import Header
 
-        # warm-up frames are not counted
-        for i in range(cfg.warmup):
-            n0 = len(received["odom"])
-            publish(i)
+        from ...ros.messages import camera_info_msg
+
+        if self.player is not None:
+            image, info, stamp_ns = self.player.frame(i)
+            if info is not None:
+                self.pub_info.publish(info)
+            self.pub_img.publish(image)
+        else:
+            stamp_ns = time.time_ns()
+            header = Header(stamp=rclpy.time.Time(nanoseconds=stamp_ns).to_msg(), frame_id="camera_optical_frame")
+            assert self.K is not None, "generated frames come with their intrinsics"
+            h, w = self.size
+            self.pub_info.publish(camera_info_msg(header, self.K, w, h))
+            m = self.msgs[i % len(self.msgs)]
+            m.header = header
+            self.pub_img.publish(m)
+        self.sent_at[stamp_ns] = time.time()
+        return stamp_ns
+
+    def warm_up(self) -> None:
+        """``cfg.warmup`` frames, each answered (or 30 s) before the next; not counted."""
+        import rclpy
+
+        for i in range(self.cfg.warmup):
+            n0 = len(self.received["odom"])
+            self.publish(i)
             t_end = time.time() + 30
-            while len(received["odom"]) == n0 and time.time() < t_end:
-                rclpy.spin_once(node, timeout_sec=0.1)
-        for k in received:
-            received[k].clear()
+            while len(self.received["odom"]) == n0 and time.time() < t_end:
+                rclpy.spin_once(self.node, timeout_sec=0.1)
+        for k in self.received:
+            self.received[k].clear()
 
-        def unanswered(sent: List[int]) -> int:
-            """Frames published after the newest answered one (the node answers in order; a frame older than
-            an answered one was dropped, latest frame wins, and is not waited for)."""
-            last = received["odom"][-1][1] if received["odom"] else -1
-            return len(sent) - bisect.bisect_right(sent, last)
+    def _unanswered(self) -> int:
+        """Frames published after the newest answered one (the node answers in order; a frame older than an
+        answered one was dropped, latest frame wins, and is not waited for)."""
+        last = self.received["odom"][-1][1] if self.received["odom"] else -1
+        return len(self.published) - bisect.bisect_right(self.published, last)
 
+    def measure(self) -> None:
+        """Frames for ``cfg.duration`` s: at the recording's pace, at a fixed rate, or closed loop."""
+        import rclpy
+
+        cfg, player = self.cfg, self.player
         t_start = time.time()
         i = 0
         next_at = t_start
@@ -209,39 +247,52 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: Optional[np.nd
             if player is not None and cfg.bag_rate > 0:   # the recording's own pace, scaled
                 next_at += player.delay_s(cfg.warmup + i) / cfg.bag_rate
                 while time.time() < next_at:
-                    rclpy.spin_once(node, timeout_sec=max(0.0, next_at - time.time()))
-                published.append(publish(cfg.warmup + i))
+                    rclpy.spin_once(self.node, timeout_sec=max(0.0, next_at - time.time()))
+                self.published.append(self.publish(cfg.warmup + i))
             elif cfg.rate > 0:
                 target = t_start + i / cfg.rate
                 while time.time() < target:
-                    rclpy.spin_once(node, timeout_sec=max(0.0, target - time.time()))
-                published.append(publish(cfg.warmup + i))
+                    rclpy.spin_once(self.node, timeout_sec=max(0.0, target - time.time()))
+                self.published.append(self.publish(cfg.warmup + i))
             else:   # closed loop: one frame in flight
-                published.append(publish(cfg.warmup + i))
+                self.published.append(self.publish(cfg.warmup + i))
                 t_end = time.time() + 10
                 # spin_once returns when a message arrives: a long timeout does not add latency, and not
                 # polling leaves both cores to the node (on 2 cores a busy harness halves its speed)
-                while unanswered(published) and time.time() < t_end:
-                    rclpy.spin_once(node, timeout_sec=0.1)
+                while self._unanswered() and time.time() < t_end:
+                    rclpy.spin_once(self.node, timeout_sec=0.1)
             i += 1
-        t_end = time.time() + 3
-        while time.time() < t_end:
-            rclpy.spin_once(node, timeout_sec=0.01)
-        elapsed = sent_at[published[-1]] - sent_at[published[0]] if len(published) > 1 else 1.0
-        counted = set(published)
+        self._spin_for(3.0, 0.01)
+        published = self.published
+        self.elapsed = self.sent_at[published[-1]] - self.sent_at[published[0]] if len(published) > 1 else 1.0
+
+    def summary(self) -> Dict[str, Any]:
+        """Rates, drops, latency and jitter per output; the stages' share; ROS's overhead per frame."""
+        cfg, player = self.cfg, self.player
+        h, w = self.size
+        result: Dict[str, Any] = {"mode": "node", "camera_size": [h, w], "network_size": list(cfg.network_size),
+                                  "backend": cfg.backend, "precision": cfg.precision}
+        if player is not None:
+            result["bag"] = {"topic": player.image_topic, "type": player.msgtype, "frames": len(player.frames),
+                             "encoding": player.encoding, "camera_size": list(player.size)}
+        if self.node_backend:
+            result["node_backend"] = self.node_backend
+        if self.diagnostics.input_format:
+            result["node_input_format"] = self.diagnostics.input_format   # what the node decoded: encoding and size
         mode = "closed loop (max sustained)"
         if player is not None and cfg.bag_rate > 0:
             mode = f"recorded pace x {cfg.bag_rate:g}"
         elif cfg.rate > 0:
             mode = f"fixed {cfg.rate} Hz"
-        result.update({"rate_mode": mode, "duration_s": round(elapsed, 1), "frames_published": len(published)})
-        for kind, recs in received.items():
-            lat = [r - sent_at[s] for r, s in recs if s in counted]
+        result.update({"rate_mode": mode, "duration_s": round(self.elapsed, 1), "frames_published": len(self.published)})
+        counted = set(self.published)
+        for kind, recs in self.received.items():
+            lat = [r - self.sent_at[s] for r, s in recs if s in counted]
             arrivals = np.diff([r for r, _ in recs])
-            result[kind] = {"received": len(recs), "dropped": len(published) - len(lat),
+            result[kind] = {"received": len(recs), "dropped": len(self.published) - len(lat),
                             "rate_hz": (len(recs) - 1) / max(1e-6, recs[-1][0] - recs[0][0]) if len(recs) > 1 else 0.0,
                             "latency_ms": stats_ms(lat), "jitter_ms": float(arrivals.std() * 1000) if arrivals.size else 0.0}
-        stages.pop("total", None)   # the node's whole-frame time, not a stage
+        stages = {k: v for k, v in self.diagnostics.stages_ms.items() if k != "total"}   # total: the whole frame
         total = sum(stages.values())
         frame_ms = 1000.0 / result["odom"]["rate_hz"] if result["odom"]["rate_hz"] else float("nan")
         model_ms = stages.get("depth_net", 0.0) + stages.get("pose_net", 0.0)
@@ -254,24 +305,22 @@ def node_bench(cfg: NodeBenchConfig, frames: List[np.ndarray], K: Optional[np.nd
         result["ros_overhead_share_of_frame"] = (per_frame_ms - model_ms) / frame_ms
         result["stage_ms"] = stages
         result["stage_share"] = {k: v / total for k, v in stages.items()} if total else {}
-    finally:
-        if monitor is not None:
-            monitor.stop_event.set()
-            monitor.join(2)
-            result["process"] = monitor.summary()
-        if proc is not None:
-            proc.stop()
-        node.destroy_node()
+        return result
+
+    def close(self) -> Dict[str, Any]:
+        """Stop sampling, stop the node under test (when started here), leave ROS; the process summary."""
+        import rclpy
+
+        process: Dict[str, Any] = {}
+        if self.monitor is not None:
+            self.monitor.stop_event.set()
+            self.monitor.join(2)
+            process = self.monitor.summary()
+        if self.proc is not None:
+            self.proc.stop()
+        self.node.destroy_node()
         rclpy.try_shutdown()
-    if baseline_s:
-        # timed again after the node has stopped: a shared machine drifts, and the ratio should not hang on
-        # which minute the baseline happened to run in
-        after_s = eager_baseline(cfg.checkpoint, cfg.network_size, frames, cfg.warmup, cfg.repeats)
-        result["baseline_eager_fp32_fps_before_after"] = [1.0 / float(np.median(baseline_s)), 1.0 / float(np.median(after_s))]
-        base_fps = 1.0 / float(np.median(baseline_s + after_s))
-        result["baseline_eager_fp32_fps"] = base_fps
-        result["speedup_vs_baseline"] = result["odom"]["rate_hz"] / base_fps
-    return result
+        return process
 
 
 def print_node_table(res: Dict[str, Any]) -> str:

@@ -24,6 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ...core.model_contract import format_size
+
 # The training loop before issue 18 (its defaults then), and today's defaults.
 BUILTIN_VARIANTS: Dict[str, List[str]] = {
     "previous": ["--tie-break", "fixed", "--pose-batch", "joint", "--pose-precision", "auto", "--resize-filter", "area",
@@ -56,7 +58,7 @@ class PoseBenchConfig:
     frames: int = 60
     speed: float = 10.0
     turns: float = 0.15
-    size: Tuple[int, int] = (96, 320)     # network (height, width); the bags are 320x96
+    network_size: Tuple[int, int] = (96, 320)     # (height, width); the bags are 320x96
     batch_size: int = 8
     lr: float = 2e-4
     threads: int = 0
@@ -85,14 +87,14 @@ def pose_bench(cfg: PoseBenchConfig) -> Dict[str, Any]:
 
     train_bag, test_bag = _bags(cfg)
     rows: Dict[str, Dict[str, Any]] = {}
-    h, w = cfg.size
+    h, w = cfg.network_size
     # the untrained networks first: "learned" is measured against them
-    untrained = evaluate(None, EvalConfig(bags=[str(test_bag)], depth_topic="", height=h, width=w, backend="offline"))
+    untrained = evaluate(None, EvalConfig(bags=[str(test_bag)], depth_topic="", network_size=cfg.network_size, backend="offline"))
     for name, options in cfg.variants.items():
         runs = []
         for seed in cfg.seeds:
             out = cfg.out / f"{name}_seed{seed}"
-            argv = [str(train_bag), "--out", str(out), "--height", str(h), "--width", str(w), "--batch-size",
+            argv = [str(train_bag), "--out", str(out), "--network-size", format_size(cfg.network_size), "--batch-size",
                     str(cfg.batch_size), "--lr", str(cfg.lr), "--lr-schedule", "constant", "--seed", str(seed),
                     "--workers", "1", "--no-progress", "--static-threshold", "0", "--threads", str(cfg.threads),
                     "--log-every", "1000000", "--image-every", "1000000", "--checkpoint-every", str(cfg.steps),
@@ -101,7 +103,7 @@ def pose_bench(cfg: PoseBenchConfig) -> Dict[str, Any]:
             print(f"[bench pose] {name} seed {seed}: {' '.join(options) or 'defaults'}", flush=True)
             checkpoint = train_or_reuse(replace(train_cfg, epochs=10_000), cfg.steps)
             summary = json.loads((Path(checkpoint).parent / "summary.json").read_text())
-            m = evaluate(str(checkpoint), EvalConfig(bags=[str(test_bag)], depth_topic="", height=h, width=w,
+            m = evaluate(str(checkpoint), EvalConfig(bags=[str(test_bag)], depth_topic="", network_size=cfg.network_size,
                                                      backend="offline"))
             verdict = summary.get("verdict", {})
             runs.append({"seed": seed, "rpe_m": m["rpe_sim3_m"], "ate_m": m["ate_sim3_m"],

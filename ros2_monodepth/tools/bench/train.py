@@ -85,7 +85,7 @@ def train_bench(cfg: TrainBenchConfig, frames: List[np.ndarray], K: np.ndarray) 
     import torch
 
     from ros2_monodepth_training.dataset import ResizePlan
-    from ros2_monodepth_training.objective import LossConfig
+    from ros2_monodepth_training.objective import LossConfig, TripletBatch
     from ros2_monodepth_training.train import TrainingModel
 
     if cfg.threads:
@@ -107,7 +107,7 @@ def train_bench(cfg: TrainBenchConfig, frames: List[np.ndarray], K: np.ndarray) 
     with torch.no_grad():
         naive.eval(), fast.eval()
         l_naive = float(_plain_loss(naive.depth, naive.pose, batch))
-        l_fast = float(fast(batch).total)
+        l_fast = float(fast(TripletBatch.of(batch)).total)
     results["loss_naive_fp32"] = l_naive
     results["loss_fast"] = l_fast
     results["loss_relative_difference"] = abs(l_fast - l_naive) / l_naive
@@ -125,7 +125,7 @@ def train_bench(cfg: TrainBenchConfig, frames: List[np.ndarray], K: np.ndarray) 
     steps = {"naive fp32 eager": make_step(lambda: _plain_loss(naive.depth, naive.pose, batch),
                                            torch.optim.Adam([p for p in naive.parameters() if p.requires_grad],
                                                             lr=1e-5, foreach=False)),
-             "ros2_monodepth step": make_step(lambda: fast(batch).total, fast.optimizer(1e-5))}
+             "ros2_monodepth step": make_step(lambda: fast(TripletBatch.of(batch)).total, fast.optimizer(1e-5))}
     warm: Dict[str, float] = {}
     for name, step in steps.items():
         t0 = time.perf_counter()
