@@ -570,6 +570,63 @@ def _after_step(run: TrainingRun, out: LossOutput, batch: TripletBatch, rate: fl
     return True
 
 
+def _is_lost_worker(exc: BaseException, fetching: bool) -> bool:
+    """Whether ``exc`` means a data-loading worker died. torch says so in a RuntimeError, from the loader or from its
+    SIGCHLD handler (which can raise in any line of the step); a worker killed while it hands a batch over breaks the
+    shared-memory connection instead, seen as an OSError or EOFError while the next batch is fetched."""
+    if isinstance(exc, RuntimeError):
+        return "DataLoader worker" in str(exc)
+    return fetching
+
+
+def _close_after_lost_worker(batches: Any) -> None:
+    """Reaps the dead worker and shuts the loader's others down, so that torch's SIGCHLD handler, which raises for
+    every registered worker that died, has none left: otherwise the next child process that exits (a resumed run's
+    workers, a subprocess) raises "DataLoader worker is killed" in whatever code runs then."""
+    import multiprocessing
+
+    multiprocessing.active_children()  # waits on exited children: their pids are then gone for the handler
+    shutdown = getattr(batches, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
+@contextlib.contextmanager
+def _worker_deaths_seen_at_fetch() -> Any:
+    """While the epochs run, a data-loading worker's death is reported at one place: the next fetch.
+
+    torch's DataLoader installs a SIGCHLD handler (with its first worker) that raises in whatever line the main thread
+    runs when a worker dies: in the middle of an optimiser step, while a checkpoint is written, or while the loader's
+    own error for the same death propagates. Inside this block that handler's error is dropped; the loader still finds
+    the death itself, at the next fetch (its worker status check, or the broken hand-over of a batch), where the
+    training loop saves a checkpoint and stops cleanly. Only in the main thread, and only when torch's handler is there.
+    """
+    import signal
+    import threading
+
+    sigchld = getattr(signal, "SIGCHLD", None)
+    if sigchld is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    torch_handler = signal.getsignal(sigchld)
+    if not callable(torch_handler):
+        yield
+        return
+
+    def report_at_fetch(signum: int, frame: Any) -> None:
+        try:
+            torch_handler(signum, frame)
+        except RuntimeError as exc:
+            if "DataLoader worker" not in str(exc):
+                raise
+
+    signal.signal(sigchld, report_at_fetch)
+    try:
+        yield
+    finally:
+        signal.signal(sigchld, torch_handler)
+
+
 def _run_epochs(run: TrainingRun) -> None:
     """Epochs until the run's end (epochs, --max-steps, --max-minutes), with validation and a checkpoint after each."""
     from tqdm import tqdm
@@ -579,29 +636,39 @@ def _run_epochs(run: TrainingRun) -> None:
     done = False
     while progress.epoch < a.epochs and not done:
         run.sampler.set_position(progress.epoch, progress.done_in_epoch)
-        bar = tqdm(run.loader, total=len(run.sampler) // a.batch_size, desc=f"epoch {progress.epoch + 1}/{a.epochs}",
+        batches = iter(run.loader)
+        bar = tqdm(total=len(run.sampler) // a.batch_size, desc=f"epoch {progress.epoch + 1}/{a.epochs}",
                    unit="step", disable=not run.show_progress, dynamic_ncols=True)
         t_rate, n_rate = time.monotonic(), 0
-        try:
-            for collated in bar:
-                batch = TripletBatch.of(collated).to(run.device, a.channels_last)
-                out = _train_step(run, batch)
-                n_rate += batch.size * run.world
-                rate = n_rate / max(1e-6, time.monotonic() - t_rate)
-                bar.set_postfix(loss=f"{out.terms['loss']:.4f}", img_s=f"{rate:.1f}")
-                done = _after_step(run, out, batch, rate)
-                if done:
-                    break
-        except RuntimeError as exc:
-            if "DataLoader worker" not in str(exc):
-                raise
-            # a worker killed (out of memory, a signal): keep what was learned, say how to go on
-            bar.close()
-            run.checkpoint()
-            raise TrainingStopped(
-                f"a data-loading worker stopped ({exc}). The checkpoint of step {progress.step} is saved in {run.ckpt_dir}: "
-                f"run the same command with --resume to continue (with fewer --workers, or a smaller --batch-size, if "
-                f"memory ran out)") from None
+        with _worker_deaths_seen_at_fetch():
+            fetching = True
+            try:
+                while True:
+                    fetching = True
+                    collated = next(batches, None)
+                    fetching = False
+                    if collated is None:
+                        break
+                    batch = TripletBatch.of(collated).to(run.device, a.channels_last)
+                    out = _train_step(run, batch)
+                    bar.update(1)
+                    n_rate += batch.size * run.world
+                    rate = n_rate / max(1e-6, time.monotonic() - t_rate)
+                    bar.set_postfix(loss=f"{out.terms['loss']:.4f}", img_s=f"{rate:.1f}")
+                    done = _after_step(run, out, batch, rate)
+                    if done:
+                        break
+            except (RuntimeError, OSError, EOFError) as exc:
+                if not _is_lost_worker(exc, fetching):
+                    raise
+                # a worker killed (out of memory, a signal): keep what was learned, say how to go on
+                _close_after_lost_worker(batches)
+                bar.close()
+                run.checkpoint()
+                raise TrainingStopped(
+                    f"a data-loading worker stopped ({type(exc).__name__}: {exc}). The checkpoint of step {progress.step} is "
+                    f"saved in {run.ckpt_dir}: run the same command with --resume to continue (with fewer --workers, or a "
+                    f"smaller --batch-size, if memory ran out)") from None
         bar.close()
         if not done:
             progress.epoch += 1
