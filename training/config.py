@@ -83,6 +83,9 @@ class TrainConfig:
     velocity_weight: float = 0.05
     velocity_min_speed: float = 0.05
     velocity_warmup: int = 0
+    # a geometric start for the pose network where the bag has no odometry (two-view geometry, fading out)
+    pose_prior_weight: float = 0.0
+    pose_prior_steps: int = 200
     # training-loop details that differ from Monodepth2's reference trainer (issue 18's ablations)
     tie_break: str = "fixed"
     pose_batch: str = "joint"
@@ -118,6 +121,10 @@ class TrainConfig:
             out.append(f"--odometry-tf is PARENT:CHILD (e.g. odom:base_link), got '{self.odometry_tf}'")
         if (self.odometry_topic or self.odometry_tf) and not self.monocular:
             out.append("velocity supervision scales the pose network: it needs monocular training")
+        if self.pose_prior_weight < 0 or self.pose_prior_steps < 0:
+            out.append("--pose-prior-weight and --pose-prior-steps must be >= 0")
+        if self.pose_prior_weight > 0 and not self.monocular:
+            out.append("--pose-prior-weight guides the pose network: it needs monocular training")
         if self.velocity_weight < 0 or self.velocity_min_speed < 0 or self.velocity_warmup < 0:
             out.append("--velocity-weight, --velocity-min-speed and --velocity-warmup must be >= 0")
         if self.batch_size < 1 or self.epochs < 1:
@@ -133,7 +140,8 @@ class TrainConfig:
                           monocular=self.monocular, stereo=self.stereo,
                           velocity=self.velocity_weight if self.odometry_source().enabled else 0.0,
                           velocity_min_speed=self.velocity_min_speed, tie_break=self.tie_break,
-                          pose_batch=self.pose_batch, pose_fp32=self.pose_precision == "fp32")
+                          pose_batch=self.pose_batch, pose_fp32=self.pose_precision == "fp32",
+                          pose_prior=self.pose_prior_weight if self.monocular else 0.0)
 
     def odometry_source(self) -> Any:
         from .odometry_source import OdometrySource
@@ -247,6 +255,13 @@ def train_parser() -> argparse.ArgumentParser:
     v.add_argument("--velocity-warmup", type=int, default=d.velocity_warmup, metavar="STEPS",
                    help="photometric-only steps before the velocity loss starts; it then ramps up linearly over as many "
                         "steps (0: full weight from the first step)")
+    g = p.add_argument_group("geometric start for the pose network (two-view geometry; experimental, see docs/research.md)")
+    g.add_argument("--pose-prior-weight", type=float, default=d.pose_prior_weight, metavar="W",
+                   help="> 0: pull the pose network towards the rotation and direction of travel that the essential "
+                        "matrix of tracked corners gives for each training pair (computed once at start), for a bag "
+                        "without odometry whose runs get stuck on large motion (0: off)")
+    g.add_argument("--pose-prior-steps", type=int, default=d.pose_prior_steps, metavar="STEPS",
+                   help="the prior fades out linearly over these steps; the photometric loss decides alone after them")
     x = p.add_argument_group("training-loop details (the reference trainer's choice in brackets; for ablations)")
     x.add_argument("--tie-break", choices=("fixed", "noise"), default=d.tie_break,
                    help="identity vs reprojection ties: a fixed 1e-5 bias, or zero-mean noise of that size [noise]")

@@ -478,6 +478,61 @@ class _Decoder:
 
 
 
+def invert_rigid(T: np.ndarray) -> np.ndarray:
+    """The inverse of a rigid transform (4, 4); NaN stays NaN.
+
+    >>> T = np.eye(4); T[:3, 3] = [1.0, 2.0, 3.0]
+    >>> invert_rigid(T)[:3, 3].tolist()
+    [-1.0, -2.0, -3.0]
+    """
+    R, t = T[:3, :3], T[:3, 3]
+    out = np.eye(4, dtype=T.dtype)
+    out[:3, :3] = R.T
+    out[:3, 3] = -R.T @ t
+    if not np.isfinite(T).all():
+        out[:] = np.nan
+    return out
+
+
+def two_view_pair_motion(index: FrameIndex, plans: Dict[int, "ResizePlan"], triplets: np.ndarray,
+                         progress: bool = False) -> Tuple[Dict[int, np.ndarray], Tuple[int, int]]:
+    """Per sequence with triplets: (frames - 1, 4, 4) float32, T_j_j+1 between consecutive kept frames from
+    two-view geometry on the region the networks see (the crop of ``plans``, at the camera's resolution), translation
+    of unit length; NaN rows where the geometry cannot say. Only the pairs that triplets use are computed; the
+    second value is (pairs with an estimate, pairs computed)."""
+    from tqdm import tqdm
+
+    from .two_view import relative_motion
+
+    needed: Dict[int, set] = {}
+    for k, c in np.asarray(triplets, np.int64).reshape(-1, 2):
+        needed.setdefault(int(k), set()).update((int(c) - 1, int(c)))
+    out: Dict[int, np.ndarray] = {}
+    known = 0
+    bar = tqdm(total=sum(len(v) for v in needed.values()), desc="two-view pose prior", unit="pair", disable=not progress)
+    for k, pairs in needed.items():
+        seq, plan = index.sequences[k], plans[k]
+        # the region the networks see, at the camera's own resolution: rotation and direction of travel do not
+        # depend on the resize, and the full pixels give the corner tracking parallax to work with
+        y0, x0, h, w = plan.crop
+        K = np.asarray(seq.K, np.float64).copy()
+        K[0, 2] -= x0
+        K[1, 2] -= y0
+        motion = np.full((len(seq.raw) - 1, 4, 4), np.nan, np.float32)
+        for j in sorted(pairs):
+            first = _Decoder.rgb(seq.raw[j], seq.msgtype)[y0:y0 + h, x0:x0 + w]
+            second = _Decoder.rgb(seq.raw[j + 1], seq.msgtype)[y0:y0 + h, x0:x0 + w]
+            found = relative_motion(np.ascontiguousarray(first), np.ascontiguousarray(second), K)
+            if found is not None:
+                motion[j] = np.eye(4)
+                motion[j, :3, :3], motion[j, :3, 3] = found.rotation, found.direction
+                known += 1
+            bar.update(1)
+        out[k] = motion
+    bar.close()
+    return out, (known, sum(len(v) for v in needed.values()))
+
+
 class TripletDataset(Dataset):
     """Samples around the triplets given ((sequence, centre) rows, ``make_triplets``).
 
@@ -488,18 +543,26 @@ class TripletDataset(Dataset):
       stereo (3, H, W) and T_stereo (4, 4) (right <- left camera) when the sequence has a right camera
       travel   (2,) float32 metres the camera moved (t-1 -> t, t -> t+1), NaN where unknown (velocity supervision)
       dt       (2,) float32 seconds between those frames
+      prior    (2, 4, 4) float32 with ``pose_prior``: T_prev_cur and T_next_cur from two-view geometry
+               (``two_view``), unit translation, NaN where the geometry cannot say
       sequence, centre  int
     Each sequence is cropped to the training aspect ratio and resized with its own plan (its camera's size and K).
     Collated by the DataLoader, a batch of these is ``objective.TripletBatch.of(batch)``.
     """
 
     def __init__(self, index: FrameIndex, triplets: np.ndarray, size: Tuple[int, int], crop: str = "center",
-                 augmentation: Optional[Augmentation] = None, resize_filter: str = "area"):
+                 augmentation: Optional[Augmentation] = None, resize_filter: str = "area", pose_prior: bool = False,
+                 progress: bool = False):
         self.index = index
         self.triplets = np.asarray(triplets, np.int64).reshape(-1, 2)
         self.plans = {k: ResizePlan.make(seq.size, size, seq.K, crop, resize_filter)
                       for k, seq in enumerate(index.sequences) if not seq.unusable}
         self.aug = augmentation or Augmentation(enabled=False)
+        # per sequence, T_j_j+1 between consecutive kept frames, as the networks see them (computed once, here)
+        self.pair_motion: Dict[int, np.ndarray] = {}
+        self.prior_coverage = (0, 0)   # frame pairs with a geometric estimate, of those the triplets use
+        if pose_prior:
+            self.pair_motion, self.prior_coverage = two_view_pair_motion(index, self.plans, self.triplets, progress)
 
     def __len__(self) -> int:
         return len(self.triplets)
@@ -516,12 +579,14 @@ class TripletDataset(Dataset):
         K = plan.K.copy()
         baseline = seq.baseline
         aug = arr
+        flipped = False
         if self.aug.enabled and seed is not None:
             rng = np.random.default_rng(seed)
             if rng.random() < 0.5:
                 aug = self.aug.jitter(arr, rng)
             if rng.random() < 0.5:
                 arr, aug = arr[:, :, ::-1], aug[:, :, ::-1]
+                flipped = True
                 K[0, 2] = plan.out_size[1] - 1 - K[0, 2]
                 baseline = -baseline   # a mirrored rig has the right camera on the left
         to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
@@ -532,6 +597,12 @@ class TripletDataset(Dataset):
                "dt": torch.tensor([(seq.stamps[c] - seq.stamps[c - 1]) / 1e9, (seq.stamps[c + 1] - seq.stamps[c]) / 1e9],
                                   dtype=torch.float32),
                "sequence": torch.tensor(k), "centre": torch.tensor(c)}
+        if k in self.pair_motion:
+            prior = np.stack([self.pair_motion[k][c - 1], invert_rigid(self.pair_motion[k][c])])
+            if flipped:  # the mirrored frames moved in the mirror: S T S with S = diag(-1, 1, 1, 1)
+                mirror = np.diag([-1.0, 1.0, 1.0, 1.0]).astype(np.float32)
+                prior = mirror @ prior @ mirror
+            out["prior"] = torch.from_numpy(np.ascontiguousarray(prior, np.float32))
         if stereo:
             T = torch.eye(4)
             T[0, 3] = -baseline   # points in the left camera -> right camera: x_r = x_l - baseline

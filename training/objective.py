@@ -47,6 +47,7 @@ class TripletBatch:
     dt: Optional[torch.Tensor] = None         # (B, 2) seconds between those frames
     stereo: Optional[torch.Tensor] = None     # (B, 3, H, W) the right camera at t
     T_stereo: Optional[torch.Tensor] = None   # (B, 4, 4) right <- left camera
+    prior: Optional[torch.Tensor] = None      # (B, 2, 4, 4) two-view T_prev_cur, T_next_cur (unit translation), NaN: none
 
     @classmethod
     def of(cls, collated: Dict[str, torch.Tensor]) -> "TripletBatch":
@@ -69,7 +70,8 @@ class TripletBatch:
             return v.contiguous(memory_format=torch.channels_last) if channels_last and v.dim() == 4 else v
 
         images, aug, K = (v.to(device, non_blocking=True) for v in (self.images, self.aug, self.K))
-        return TripletBatch(images, aug, K, move(self.travel), move(self.dt), move(self.stereo), move(self.T_stereo))
+        return TripletBatch(images, aug, K, move(self.travel), move(self.dt), move(self.stereo), move(self.T_stereo),
+                            move(self.prior))
 
 
 @dataclass
@@ -90,6 +92,8 @@ class LossConfig:
     velocity: float = 0.0               # > 0: velocity supervision weight (batches carry "travel" and "dt")
     velocity_min_speed: float = 0.0     # m/s: pairs slower than this are not velocity-supervised
     velocity_share: float = 1.0         # share of ``velocity`` in force at this step (``velocity_ramp``)
+    pose_prior: float = 0.0             # > 0: weight of the two-view pose prior (batches carry "prior")
+    pose_prior_share: float = 1.0       # share of ``pose_prior`` in force at this step (it fades out: ``prior_fade``)
 
 
 class ExplainabilityNet(nn.Module):
@@ -304,6 +308,8 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
     out.total = total / len(cfg.scales)
     if cfg.velocity > 0 and cfg.monocular and batch.travel is not None and batch.dt is not None:
         out.total = out.total + _velocity_term(poses, batch.travel, batch.dt, cfg, terms)
+    if cfg.pose_prior > 0 and cfg.monocular and batch.prior is not None:
+        out.total = out.total + _pose_prior_term(poses, batch.prior, cfg, terms)
     terms["loss"] = float(out.total.detach())
     terms.update(_verdict_evidence(identity_full, sources, target, poses if cfg.monocular else None))
     if mask is not None:
@@ -357,6 +363,59 @@ def _velocity_term(poses: Dict[int, torch.Tensor], travel: torch.Tensor, dt: tor
         # how metric the pose network is: 1.0 when its translation is in metres
         terms["translation_scale_ratio"] = float(ratios.median())
     return cfg.velocity * cfg.velocity_share * velocity
+
+
+def pose_prior_loss(poses: torch.Tensor, prior: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """How far the pose network's transforms are from the two-view geometry's: rotation (squared Frobenius distance,
+    about 2 theta^2 for a small angle theta) plus translation direction (1 - cos of the angle between them, about
+    phi^2 / 2), over the pairs the geometry could say something about (the rest are NaN). The prior's translation
+    has unit length; the network's length is left to the photometric loss (and velocity supervision).
+    Returns (loss, angle between the directions in degrees per pair used, how many pairs).
+
+    Shapes: poses, prior (N, 4, 4) -> (), (M,), ().
+
+    >>> T = torch.eye(4).expand(3, 4, 4).clone(); T[:, 2, 3] = 2.0            # forward, 2 m
+    >>> prior = T.clone(); prior[:, 2, 3] = 1.0; prior[2] = float("nan")      # forward; one pair unknown
+    >>> loss, angles, n = pose_prior_loss(T, prior)
+    >>> round(float(loss), 6), angles.tolist(), int(n)
+    (0.0, [0.0, 0.0], 2)
+    >>> sideways = T.clone(); sideways[:, :3, 3] = torch.tensor([2.0, 0.0, 0.0])
+    >>> round(float(pose_prior_loss(sideways, prior)[0]), 3)                  # 90 degrees off: 1 - cos = 1
+    1.0
+    """
+    valid = torch.isfinite(prior.flatten(1)).all(dim=1)
+    n = valid.sum()
+    if not bool(n):
+        return poses.new_zeros(()), poses.new_zeros(0), n
+    p, q = poses[valid].float(), prior[valid].float()
+    rotation = (p[:, :3, :3] - q[:, :3, :3]).square().sum(dim=(1, 2))
+    t = p[:, :3, 3]
+    cos = (t * q[:, :3, 3]).sum(dim=1) / t.norm(dim=1).clamp_min(1e-6)
+    angles = torch.rad2deg(torch.acos(cos.detach().clamp(-1.0, 1.0)))
+    return (rotation + (1.0 - cos)).mean(), angles, n
+
+
+def _pose_prior_term(poses: Dict[int, torch.Tensor], prior: torch.Tensor, cfg: LossConfig,
+                     terms: Dict[str, float]) -> torch.Tensor:
+    """The weighted two-view pose prior; its figures go into ``terms``."""
+    loss, angles, n = pose_prior_loss(torch.cat([poses[-1], poses[1]]), torch.cat([prior[:, 0], prior[:, 1]]))
+    terms["pose_prior"] = float(loss.detach())
+    terms["pose_prior_pairs"] = float(n)
+    if angles.numel():
+        terms["pose_prior_direction_deg"] = float(angles.median())
+    return cfg.pose_prior * cfg.pose_prior_share * loss
+
+
+def prior_fade(step: int, steps: int) -> float:
+    """The share of the pose prior in force at ``step`` (1-based): 1 at the start, falling linearly to 0 at ``steps``;
+    the photometric loss decides alone after that.
+
+    >>> [prior_fade(s, 4) for s in (1, 2, 4, 9)]
+    [1.0, 0.75, 0.25, 0.0]
+    """
+    if steps <= 0:
+        return 0.0
+    return max(0.0, 1.0 - (step - 1) / steps)
 
 
 @torch.no_grad()

@@ -39,8 +39,8 @@ from .config import TrainConfig, parse_train_args
 from .dataset import (Augmentation, DataSummary, IndexOptions, SampleOrder, TripletDataset, format_summary, index_frames,
                       make_triplets, split_by_time)
 from .losses import photometric_error
-from .objective import (ExplainabilityNet, LossConfig, LossOutput, ScaleConvergence, TripletBatch, self_supervised_loss,
-                        velocity_ramp)
+from .objective import (ExplainabilityNet, LossConfig, LossOutput, ScaleConvergence, TripletBatch, prior_fade,
+                        self_supervised_loss, velocity_ramp)
 from .odometry_source import attach_travel
 from .verdict import LearningMonitor, format_verdict
 from .state import (STATE_FILE, Progress, checkpoint_exists, init_from_checkpoint, init_from_resnet, load_training_checkpoint,
@@ -240,7 +240,8 @@ def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, Tr
         raise BagError("no training triplets (three consecutive frames of one segment of one sequence, outside the "
                        "validation range):\n" + format_summary(rows))
     size, why = network_size(cfg, index)
-    train = TripletDataset(index, train_t, size, cfg.crop, Augmentation(enabled=cfg.augment), cfg.resize_filter)
+    train = TripletDataset(index, train_t, size, cfg.crop, Augmentation(enabled=cfg.augment), cfg.resize_filter,
+                           pose_prior=cfg.pose_prior_weight > 0 and cfg.monocular, progress=progress)
     val = TripletDataset(index, val_t, size, cfg.crop, resize_filter=cfg.resize_filter)
     info = DataSummary(rows, len(train_t), len(val_t), size, why,
                        {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()})
@@ -504,6 +505,14 @@ def _report_start(run: TrainingRun, msg: str, dtype: Optional[torch.dtype], comp
               "\n".join(f"  {name}: {note}" for name, note in (info.odometry or {}).items()), flush=True)
         if not run.meta.metric:
             print("[train] WARNING: no training frame pair has odometry: the checkpoint will not be metric", flush=True)
+    known, used = getattr(run.loader.dataset, "prior_coverage", (0, 0))
+    if a.pose_prior_weight > 0 and used:
+        print(f"[train] two-view pose prior (weight {a.pose_prior_weight:g}, fading out over {a.pose_prior_steps} steps): "
+              f"{known} of {used} training frame pairs have a geometric estimate (the others too little parallax or "
+              "texture)", flush=True)
+        if known < 0.5 * used:
+            print("[train] WARNING: the pose prior covers under half the frame pairs: the camera moves too little "
+                  "between frames for two-view geometry (it helps on large motion, where runs get stuck)", flush=True)
     print(f"[train] {run.world} process(es) on {run.device}, precision {str(dtype).replace('torch.', '') if dtype else 'fp32'}, "
           f"channels_last {a.channels_last}, compiled loss {compiled}, batch {a.batch_size}/process, "
           f"{steps_per_epoch} steps/epoch", flush=True)
@@ -519,9 +528,11 @@ def _report_start(run: TrainingRun, msg: str, dtype: Optional[torch.dtype], comp
 def _train_step(run: TrainingRun, batch: TripletBatch) -> LossOutput:
     """One optimiser step on one batch (on the run's device); the step counted."""
     a, model = run.a, run.model
-    share = velocity_ramp(run.progress.step + 1, a.velocity_warmup)
-    if run.loss_cfg.velocity > 0 and share != model.cfg.velocity_share:
-        model.cfg = replace(run.loss_cfg, velocity_share=share)
+    step = run.progress.step + 1
+    velocity_share = velocity_ramp(step, a.velocity_warmup) if run.loss_cfg.velocity > 0 else 1.0
+    prior_share = prior_fade(step, a.pose_prior_steps) if run.loss_cfg.pose_prior > 0 else 1.0
+    if (velocity_share, prior_share) != (model.cfg.velocity_share, model.cfg.pose_prior_share):
+        model.cfg = replace(run.loss_cfg, velocity_share=velocity_share, pose_prior_share=prior_share)
     out = run.ddp_model(batch)
     run.opt.zero_grad(set_to_none=True)
     if run.scaler is not None:
@@ -535,7 +546,7 @@ def _train_step(run: TrainingRun, batch: TripletBatch) -> LossOutput:
     run.sched.step(run.progress.step)
     run.progress.done_in_epoch += a.batch_size
     run.images_seen += batch.size * run.world
-    if "translation_scale_ratio" in out.terms and share >= 1.0:
+    if "translation_scale_ratio" in out.terms and velocity_share >= 1.0:
         run.scale_check.add(out.terms["translation_scale_ratio"])
     return out
 
