@@ -19,6 +19,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ros2_monodepth.cli_help import HelpFormatter, network_size_option
 from ros2_monodepth.core.model_contract import format_size, size_problem
 
+from .pose_prior import PRIOR_MODES
+
 
 @dataclass
 class TrainConfig:
@@ -83,8 +85,9 @@ class TrainConfig:
     velocity_weight: float = 0.05
     velocity_min_speed: float = 0.05
     velocity_warmup: int = 0
-    # a geometric start for the pose network where the bag has no odometry (two-view geometry, fading out)
-    pose_prior_weight: float = 0.0
+    # a geometric start for the pose network (two-view geometry, fading out): training.pose_prior decides under auto
+    pose_prior: str = "auto"
+    pose_prior_weight: float = 1.0
     pose_prior_steps: int = 200
     # training-loop details that differ from Monodepth2's reference trainer (issue 18's ablations)
     tie_break: str = "fixed"
@@ -123,15 +126,23 @@ class TrainConfig:
             out.append("velocity supervision scales the pose network: it needs monocular training")
         if self.pose_prior_weight < 0 or self.pose_prior_steps < 0:
             out.append("--pose-prior-weight and --pose-prior-steps must be >= 0")
-        if self.pose_prior_weight > 0 and not self.monocular:
-            out.append("--pose-prior-weight guides the pose network: it needs monocular training")
+        if self.pose_prior not in PRIOR_MODES:
+            out.append(f"--pose-prior is one of {', '.join(PRIOR_MODES)}, got '{self.pose_prior}'")
+        if self.pose_prior == "on" and not self.monocular:
+            out.append("--pose-prior on guides the pose network: it needs monocular training")
         if self.velocity_weight < 0 or self.velocity_min_speed < 0 or self.velocity_warmup < 0:
             out.append("--velocity-weight, --velocity-min-speed and --velocity-warmup must be >= 0")
         if self.batch_size < 1 or self.epochs < 1:
             out.append("--batch-size and --epochs must be >= 1")
         return out
 
-    def loss_config(self) -> Any:
+    def prior_mode(self) -> str:
+        """The pose prior's mode as the dataset applies it: off without a weight or without monocular training."""
+        return self.pose_prior if self.pose_prior_weight > 0 and self.monocular else "off"
+
+    def loss_config(self, pose_prior_used: bool = False) -> Any:
+        """The loss of these options; ``pose_prior_used``: the data decided to use the pose prior
+        (``TripletDataset.prior_decision``)."""
         from .objective import LossConfig
 
         return LossConfig(scales=tuple(self.scales), min_reprojection=self.min_reprojection, automask=self.automask,
@@ -141,7 +152,7 @@ class TrainConfig:
                           velocity=self.velocity_weight if self.odometry_source().enabled else 0.0,
                           velocity_min_speed=self.velocity_min_speed, tie_break=self.tie_break,
                           pose_batch=self.pose_batch, pose_fp32=self.pose_precision == "fp32",
-                          pose_prior=self.pose_prior_weight if self.monocular else 0.0)
+                          pose_prior=self.pose_prior_weight if pose_prior_used and self.prior_mode() != "off" else 0.0)
 
     def odometry_source(self) -> Any:
         from .odometry_source import OdometrySource
@@ -255,11 +266,15 @@ def train_parser() -> argparse.ArgumentParser:
     v.add_argument("--velocity-warmup", type=int, default=d.velocity_warmup, metavar="STEPS",
                    help="photometric-only steps before the velocity loss starts; it then ramps up linearly over as many "
                         "steps (0: full weight from the first step)")
-    g = p.add_argument_group("geometric start for the pose network (two-view geometry; experimental, see docs/research.md)")
+    g = p.add_argument_group("geometric start for the pose network (two-view geometry; docs/research.md)")
+    g.add_argument("--pose-prior", choices=PRIOR_MODES, default=d.pose_prior,
+                   help="pull the pose network, early on, towards the rotation and direction of travel that the "
+                        "essential matrix of tracked corners gives for each training pair (computed once, cached in "
+                        "--out): against runs that get stuck on large motion. auto: used where at least half of a "
+                        "sample of the pairs have an estimate (enough motion between frames), else not; on: always; "
+                        "off: never")
     g.add_argument("--pose-prior-weight", type=float, default=d.pose_prior_weight, metavar="W",
-                   help="> 0: pull the pose network towards the rotation and direction of travel that the essential "
-                        "matrix of tracked corners gives for each training pair (computed once at start), for a bag "
-                        "without odometry whose runs get stuck on large motion (0: off)")
+                   help="weight of the prior at its start (0: off)")
     g.add_argument("--pose-prior-steps", type=int, default=d.pose_prior_steps, metavar="STEPS",
                    help="the prior fades out linearly over these steps; the photometric loss decides alone after them")
     x = p.add_argument_group("training-loop details (the reference trainer's choice in brackets; for ablations)")

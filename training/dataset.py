@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -34,6 +34,9 @@ from ros2_monodepth.core.bags import IMAGE_TYPES, BagError, FrameStats, decode_r
 from ros2_monodepth.core.geometry import scale_intrinsics
 from ros2_monodepth.core.image_codec import ImageFormatError
 from ros2_monodepth.core.model_contract import CropResize
+
+if TYPE_CHECKING:
+    from .pose_prior import PriorDecision
 
 THUMB_WIDTH = 64
 
@@ -154,6 +157,7 @@ class DataSummary:
     odometry: Optional[Dict[str, str]] = None  # per sequence, what the odometry gave (velocity supervision only)
     velocity_coverage: float = 0.0             # share of the training frame pairs with a known distance
     odometry_source: str = ""
+    pose_prior: Optional["PriorDecision"] = None   # whether the two-view pose prior is used, and why
 
     @property
     def static_frame_share(self) -> float:
@@ -494,23 +498,24 @@ def invert_rigid(T: np.ndarray) -> np.ndarray:
     return out
 
 
-def two_view_pair_motion(index: FrameIndex, plans: Dict[int, "ResizePlan"], triplets: np.ndarray,
-                         progress: bool = False) -> Tuple[Dict[int, np.ndarray], Tuple[int, int]]:
+def two_view_pair_motion(index: FrameIndex, plans: Dict[int, "ResizePlan"], triplets: np.ndarray, mode: str = "on",
+                         cache_path: Optional[Path] = None, progress: bool = False
+                         ) -> Tuple[Dict[int, np.ndarray], "PriorDecision"]:
     """Per sequence with triplets: (frames - 1, 4, 4) float32, T_j_j+1 between consecutive kept frames from
     two-view geometry on the region the networks see (the crop of ``plans``, at the camera's resolution), translation
-    of unit length; NaN rows where the geometry cannot say. Only the pairs that triplets use are computed; the
-    second value is (pairs with an estimate, pairs computed)."""
+    of unit length; NaN rows where the geometry cannot say. Only the pairs that triplets use are computed, and only
+    when ``mode`` (``pose_prior.PRIOR_MODES``) decides to use the prior: the second value says what it decided and why.
+    Estimates are read from and written to ``cache_path`` (``pose_prior.PriorCache``)."""
     from tqdm import tqdm
 
+    from .pose_prior import AUTO_PROBE_PAIRS, PriorCache, compute_pairs, decide_prior, probe_pairs, sequence_key
     from .two_view import relative_motion
 
-    needed: Dict[int, set] = {}
-    for k, c in np.asarray(triplets, np.int64).reshape(-1, 2):
-        needed.setdefault(int(k), set()).update((int(c) - 1, int(c)))
-    out: Dict[int, np.ndarray] = {}
-    known = 0
-    bar = tqdm(total=sum(len(v) for v in needed.values()), desc="two-view pose prior", unit="pair", disable=not progress)
-    for k, pairs in needed.items():
+    needed = sorted({(int(k), j) for k, c in np.asarray(triplets, np.int64).reshape(-1, 2) for j in (int(c) - 1, int(c))})
+    if mode == "off" or not needed:
+        return {}, decide_prior("off" if mode == "off" else mode, 0, 0, len(needed))
+    regions = {}
+    for k in {k for k, _ in needed}:
         seq, plan = index.sequences[k], plans[k]
         # the region the networks see, at the camera's own resolution: rotation and direction of travel do not
         # depend on the resize, and the full pixels give the corner tracking parallax to work with
@@ -518,19 +523,51 @@ def two_view_pair_motion(index: FrameIndex, plans: Dict[int, "ResizePlan"], trip
         K = np.asarray(seq.K, np.float64).copy()
         K[0, 2] -= x0
         K[1, 2] -= y0
-        motion = np.full((len(seq.raw) - 1, 4, 4), np.nan, np.float32)
-        for j in sorted(pairs):
-            first = _Decoder.rgb(seq.raw[j], seq.msgtype)[y0:y0 + h, x0:x0 + w]
-            second = _Decoder.rgb(seq.raw[j + 1], seq.msgtype)[y0:y0 + h, x0:x0 + w]
-            found = relative_motion(np.ascontiguousarray(first), np.ascontiguousarray(second), K)
-            if found is not None:
-                motion[j] = np.eye(4)
-                motion[j, :3, :3], motion[j, :3, 3] = found.rotation, found.direction
-                known += 1
-            bar.update(1)
-        out[k] = motion
-    bar.close()
-    return out, (known, sum(len(v) for v in needed.values()))
+        regions[k] = (y0, x0, h, w, K, sequence_key(seq.name, len(seq.raw), seq.stamps[0], seq.stamps[-1], plan.crop, K))
+
+    def estimate(pair: Tuple[int, int]) -> np.ndarray:
+        k, j = pair
+        seq, (y0, x0, h, w, K, _) = index.sequences[k], regions[k]
+        first = _Decoder.rgb(seq.raw[j], seq.msgtype)[y0:y0 + h, x0:x0 + w]
+        second = _Decoder.rgb(seq.raw[j + 1], seq.msgtype)[y0:y0 + h, x0:x0 + w]
+        found = relative_motion(np.ascontiguousarray(first), np.ascontiguousarray(second), K)
+        motion = np.full((4, 4), np.nan, np.float32)
+        if found is not None:
+            motion[:] = np.eye(4)
+            motion[:3, :3], motion[:3, 3] = found.rotation, found.direction
+        return motion
+
+    cache = PriorCache(cache_path)
+    if cache.note:
+        print(f"[train] {cache.note}", flush=True)
+    keys = {k: r[5] for k, r in regions.items()}
+    known = lambda found: sum(1 for m in found.values() if np.isfinite(m).all())  # noqa: E731
+    found: Dict[Tuple[int, int], np.ndarray] = {}
+    if mode == "auto" and len(needed) > AUTO_PROBE_PAIRS:
+        probe = probe_pairs(needed)
+        with tqdm(total=len(probe), desc="two-view pose prior: sample", unit="pair", disable=not progress) as bar:
+            found = compute_pairs(probe, estimate, keys, cache, bar)
+        decision = decide_prior(mode, known(found), len(found), len(needed))
+        if not decision.used:
+            _save_prior_cache(cache)
+            return {}, decision
+    rest = [p for p in needed if p not in found]
+    with tqdm(total=len(rest), desc="two-view pose prior", unit="pair", disable=not progress or not rest) as bar:
+        found.update(compute_pairs(rest, estimate, keys, cache, bar))
+    _save_prior_cache(cache)
+    decision = decide_prior(mode, known(found), len(found), len(needed))
+    out: Dict[int, np.ndarray] = {}
+    if decision.used:
+        for (k, j), m in found.items():
+            out.setdefault(k, np.full((len(index.sequences[k].raw) - 1, 4, 4), np.nan, np.float32))[j] = m
+    return out, decision
+
+
+def _save_prior_cache(cache: Any) -> None:
+    note = cache.note
+    cache.save()
+    if cache.note != note:
+        print(f"[train] WARNING: {cache.note}", flush=True)
 
 
 class TripletDataset(Dataset):
@@ -551,8 +588,8 @@ class TripletDataset(Dataset):
     """
 
     def __init__(self, index: FrameIndex, triplets: np.ndarray, size: Tuple[int, int], crop: str = "center",
-                 augmentation: Optional[Augmentation] = None, resize_filter: str = "area", pose_prior: bool = False,
-                 progress: bool = False):
+                 augmentation: Optional[Augmentation] = None, resize_filter: str = "area", pose_prior: Any = False,
+                 progress: bool = False, prior_cache: Optional[Path] = None):
         self.index = index
         self.triplets = np.asarray(triplets, np.int64).reshape(-1, 2)
         self.plans = {k: ResizePlan.make(seq.size, size, seq.K, crop, resize_filter)
@@ -560,9 +597,15 @@ class TripletDataset(Dataset):
         self.aug = augmentation or Augmentation(enabled=False)
         # per sequence, T_j_j+1 between consecutive kept frames, as the networks see them (computed once, here)
         self.pair_motion: Dict[int, np.ndarray] = {}
-        self.prior_coverage = (0, 0)   # frame pairs with a geometric estimate, of those the triplets use
-        if pose_prior:
-            self.pair_motion, self.prior_coverage = two_view_pair_motion(index, self.plans, self.triplets, progress)
+        # pose_prior: a mode of pose_prior.PRIOR_MODES, or True / False for "on" / "off"
+        mode = ("on" if pose_prior else "off") if isinstance(pose_prior, bool) else str(pose_prior)
+        self.pair_motion, self.prior_decision = two_view_pair_motion(index, self.plans, self.triplets, mode,
+                                                                     prior_cache, progress)
+
+    @property
+    def prior_coverage(self) -> Tuple[int, int]:
+        """(frame pairs with a geometric estimate, pairs computed); (0, 0) without the prior."""
+        return self.prior_decision.known, self.prior_decision.looked_at
 
     def __len__(self) -> int:
         return len(self.triplets)

@@ -42,6 +42,7 @@ from .losses import photometric_error
 from .objective import (ExplainabilityNet, LossConfig, LossOutput, ScaleConvergence, TripletBatch, prior_fade,
                         self_supervised_loss, velocity_ramp)
 from .odometry_source import attach_travel
+from .pose_prior import PRIOR_CACHE_FILE
 from .verdict import LearningMonitor, format_verdict
 from .state import (STATE_FILE, Progress, checkpoint_exists, init_from_checkpoint, init_from_resnet, load_training_checkpoint,
                     recover_checkpoint, save_training_checkpoint)
@@ -241,10 +242,12 @@ def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, Tr
                        "validation range):\n" + format_summary(rows))
     size, why = network_size(cfg, index)
     train = TripletDataset(index, train_t, size, cfg.crop, Augmentation(enabled=cfg.augment), cfg.resize_filter,
-                           pose_prior=cfg.pose_prior_weight > 0 and cfg.monocular, progress=progress)
+                           pose_prior=cfg.prior_mode(), progress=progress,
+                           prior_cache=Path(cfg.out) / PRIOR_CACHE_FILE)
     val = TripletDataset(index, val_t, size, cfg.crop, resize_filter=cfg.resize_filter)
     info = DataSummary(rows, len(train_t), len(val_t), size, why,
-                       {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()})
+                       {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()},
+                       pose_prior=train.prior_decision)
     if odometry.enabled:
         info = replace(info, odometry=odometry_notes, velocity_coverage=velocity_coverage(index, train_t),
                        odometry_source=odometry.describe())
@@ -439,7 +442,7 @@ def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
     torch.manual_seed(a.seed)
     train_ds, val_ds, data_info = build_datasets(a, main_proc and a.progress)
     a = replace(a, network_size=data_info.network_size)
-    loss_cfg = a.loss_config()
+    loss_cfg = a.loss_config(pose_prior_used=train_ds.prior_decision.used)
     model = TrainingModel(a.num_layers, loss_cfg)
     if a.init_resnet:
         msg = init_from_resnet(a.init_resnet, model.depth, model.pose)
@@ -505,14 +508,17 @@ def _report_start(run: TrainingRun, msg: str, dtype: Optional[torch.dtype], comp
               "\n".join(f"  {name}: {note}" for name, note in (info.odometry or {}).items()), flush=True)
         if not run.meta.metric:
             print("[train] WARNING: no training frame pair has odometry: the checkpoint will not be metric", flush=True)
-    known, used = getattr(run.loader.dataset, "prior_coverage", (0, 0))
-    if a.pose_prior_weight > 0 and used:
+    decision = run.data_info.pose_prior
+    if decision is not None and decision.used:
         print(f"[train] two-view pose prior (weight {a.pose_prior_weight:g}, fading out over {a.pose_prior_steps} steps): "
-              f"{known} of {used} training frame pairs have a geometric estimate (the others too little parallax or "
-              "texture)", flush=True)
-        if known < 0.5 * used:
+              f"{decision.known} of {decision.looked_at} training frame pairs have a geometric estimate (the others too "
+              f"little parallax or texture; --pose-prior {decision.mode})", flush=True)
+        if decision.known < 0.5 * decision.looked_at:
             print("[train] WARNING: the pose prior covers under half the frame pairs: the camera moves too little "
                   "between frames for two-view geometry (it helps on large motion, where runs get stuck)", flush=True)
+    elif decision is not None and decision.mode != "off":
+        print(f"[train] two-view pose prior not used ({decision.reason}); the photometric loss alone starts the pose "
+              "network", flush=True)
     print(f"[train] {run.world} process(es) on {run.device}, precision {str(dtype).replace('torch.', '') if dtype else 'fp32'}, "
           f"channels_last {a.channels_last}, compiled loss {compiled}, batch {a.batch_size}/process, "
           f"{steps_per_epoch} steps/epoch", flush=True)

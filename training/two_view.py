@@ -86,6 +86,8 @@ def motion_from_points(first: np.ndarray, second: np.ndarray, K: np.ndarray, min
     >>> motion = motion_from_points(project(points), project(in_second), K)
     >>> bool(rotation_angle(motion.rotation.T @ R_12) < 1e-3), bool(direction_angle(motion.direction, t_12) < 1e-2)
     (True, True)
+    >>> motion_from_points(project(points), project(points), K) is None     # a camera that did not move
+    True
     """
     p1 = np.asarray(first, np.float64).reshape(-1, 2)
     p2 = np.asarray(second, np.float64).reshape(-1, 2)
@@ -96,8 +98,13 @@ def motion_from_points(first: np.ndarray, second: np.ndarray, K: np.ndarray, min
         raise ValueError(f"K must be (3, 3), got {K.shape}")
     if len(p1) < max(8, min_inliers):
         return None
+    if np.median(np.linalg.norm(p2 - p1, axis=1)) < min_parallax_px / 4:
+        return None   # the points did not move: no rotation and no parallax, and degenerate for the solver below
     cv2.setRNGSeed(seed)
-    E, mask = cv2.findEssentialMat(p1, p2, K, method=cv2.RANSAC, prob=0.999, threshold=ransac_threshold_px)
+    try:
+        E, mask = cv2.findEssentialMat(p1, p2, K, method=cv2.RANSAC, prob=0.999, threshold=ransac_threshold_px)
+    except cv2.error:
+        return None   # the five-point solver refused the sample (degenerate configurations, e.g. all points equal)
     if E is None or E.shape != (3, 3) or mask is None:
         return None  # several solutions (E stacked) or none: not one answer to give
     inliers, R_21, t_21, _ = cv2.recoverPose(E, p1, p2, K, mask=mask.copy())

@@ -29,7 +29,7 @@ from ...core.model_contract import format_size
 # The training loop before issue 18 (its defaults then), and today's defaults.
 BUILTIN_VARIANTS: Dict[str, List[str]] = {
     "previous": ["--tie-break", "fixed", "--pose-batch", "joint", "--pose-precision", "auto", "--resize-filter", "area",
-                 "--stuck-check-steps", "0"],
+                 "--stuck-check-steps", "0", "--pose-prior", "off"],
     "current": [],
 }
 LEARNED_SHARE = 0.5   # learned: held-out RPE below half the untrained networks'
