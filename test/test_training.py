@@ -632,6 +632,8 @@ def test_a_run_on_a_camera_that_never_moves_ends_with_a_verdict_naming_the_cause
     verdict = json.loads((out / "summary.json").read_text())["verdict"]
     assert verdict["learned"] is False and "barely moves" in verdict["cause"]
     assert verdict["evidence"]["identity_photometric"] < 0.01
+    assert verdict["evidence"]["pose_prior"].startswith("not used: auto") and "too little motion" in verdict["evidence"]["pose_prior"]
+    assert "two-view pose prior not used" in run.stdout
     from ros2_monodepth.core.checkpoint import read_metadata
 
     assert read_metadata(out / "checkpoint").extra["verdict"]["cause"] == verdict["cause"]
@@ -652,7 +654,7 @@ def test_a_stuck_run_restarts_from_a_new_initialisation(street_bag, tmp_path, mo
 
 
 def test_the_verdict_names_flicker_and_a_pose_network_that_explains_nothing():
-    from ros2_monodepth_training.verdict import LearningMonitor
+    from ros2_monodepth_training.verdict import LearningMonitor, format_verdict
 
     def monitor(**terms):
         m = LearningMonitor(window=5)
@@ -665,6 +667,12 @@ def test_the_verdict_names_flicker_and_a_pose_network_that_explains_nothing():
     info = 0.0   # static frame share
     stuck = monitor().verdict(info, False, False, "")
     assert not stuck["learned"] and "pose network is stuck" in stuck["cause"] and "sideways" in stuck["cause"]
+    assert "--pose-prior" not in stuck["cause"]
+    off = {"mode": "off", "used": False, "known": 0, "looked_at": 0, "total": 50, "reason": "off (--pose-prior off)"}
+    unguided = monitor().verdict(info, False, False, "", pose_prior=off)
+    assert "leave --pose-prior at auto" in unguided["cause"] and unguided["evidence"]["pose_prior"].startswith("not used")
+    used = {**off, "mode": "auto", "used": True, "known": 48, "looked_at": 50, "reason": "auto"}
+    assert "used (48 of 50 pairs)" in format_verdict(monitor().verdict(info, False, False, "", pose_prior=used))
     flicker = monitor(brightness_change=0.08).verdict(info, False, False, "")
     assert "exposure" in flicker["cause"] and "pose network is stuck" not in flicker["cause"]
     learned = monitor(photometric=0.03, translation_share_z=0.8, translation_share_x=0.1).verdict(info, False, False, "")

@@ -45,7 +45,7 @@ class PriorDecision:
 
     >>> d = decide_prior("auto", known=3, looked_at=48, total=59)
     >>> d.used, d.reason
-    (False, 'auto: 3 of 48 sampled frame pairs have a geometric estimate (under half): too little motion between frames for two-view geometry')
+    (False, 'auto: 3 of 48 frame pairs looked at have a geometric estimate (under half): too little motion between frames for two-view geometry')
     >>> decide_prior("auto", known=40, looked_at=48, total=59).used
     True
     """
@@ -74,10 +74,10 @@ def decide_prior(mode: str, known: int, looked_at: int, total: int) -> PriorDeci
                              f"on: {known} of {looked_at} training frame pairs have a geometric estimate")
     if looked_at == 0 or share < AUTO_MIN_COVERAGE:
         return PriorDecision(mode, False, known, looked_at, total,
-                             f"auto: {known} of {looked_at} sampled frame pairs have a geometric estimate (under half): "
+                             f"auto: {known} of {looked_at} frame pairs looked at have a geometric estimate (under half): "
                              "too little motion between frames for two-view geometry")
     return PriorDecision(mode, True, known, looked_at, total,
-                         f"auto: {known} of {looked_at} sampled frame pairs have a geometric estimate")
+                         f"auto: {known} of {looked_at} frame pairs looked at have a geometric estimate")
 
 
 def probe_pairs(pairs: Sequence[Pair], count: int = AUTO_PROBE_PAIRS) -> List[Pair]:

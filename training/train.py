@@ -714,7 +714,9 @@ def _finish(run: TrainingRun, restarts: List[str], elapsed: float) -> Dict[str, 
             print(f"[train] WARNING: the checkpoint is {saved.scale_source}. Train longer, check "
                   "--odometry-topic / the camera mount, or run the node with another scale_mode", flush=True)
         summary["scale"] = {"metric": saved.metric, "source": saved.scale_source}
-        verdict = run.monitor.verdict(run.data_info.static_frame_share, run.meta.metric, saved.metric, saved.scale_source, restarts)
+        prior = run.data_info.pose_prior
+        verdict = run.monitor.verdict(run.data_info.static_frame_share, run.meta.metric, saved.metric, saved.scale_source,
+                                      restarts, prior.to_json() if prior is not None else None)
         summary["verdict"] = verdict
         summary["stuck_check"] = run.stuck_probe
         print("[train] " + format_verdict(verdict).replace("\n", "\n[train] "), flush=True)

@@ -95,14 +95,18 @@ class LearningMonitor:
         return out
 
     def verdict(self, static_frame_share: float, metric_expected: bool, metric: bool, scale_source: str,
-                restarts: Optional[List[str]] = None) -> Dict[str, Any]:
+                restarts: Optional[List[str]] = None, pose_prior: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
         """Learned or not, with the evidence and, when not, the likely cause and the remedy. ``static_frame_share``:
-        of the frames considered, the share dropped as static (``dataset.DataSummary``)."""
+        of the frames considered, the share dropped as static (``dataset.DataSummary``); ``pose_prior``: the
+        run's ``pose_prior.PriorDecision`` as JSON."""
         ev = self.evidence()
         ev["static_frame_share"] = static_frame_share
         ev["metric"] = metric
         if restarts:
             ev["restarts"] = list(restarts)
+        if pose_prior is not None:
+            ev["pose_prior"] = (f"used ({pose_prior['known']} of {pose_prior['looked_at']} pairs)" if pose_prior["used"]
+                                else f"not used: {pose_prior['reason']}")
         ratio, ident = self.ratio, self.mean("identity_photometric")
         causes: List[str] = []
         if not np.isfinite(ident):
@@ -117,9 +121,11 @@ class LearningMonitor:
                 causes.append(f"the brightness changes between neighbouring frames (mean {self.mean('brightness_change'):.3f}"
                               " of full scale): exposure flicker or auto-exposure; fix the camera's exposure or gain")
             elif not causes:
+                prior_off = pose_prior is not None and pose_prior.get("mode") == "off"
                 causes.append(f"the pose network is stuck: translation {self.direction()}, and warping explains the "
                               f"frames no better than not moving (ratio {ratio:.3f}); train again with another --seed, "
-                              "give the robot's odometry (--odometry-topic) or train longer")
+                              "give the robot's odometry (--odometry-topic)"
+                              + (", leave --pose-prior at auto" if prior_off else "") + " or train longer")
         if metric_expected and not metric:
             causes.append(f"depth is not metric: {scale_source}. The robot's odometry disagrees with the images "
                           "(check --odometry-topic, the camera mount in /tf_static and the clocks) or the run was short")
@@ -135,6 +141,8 @@ def format_verdict(verdict: Dict[str, Any]) -> str:
     lines.append(f"  photometric/identity error {ev.get('photometric_over_identity')} (learned below {LEARNED_RATIO}), "
                  f"auto-mask keeps {ev.get('automask_fraction', float('nan')):.0%}, translation {ev.get('translation_direction')}, "
                  f"static frames {ev.get('static_frame_share', 0):.0%}, brightness change {ev.get('brightness_change', float('nan')):.3f}")
+    if ev.get("pose_prior"):
+        lines.append(f"  two-view pose prior {ev['pose_prior']}")
     if ev.get("restarts"):
         lines.append(f"  restarted {len(ev['restarts'])} time(s): " + "; ".join(ev["restarts"]))
     return "\n".join(lines)
