@@ -41,6 +41,29 @@ def test_model_mode_times_each_configuration_against_the_eager_baseline(tmp_path
     assert (tmp_path / "model.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_profile_mode_times_each_operator_and_counts_each_convolutions_work(tmp_path, monkeypatch):
+    """The int8 graphs profiled operator by operator: the stem convolution's MACs come from the graph's own weights
+    (64 x 3 x 7 x 7 over a half-size output), the floor lies below the time, and the table names the gaps."""
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "profile.json"
+    r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "profile", "--out", str(out), "--width", "160",
+                        "--height", "120", "--network-size", "128x64", "--frames", "3", "--repeats", "3", "--warmup", "1"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = json.loads(out.read_text())
+    assert set(res["graphs"]) == {"depth", "pose"} and res["precision"] == "int8"
+    for graph in res["graphs"].values():
+        assert graph["runs"] == 3 and 0 < graph["floor_ms"] <= graph["kernel_ms"]
+        assert graph["by_op"][0]["ms"] >= graph["by_op"][-1]["ms"]
+        assert "QLinearConv" in {o["op"] for o in graph["by_op"]}
+        assert sum(o["ms"] for o in graph["by_op"]) == pytest.approx(graph["kernel_ms"])
+    stems = {name: [n for n in g["nodes"] if n["node"].startswith("/encoder/conv1/")] for name, g in res["graphs"].items()}
+    # output 32 x 64 x 64 channels; each output 3 x 7 x 7 MACs (depth: one RGB frame) or 6 x 7 x 7 (pose: the pair)
+    assert [n["macs"] for n in stems["depth"]] == [32 * 64 * 64 * 3 * 7 * 7]
+    assert [n["macs"] for n in stems["pose"]] == [32 * 64 * 64 * 6 * 7 * 7]
+    assert "largest gaps to the floor" in r.stdout and "depth:" in r.stdout
+
+
 @pytest.mark.ros
 def test_node_mode_reports_rate_latency_drops_and_process_figures(tmp_path):
     out = tmp_path / "node.json"
@@ -161,9 +184,13 @@ def test_pose_bench_trains_each_variant_and_seed_and_scores_them_on_the_held_out
     assert current[0]["rpe_m"] != current[1]["rpe_m"]
     summary = json.loads((tmp_path / "velocity_seed0" / "summary.json").read_text())
     assert summary["last"]["velocity_pairs"] > 0          # 1 m a frame, from the bag's /odom
+    assert summary["data"]["translation_gain"] == 8.0       # auto: 1 m a frame against Monodepth2's 0.1 m
+    for row in res["rows"].values():       # depth too, and whether the checkpoint claims metres (2 steps: never)
+        assert all(0 < r["abs_rel"] < 10 for r in row["runs"]) and row["metric"] == 0
     for row in res["rows"].values():       # learned: from the held-out RPE against the untrained networks'
         assert row["learned"] == sum(r["rpe_m"] < 0.5 * res["untrained"]["rpe_m"] for r in row["runs"])
         assert 0.0 <= row["learned_ci95"][0] <= row["learned"] / 2 <= row["learned_ci95"][1] <= 1.0
         assert row["rpe_worst"] == max(r["rpe_m"] for r in row["runs"]) and row["minutes_per_run"] > 0
     table = print_pose_table(res)
     assert "velocity" in table and "untrained" in table and "95% CI" in table and "min/run" in table
+    assert "abs_rel" in table and "metric" in table

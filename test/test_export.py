@@ -72,6 +72,40 @@ def test_backend_uses_the_checkpoint_export_and_matches_torch_backend(tmp_path, 
         ort_backend.depth(a[:10])
 
 
+def test_a_pose_network_at_half_resolution_runs_the_same_in_every_backend(tmp_path, monkeypatch, nets):
+    """pose_downscale 2 in the model contract: the loaded pose network, the cached ONNX graph (fp32 and int8) and the
+    torch backend all shrink the pair before the encoder, and give the same motion; the same weights at full size
+    give another motion and another cached graph."""
+    import onnx
+
+    from ros2_monodepth.core.checkpoint import load_checkpoint
+    from ros2_monodepth.core.export import weights_fingerprint
+
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
+    depth_net, pose_net = nets
+    save_checkpoint(tmp_path / "half", depth_net, pose_net, CheckpointMetadata(network_size=(64, 128), pose_downscale=2))
+    save_checkpoint(tmp_path / "full", depth_net, pose_net, CheckpointMetadata(network_size=(64, 128)))
+    assert weights_fingerprint(tmp_path / "half") != weights_fingerprint(tmp_path / "full")
+    _, loaded, meta = load_checkpoint(tmp_path / "half")
+    assert meta.pose_downscale == 2 and loaded is not None and loaded.input_downscale == 2
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    b = np.roll(a, 3, axis=1)
+    poses = {}
+    for name in ("half", "full"):
+        spec = ModelSpec(checkpoint_dir=str(tmp_path / name), network_size=(64, 128))
+        ort_backend, _ = create_backend("onnxruntime", spec)
+        torch_backend, _ = create_backend("torch", spec)
+        poses[name] = torch_backend.relative_pose(a, b)
+        assert np.abs(ort_backend.relative_pose(a, b) - poses[name]).max() < POSE_ABS_TOL
+    assert np.abs(poses["half"] - poses["full"]).max() > 10 * POSE_ABS_TOL    # untrained: motions near 1e-3
+    half_graph = graph_set(ModelSpec(checkpoint_dir=str(tmp_path / "half"), network_size=(64, 128)))
+    full_graph = graph_set(ModelSpec(checkpoint_dir=str(tmp_path / "full"), network_size=(64, 128)))
+    assert half_graph.pose != full_graph.pose
+    ops = {n.op_type for n in onnx.load(str(half_graph.pose)).graph.node}
+    assert "AveragePool" in ops and "AveragePool" not in {n.op_type for n in onnx.load(str(full_graph.pose)).graph.node}
+
+
 def test_backend_exports_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
     spec = ModelSpec(network_size=(64, 128), seed=3)

@@ -104,6 +104,33 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     assert meta.use_stereo and meta.num_layers == 18
 
 
+def test_a_training_translation_gain_is_folded_into_the_saved_file_and_taken_back_on_resume(tmp_path):
+    """A pose network trained with translation gain 8 saves as a plain published-layout file with the same function,
+    and a gain-8 network resumed from it has exactly the weights it had (Adam's moments still fit them)."""
+    from training.state import init_from_checkpoint
+
+    torch.manual_seed(0)
+    depth, pose = DepthNet(18).eval(), PoseNet(18, translation_gain=8.0).eval()
+    _randomise_bn(pose)
+    save_checkpoint(tmp_path, depth, pose, CheckpointMetadata(network_size=(64, 128)))
+    saved = torch.load(tmp_path / "pose.pth", weights_only=True)
+    assert set(saved) == set(PoseNet(18).decoder.state_dict())          # nothing but the published keys
+    assert torch.equal(saved["net.3.weight"][3:6], pose.decoder.net[3].weight[3:6] * 8)
+    assert torch.equal(saved["net.3.weight"][:3], pose.decoder.net[3].weight[:3])   # rotation rows untouched
+    _, plain, _ = load_checkpoint(tmp_path)
+    assert plain is not None and plain.decoder.translation_gain == 1.0
+    x, y = torch.rand(1, 3, 64, 128), torch.rand(1, 3, 64, 128)
+    with torch.no_grad():
+        assert torch.equal(pose.transform(x, y), plain.transform(x, y))
+        assert float(pose(x, y)[1].norm()) > 0
+    resumed = PoseNet(18, translation_gain=8.0)
+    init_from_checkpoint(tmp_path, DepthNet(18), resumed)
+    for key, value in pose.state_dict().items():
+        assert torch.equal(resumed.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="power of two"):
+        PoseNet(18, translation_gain=10.0)
+
+
 def test_plain_monodepth2_folder_without_metadata(tmp_path):
     depth, pose = DepthNet(18), PoseNet(18)
     save_checkpoint(tmp_path, depth, pose, CheckpointMetadata(network_size=(192, 640)))

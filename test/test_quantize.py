@@ -85,6 +85,22 @@ def test_quantized_graphs_are_int8_and_close_to_fp32(quantized):
         assert producer[pools[0].input[0]] == "DequantizeLinear" and consumers[pools[0].output[0]] == ["QuantizeLinear"]
 
 
+def test_a_pose_network_at_half_resolution_quantises_close_to_fp32(tmp_path):
+    """pose_downscale 2 (an AveragePool before the pose encoder): the int8 pose graph stays within the same bound."""
+    torch.manual_seed(0)
+    folder = tmp_path / "ck"
+    save_checkpoint(folder, DepthNet(18).eval(), PoseNet(18, input_downscale=2).eval(),
+                    CheckpointMetadata(network_size=NETWORK, pose_downscale=2))
+    out = tmp_path / "onnx"
+    export_onnx(*build_networks(ModelSpec(checkpoint_dir=str(folder))), out, CAMERA, NETWORK, 0.1, 100.0)
+    quantize_export(out, generated_calibration_frames(CAMERA, count=8, seed=7), "test street")
+    acc = int8_accuracy(out, out, generated_calibration_frames(CAMERA, count=4, seed=11))
+    assert acc["pose_translation_diff"] < max(0.5 * acc["pose_translation_mean"], 1e-3)
+    import onnx
+
+    assert "AveragePool" in {n.op_type for n in onnx.load(str(out / POSE_INT8_ONNX)).graph.node}
+
+
 def _run_graph(model, feeds):
     import onnxruntime as ort
 

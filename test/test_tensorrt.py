@@ -187,12 +187,15 @@ def tensorrt_graphs(tmp_path_factory):
 
     torch.manual_seed(0)
     nets = DepthNet(18).eval(), PoseNet(18).eval()
+    half_pose = nets[0], PoseNet(18, input_downscale=2).eval()     # pose_downscale 2: an AveragePool before the encoder
     graphs = []
-    for name, camera, extra in (("network", (64, 128), {}),
-                                ("camera", (120, 160), dict(channel_order="bgr", depth_at_camera_resolution=True))):
+    for name, camera, extra, networks in (
+            ("network", (64, 128), {}, nets),
+            ("camera", (120, 160), dict(channel_order="bgr", depth_at_camera_resolution=True), nets),
+            ("half_pose", (64, 128), {}, half_pose)):
         out = tmp_path_factory.mktemp(name)
-        export_onnx(*nets, out, camera, (64, 128), 0.1, 100.0, **extra)
-        export_fp16_graphs(*nets, out)
+        export_onnx(*networks, out, camera, (64, 128), 0.1, 100.0, **extra)
+        export_fp16_graphs(*networks, out)
         quantize_export(out, generated_calibration_frames(camera, count=4), "test frames", flavours=("tensorrt",))
         graphs += [(out / DEPTH_ONNX, "fp32"), (out / POSE_ONNX, "fp32"), (out / DEPTH_FP16_ONNX, "fp16"),
                    (out / POSE_FP16_ONNX, "fp16"), (out / DEPTH_QDQ_ONNX, "int8"), (out / POSE_QDQ_ONNX, "int8")]

@@ -144,12 +144,19 @@ def test_velocity_supervision_measures_the_cameras_travel_from_the_robots_odomet
     summary = train(parse_args([str(bag), str(plain), *TINY, "--out", str(tmp_path / "run"), "--max-steps", "2",
                                 "--static-threshold", "0", "--odometry-topic", "/odom", "--velocity-warmup", "0"]))
     assert 0.4 < summary["data"]["velocity_coverage"] < 0.6
+    # 0.1 m a frame: Monodepth2's own translation scale (gain 1); the gain rule itself is translation_gain_for's
+    assert summary["data"]["median_travel"] == pytest.approx(0.103, rel=0.05)
+    assert summary["data"]["translation_gain"] == 1.0
     assert summary["last"]["velocity_pairs"] > 0 and summary["last"]["translation_scale_ratio"] < 0.5
     meta = read_metadata(tmp_path / "run" / "checkpoint")
     assert not meta.metric and not summary["scale"]["metric"]
     assert "NOT metric: velocity supervision from /odom" in meta.scale_source and "has not converged" in meta.scale_source
     with pytest.raises(SystemExit):
         parse_args([str(bag), "--out", "x", "--odometry-topic", "/odom", "--odometry-tf", "odom:base_link"])
+    with pytest.raises(SystemExit):   # folding the gain into weights is exact only for powers of two
+        parse_args([str(bag), "--out", "x", "--pose-translation-gain", "10"])
+    assert parse_args([str(bag), "--out", "x", "--pose-translation-gain", "16"]).pose_translation_gain == 16.0
+    assert parse_args([str(bag), "--out", "x"]).pose_translation_gain is None     # auto
 
 
 def test_a_velocity_supervised_checkpoint_is_metric_only_once_translation_meets_the_odometry():
@@ -172,6 +179,29 @@ def test_a_velocity_supervised_checkpoint_is_metric_only_once_translation_meets_
         check.add(ratio)
     assert not checked_metadata(meta, check, stereo=False).metric
     assert checked_metadata(CheckpointMetadata(metric=True, scale_source="stereo"), ScaleConvergence(), stereo=True).metric
+    # translation metric, but the full-resolution depth (what the node publishes) has not followed: not metric, and
+    # the verdict says to train longer instead of calling the pose network stuck (a 1 m/frame run at step 240)
+    from ros2_monodepth_training.verdict import LearningMonitor
+
+    converged = ScaleConvergence(window=4)
+    for ratio in (1.0, 0.99, 1.01, 1.0):
+        converged.add(ratio)
+    monitor = LearningMonitor(window=4)
+    lagging = {"photometric": 0.087, "identity_photometric": 0.13, "automask_fraction": 0.5, "brightness_change": 0.002,
+               "translation_share_x": 0.04, "translation_share_y": 0.02, "translation_share_z": 0.94,
+               "translation_norm": 1.0, "translation_scale_ratio": 0.995,
+               "loss/scale0": 0.087, "loss/scale1": 0.035, "loss/scale2": 0.035, "loss/scale3": 0.035}
+    for step in range(1, 5):
+        monitor.add(step, lagging)
+    lag = checked_metadata(meta, converged, stereo=False, monitor=monitor)
+    assert not lag.metric and "full-resolution depth has not followed" in lag.scale_source
+    verdict = monitor.verdict(0.0, True, lag.metric, lag.scale_source)
+    assert "not caught up" in verdict["cause"] and "stuck" not in verdict["cause"]
+    assert verdict["evidence"]["full_resolution_lag"] == pytest.approx(2.49, abs=0.01)
+    settled = LearningMonitor(window=4)
+    for step in range(1, 5):
+        settled.add(step, {**lagging, "photometric": 0.036, "loss/scale0": 0.036})
+    assert checked_metadata(meta, converged, stereo=False, monitor=settled).metric
     # the loss weight: none during the warm-up, then a linear ramp
     assert [velocity_ramp(s, 50) for s in (1, 50, 75, 100, 101)] == [0.0, 0.0, 0.5, 1.0, 1.0]
 

@@ -22,6 +22,16 @@ from ros2_monodepth.core.model_contract import format_size, size_problem
 from .pose_prior import PRIOR_MODES
 
 
+def _gain_option(text: str) -> Optional[float]:
+    """--pose-translation-gain: 'auto' (None) or a number (checked in ``TrainConfig.problems``)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}': expected auto or a power of two such as 8") from None
+
+
 @dataclass
 class TrainConfig:
     bags: List[str]
@@ -85,6 +95,11 @@ class TrainConfig:
     velocity_weight: float = 0.05
     velocity_min_speed: float = 0.05
     velocity_warmup: int = 0
+    # training-only multiplier of the pose network's translation (a power of two; None: from the odometry's median
+    # distance a frame, ``pose_translation_gain``); folded into the weights when saved
+    pose_translation_gain: Optional[float] = None
+    # the pose network sees the network input shrunk by this factor (model contract pose_downscale): 1, 2 or 4
+    pose_downscale: int = 1
     # a geometric start for the pose network (two-view geometry, fading out): training.pose_prior decides under auto
     pose_prior: str = "auto"
     pose_prior_weight: float = 1.0
@@ -132,6 +147,12 @@ class TrainConfig:
             out.append("--pose-prior on guides the pose network: it needs monocular training")
         if self.velocity_weight < 0 or self.velocity_min_speed < 0 or self.velocity_warmup < 0:
             out.append("--velocity-weight, --velocity-min-speed and --velocity-warmup must be >= 0")
+        if self.pose_translation_gain is not None:
+            from ros2_monodepth.core.networks import check_translation_gain
+            try:
+                check_translation_gain(self.pose_translation_gain)
+            except ValueError as exc:
+                out.append(f"--pose-translation-gain: {exc} (1, 2, 4, 8, ... or auto)")
         if self.batch_size < 1 or self.epochs < 1:
             out.append("--batch-size and --epochs must be >= 1")
         return out
@@ -199,6 +220,10 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--no-augment", dest="augment", action="store_false", help="no colour jitter or flip")
     t = p.add_argument_group("optimisation")
     t.add_argument("--num-layers", type=int, choices=(18, 34, 50), default=d.num_layers, help="ResNet depth of both encoders")
+    t.add_argument("--pose-downscale", type=int, choices=(1, 2, 4), default=d.pose_downscale, metavar="K",
+                   help="the pose network sees the network input shrunk K times in each direction (a KxK mean, part "
+                        "of the network everywhere it runs): about 1/K^2 of its cost in the node, docs/performance.md "
+                        "for what it costs in accuracy (1, 2 or 4)")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
     t.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training triplets")
     t.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps (0: no limit)")
@@ -266,6 +291,12 @@ def train_parser() -> argparse.ArgumentParser:
     v.add_argument("--velocity-warmup", type=int, default=d.velocity_warmup, metavar="STEPS",
                    help="photometric-only steps before the velocity loss starts; it then ramps up linearly over as many "
                         "steps (0: full weight from the first step)")
+    v.add_argument("--pose-translation-gain", type=_gain_option, default=d.pose_translation_gain, metavar="GAIN",
+                   help="multiplies the pose network's translation while training (a power of two; saved checkpoints "
+                        "have it folded into the weights): Monodepth2's translation starts near 1 cm and grows slowly, "
+                        "so on fast robots velocity supervision would take many times the steps. auto: the odometry's "
+                        "median distance a frame over 0.1 m, rounded to a power of two (1 without odometry or below "
+                        "0.14 m a frame; default: auto)")
     g = p.add_argument_group("geometric start for the pose network (two-view geometry; docs/research.md)")
     g.add_argument("--pose-prior", choices=PRIOR_MODES, default=d.pose_prior,
                    help="pull the pose network, early on, towards the rotation and direction of travel that the "

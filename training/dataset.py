@@ -157,6 +157,8 @@ class DataSummary:
     odometry: Optional[Dict[str, str]] = None  # per sequence, what the odometry gave (velocity supervision only)
     velocity_coverage: float = 0.0             # share of the training frame pairs with a known distance
     odometry_source: str = ""
+    median_travel: float = 0.0                 # metres a frame, median over the training pairs with a known distance
+    translation_gain: float = 1.0              # the pose network's training-only translation gain (PoseDecoder)
     pose_prior: Optional["PriorDecision"] = None   # whether the two-view pose prior is used, and why
 
     @property
@@ -168,7 +170,7 @@ class DataSummary:
     def to_json(self) -> Dict[str, Any]:
         out = asdict(self)
         if self.odometry is None:
-            for key in ("odometry", "velocity_coverage", "odometry_source"):
+            for key in ("odometry", "velocity_coverage", "odometry_source", "median_travel"):
                 out.pop(key)
         return out
 

@@ -138,7 +138,7 @@ def load_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Opt
     if pose_net is not None:
         if p is None:
             raise CheckpointError(f"{directory}: has no pose network to resume")
-        pose_net.load_state_dict(p.state_dict())
+        pose_net.load_weights_of(p)   # the saved file has the gain folded in; this run's gain is taken back out
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -227,5 +227,5 @@ def init_from_checkpoint(path: Path, depth_net: DepthNet, pose_net: Optional[Pos
                               f"(set --num-layers {d.encoder.num_layers})")
     depth_net.load_state_dict(d.state_dict())
     if pose_net is not None and p is not None:
-        pose_net.load_state_dict(p.state_dict())
+        pose_net.load_weights_of(p)
     return f"networks initialised from checkpoint {path} ({meta.source})"

@@ -86,11 +86,11 @@ def want_compiled_loss(mode: str, device: torch.device) -> bool:
 class TrainingModel(nn.Module):
     """The networks trained together; ``forward(batch)`` is the loss, so DDP sees one forward per step."""
 
-    def __init__(self, num_layers: int, cfg: LossConfig):
+    def __init__(self, num_layers: int, cfg: LossConfig, translation_gain: float = 1.0, pose_downscale: int = 1):
         super().__init__()
         self.cfg = cfg
         self.depth = DepthNet(num_layers)
-        self.pose = PoseNet(num_layers) if cfg.monocular else None
+        self.pose = PoseNet(num_layers, translation_gain, pose_downscale) if cfg.monocular else None
         self.explain = ExplainabilityNet() if cfg.explainability > 0 and cfg.monocular else None
         self.autocast: contextlib.AbstractContextManager = contextlib.nullcontext()
         self.photometric: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None   # None: eager
@@ -249,9 +249,11 @@ def build_datasets(cfg: TrainConfig, progress: bool) -> Tuple[TripletDataset, Tr
                        {index.sequences[k].name: plan.K.round(3).tolist() for k, plan in train.plans.items()},
                        pose_prior=train.prior_decision)
     if odometry.enabled:
+        travel = median_travel(index, train_t)
         info = replace(info, odometry=odometry_notes, velocity_coverage=velocity_coverage(index, train_t),
-                       odometry_source=odometry.describe())
-    return train, val, info
+                       odometry_source=odometry.describe(), median_travel=round(travel, 4))
+    gain = cfg.pose_translation_gain if cfg.pose_translation_gain is not None else translation_gain_for(info.median_travel)
+    return train, val, replace(info, translation_gain=gain)
 
 
 AUTO_PIXELS = 320 * 96   # the network size picked for a camera has about this many pixels (Monodepth2's 640x192 / 4)
@@ -279,6 +281,36 @@ def velocity_coverage(index: Any, triplets: np.ndarray) -> float:
     return known / pairs if pairs else 0.0
 
 
+def median_travel(index: Any, triplets: np.ndarray) -> float:
+    """Median distance (m) the camera moved between the training triplets' frames, over the pairs where the odometry
+    gives it; 0 when it gives none."""
+    known = []
+    for k, c in np.asarray(triplets).reshape(-1, 2):
+        travel = index.sequences[int(k)].travel
+        if travel is not None:
+            known.extend(float(t) for t in (travel[c - 1], travel[c]) if np.isfinite(t))
+    return float(np.median(known)) if known else 0.0
+
+
+# Metres a frame at which Monodepth2's pose output (x0.01) became metric under velocity supervision in about 120 steps
+# (the synthetic street); a robot moving N times as far a frame gets a translation gain near N.
+TRANSLATION_GAIN_REFERENCE = 0.1
+TRANSLATION_GAIN_MAX = 64.0
+
+
+def translation_gain_for(travel_per_frame: float) -> float:
+    """The pose network's training translation gain for a robot that moves ``travel_per_frame`` metres between frames
+    (the odometry's median): that over ``TRANSLATION_GAIN_REFERENCE``, as a power of two, at least 1 (the published
+    network's own scale) and at most ``TRANSLATION_GAIN_MAX``.
+
+    >>> [translation_gain_for(m) for m in (0.0, 0.05, 0.1, 0.2, 1.0, 1.2, 100.0)]
+    [1.0, 1.0, 1.0, 2.0, 8.0, 16.0, 64.0]
+    """
+    if not np.isfinite(travel_per_frame) or travel_per_frame <= TRANSLATION_GAIN_REFERENCE:
+        return 1.0
+    return float(min(TRANSLATION_GAIN_MAX, 2.0 ** round(np.log2(travel_per_frame / TRANSLATION_GAIN_REFERENCE))))
+
+
 def scale_provenance(cfg: TrainConfig, data_info: DataSummary) -> Tuple[bool, str]:
     """(metric, how): whether the trained networks give metres as they are, and from what."""
     if cfg.stereo:
@@ -290,17 +322,23 @@ def scale_provenance(cfg: TrainConfig, data_info: DataSummary) -> Tuple[bool, st
     return False, ""
 
 
-def checked_metadata(meta: CheckpointMetadata, scale_check: ScaleConvergence, stereo: bool) -> CheckpointMetadata:
+def checked_metadata(meta: CheckpointMetadata, scale_check: ScaleConvergence, stereo: bool,
+                     monitor: Optional[LearningMonitor] = None) -> CheckpointMetadata:
     """``meta`` as it may be saved now: velocity supervision only calls the checkpoint metric once the pose network's
-    translation has come to the odometry's (``ScaleConvergence``); until then, or if it never does, it is relative and
+    translation has come to the odometry's (``ScaleConvergence``) and the full-resolution depth the node publishes
+    has followed it (``LearningMonitor.depth_lags``); until then, or if it never does, it is relative and
     ``scale_source`` says why (the node's ``scale_mode: auto`` then takes another source of scale)."""
     if stereo or not meta.metric:
         return meta
     measured = (f"translation / odometry {scale_check.median():.3f} over the last {len(scale_check.ratios)} steps"
                 if scale_check.ratios else "not started yet (--velocity-warmup)")
-    if scale_check.converged():
-        return replace(meta, scale_source=f"{meta.scale_source}; {measured}")
-    return replace(meta, metric=False, scale_source=f"NOT metric: {meta.scale_source} has not converged ({measured})")
+    if not scale_check.converged():
+        return replace(meta, metric=False, scale_source=f"NOT metric: {meta.scale_source} has not converged ({measured})")
+    if monitor is not None and monitor.depth_lags():
+        return replace(meta, metric=False, scale_source=(
+            f"NOT metric: {meta.scale_source} made the translation metric ({measured}), but the full-resolution depth "
+            f"has not followed yet (its photometric loss {monitor.full_resolution_lag:.2f}x the coarser scales')"))
+    return replace(meta, scale_source=f"{meta.scale_source}; {measured}")
 
 
 @torch.no_grad()
@@ -392,7 +430,7 @@ class TrainingRun:
     def checkpoint(self) -> None:
         if self.main_proc:
             save_training_checkpoint(self.ckpt_dir, self.model.depth, self.model.pose,
-                                     checked_metadata(self.meta, self.scale_check, self.a.stereo), self.opt, self.sched,
+                                     checked_metadata(self.meta, self.scale_check, self.a.stereo, self.monitor), self.opt, self.sched,
                                      self.scaler, self.progress, self.model.explain, self.config)
 
 
@@ -443,7 +481,7 @@ def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
     train_ds, val_ds, data_info = build_datasets(a, main_proc and a.progress)
     a = replace(a, network_size=data_info.network_size)
     loss_cfg = a.loss_config(pose_prior_used=train_ds.prior_decision.used)
-    model = TrainingModel(a.num_layers, loss_cfg)
+    model = TrainingModel(a.num_layers, loss_cfg, data_info.translation_gain, a.pose_downscale)
     if a.init_resnet:
         msg = init_from_resnet(a.init_resnet, model.depth, model.pose)
     elif a.init_checkpoint:
@@ -473,7 +511,7 @@ def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
     meta = CheckpointMetadata(num_layers=a.num_layers, network_size=a.network_size, use_stereo=a.stereo,
                               min_depth=a.min_depth, max_depth=a.max_depth, stereo_scale=1.0, has_pose=model.pose is not None,
                               metric=metric, scale_source=scale_source, crop=a.crop, resize_filter=a.resize_filter,
-                              source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
+                              pose_downscale=a.pose_downscale, source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
     loader_kw: Dict[str, Any] = dict(batch_size=a.batch_size, num_workers=a.workers, drop_last=True,
                                      pin_memory=device.type == "cuda")
     if a.workers > 0:
@@ -506,6 +544,9 @@ def _report_start(run: TrainingRun, msg: str, dtype: Optional[torch.dtype], comp
         print(f"[train] velocity supervision from {info.odometry_source}: "
               f"{info.velocity_coverage:.0%} of the training frame pairs covered\n" +
               "\n".join(f"  {name}: {note}" for name, note in (info.odometry or {}).items()), flush=True)
+        print(f"[train] the camera moves {info.median_travel:.3g} m a frame (median): pose translation gain "
+              f"{info.translation_gain:g} while training ({'as given' if a.pose_translation_gain is not None else 'auto'}; "
+              "saved checkpoints have it folded into the weights)", flush=True)
         if not run.meta.metric:
             print("[train] WARNING: no training frame pair has odometry: the checkpoint will not be metric", flush=True)
     decision = run.data_info.pose_prior
@@ -709,7 +750,7 @@ def _finish(run: TrainingRun, restarts: List[str], elapsed: float) -> Dict[str, 
     if run.main_proc:
         print(f"[train] stopped ({run.stop_reason}) after {progress.step} steps in {elapsed:.0f} s; checkpoint in "
               f"{run.ckpt_dir}", flush=True)
-        saved = checked_metadata(run.meta, run.scale_check, run.a.stereo)
+        saved = checked_metadata(run.meta, run.scale_check, run.a.stereo, run.monitor)
         if run.meta.metric and not saved.metric:
             print(f"[train] WARNING: the checkpoint is {saved.scale_source}. Train longer, check "
                   "--odometry-topic / the camera mount, or run the node with another scale_mode", flush=True)

@@ -94,7 +94,8 @@ def save_checkpoint(directory: str | os.PathLike, depth_net: DepthNet, pose_net:
     atomic_torch_save({k: v.detach().cpu() for k, v in depth_net.decoder.state_dict().items()}, out / DEPTH_FILE)
     if pose_net is not None:
         atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.encoder.state_dict().items()}, out / POSE_ENCODER_FILE)
-        atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.decoder.state_dict().items()}, out / POSE_FILE)
+        # the training-only translation gain folded in: the file is the published layout and function
+        atomic_torch_save({k: v.cpu() for k, v in pose_net.decoder.folded_state_dict().items()}, out / POSE_FILE)
     meta = replace(meta, num_layers=depth_net.encoder.num_layers, has_pose=pose_net is not None)
     check_metadata(meta, str(out / METADATA_FILE))
     atomic_write_text(json.dumps(metadata_to_json(meta), indent=2), out / METADATA_FILE)
@@ -169,7 +170,7 @@ def load_checkpoint(directory: str | os.PathLike, load_pose: bool = True) -> Tup
     pose_net: Optional[PoseNet] = None
     if load_pose and (d / POSE_ENCODER_FILE).is_file() and (d / POSE_FILE).is_file():
         pe_state = read_state_file(d / POSE_ENCODER_FILE)
-        pose_net = PoseNet(infer_num_layers(pe_state))
+        pose_net = PoseNet(infer_num_layers(pe_state), input_downscale=meta.pose_downscale)
         check_state_dict(pose_net.encoder, pe_state, str(d / POSE_ENCODER_FILE), ignore=ENCODER_EXTRA_KEYS)
         p_state = read_state_file(d / POSE_FILE)
         check_state_dict(pose_net.decoder, p_state, str(d / POSE_FILE))

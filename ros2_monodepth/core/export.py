@@ -208,8 +208,11 @@ def _export_graphs(depth_net: DepthNet, pose_net: Optional[PoseNet], out: Path, 
 
 
 def weights_fingerprint(checkpoint_dir: str | os.PathLike) -> str:
-    """SHA-256 over a checkpoint's weight files (name and content of every *.pth), '' when there is none: what an
+    """SHA-256 over a checkpoint's weight files (name and content of every *.pth) and the model-contract entries that
+    change a graph built from them (``pose_downscale`` when it is not 1), '' when there is no weight file: what an
     export records, so that graphs exported from other weights than the ones beside them are noticed."""
+    from .checkpoint import read_metadata
+
     d = Path(checkpoint_dir)
     names = sorted(p.name for p in d.glob("*.pth")) if d.is_dir() else []
     if not names:
@@ -218,6 +221,9 @@ def weights_fingerprint(checkpoint_dir: str | os.PathLike) -> str:
     for name in names:
         h.update(name.encode())
         h.update(file_sha256(d / name).encode())
+    downscale = read_metadata(d).pose_downscale
+    if downscale != 1:        # 1 adds nothing: the fingerprints of every earlier checkpoint stay as they were
+        h.update(f"pose_downscale={downscale}".encode())
     return h.hexdigest()
 
 

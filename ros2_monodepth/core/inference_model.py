@@ -100,6 +100,6 @@ class PoseInference(nn.Module):
         # the order PoseNet stacks them; every step after is per channel.
         pair = image_u8_to_network_input(torch.cat([earlier.float(), later.float()], dim=-1), self.network_size, self.bgr)
         pair = pair.to(self.dtype)
-        axis_angle, translation = self.net.decoder(self.net.encoder(pair))
+        axis_angle, translation = self.net.stacked(pair)   # with the network's own input shrink, if any
         # The network predicts T_b_a (a's points into b); the camera motion is its inverse.
         return pose_params_to_matrix(axis_angle.float(), translation.float(), invert=True)[0]

@@ -30,6 +30,7 @@ from .intrinsics import scale_intrinsics
 CROP_POLICIES = ("center", "bottom", "top", "none")
 RESIZE_FILTERS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
 ENCODER_LAYERS = (18, 34, 50)
+POSE_DOWNSCALES = (1, 2, 4)   # the pose network's input shrink factors (networks.PoseNet's input_downscale)
 NETWORK_MULTIPLE = 32   # the encoder halves five times; the decoder's skip connections need exact halves
 # Entries a metadata.json must have: every version of this project has written them (network_size as the
 # separate entries height and width before 0.2).
@@ -71,6 +72,8 @@ class CheckpointMetadata:
     crop: str = "center"
     resize_filter: str = "area"
     channel_order: str = "rgb"
+    # The pose network sees the network input shrunk by this factor (a k x k mean, part of the network): 1, 2 or 4
+    pose_downscale: int = 1
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def input_plan(self, camera_size: Tuple[int, int]) -> "CropResize":
@@ -128,6 +131,8 @@ def _problem(name: str, value: Any, default: Any) -> Optional[str]:
             return "expected a positive whole number"
         if name == "num_layers" and value not in ENCODER_LAYERS:
             return f"expected one of {', '.join(map(str, ENCODER_LAYERS))} (ResNet depth)"
+        if name == "pose_downscale" and value not in POSE_DOWNSCALES:
+            return f"expected one of {', '.join(map(str, POSE_DOWNSCALES))} (the pose network's input shrink)"
         return None
     if isinstance(default, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0

@@ -7,6 +7,7 @@ used by training, ONNX export and every inference backend.
 
 from __future__ import annotations
 
+import math
 from typing import Dict, List, Sequence
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .geometry import pose_params_to_matrix
+from .model_contract import POSE_DOWNSCALES
 from .resnet import ResnetEncoder
 
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
@@ -113,12 +115,32 @@ class PoseDecoder(nn.Module):
     Predicts for two frames (12 channels) as the published models do; the first 6 (axis-angle,
     translation) are the pair's relative motion.
 
+    ``translation_gain`` (a power of two, 1 in every saved file) multiplies the translation during training only:
+    Monodepth2's x0.01 output makes a translation that starts near 1 cm grow by about Adam's step per step, so
+    velocity supervision on a robot moving a metre a frame would need ten times the steps of one moving 10 cm.
+    ``folded_state_dict`` writes the gain into the last layer's translation rows, which gives the same function with
+    gain 1 in the published layout (exactly: a power of two only moves the floating-point exponent);
+    ``load_folded_state_dict`` takes such a file back.
+
     Shapes: five encoder maps -> (axis_angle (B, 3), translation (B, 3)).
+
+    >>> dec = PoseDecoder((64, 64, 128, 256, 512), translation_gain=8.0)
+    >>> feats = [torch.rand(1, 512, 2, 4)]
+    >>> plain = PoseDecoder((64, 64, 128, 256, 512))
+    >>> plain.load_state_dict(dec.folded_state_dict())
+    <All keys matched successfully>
+    >>> bool(torch.equal(dec(feats)[1], plain(feats)[1])), bool(torch.equal(dec(feats)[0], plain(feats)[0]))
+    (True, True)
+    >>> again = PoseDecoder((64, 64, 128, 256, 512), translation_gain=8.0)
+    >>> again.load_folded_state_dict(plain.state_dict())
+    >>> bool(torch.equal(again.net[3].weight, dec.net[3].weight))
+    True
     """
 
-    def __init__(self, num_ch_enc: Sequence[int], frames_to_predict: int = 2):
+    def __init__(self, num_ch_enc: Sequence[int], frames_to_predict: int = 2, translation_gain: float = 1.0):
         super().__init__()
         self.frames_to_predict = frames_to_predict
+        self.translation_gain = check_translation_gain(translation_gain)
         self.net = nn.ModuleList(
             [
                 nn.Conv2d(num_ch_enc[-1], 256, 1),
@@ -134,7 +156,50 @@ class PoseDecoder(nn.Module):
         x = F.relu(self.net[2](x))
         x = self.net[3](x).mean(dim=(2, 3))
         x = 0.01 * x.view(-1, self.frames_to_predict, 6)
+        if self.translation_gain != 1.0:
+            return x[:, 0, :3], x[:, 0, 3:] * self.translation_gain
         return x[:, 0, :3], x[:, 0, 3:]
+
+    def _translation_rows(self) -> torch.Tensor:
+        """Boolean mask over the last layer's output channels: the translation ones of every predicted frame."""
+        rows = torch.zeros(6 * self.frames_to_predict, dtype=torch.bool)
+        for f in range(self.frames_to_predict):
+            rows[6 * f + 3: 6 * f + 6] = True
+        return rows
+
+    def folded_state_dict(self) -> Dict[str, torch.Tensor]:
+        """``state_dict()`` with the translation gain folded into the last layer: the published layout, gain 1."""
+        state = {k: v.detach().clone() for k, v in self.state_dict().items()}
+        if self.translation_gain != 1.0:
+            rows = self._translation_rows()
+            state["net.3.weight"][rows] *= self.translation_gain
+            state["net.3.bias"][rows] *= self.translation_gain
+        return state
+
+    def load_folded_state_dict(self, state: Dict[str, torch.Tensor]) -> None:
+        """Load a published-layout state (gain 1) into this decoder, keeping its gain and the function."""
+        state = {k: v.detach().clone() for k, v in state.items()}
+        if self.translation_gain != 1.0:
+            rows = self._translation_rows()
+            state["net.3.weight"][rows] /= self.translation_gain
+            state["net.3.bias"][rows] /= self.translation_gain
+        self.load_state_dict(state)
+
+
+def check_translation_gain(gain: float) -> float:
+    """``gain`` as a float when it is a positive power of two (folding it into weights is then exact), else ValueError.
+
+    >>> check_translation_gain(8), check_translation_gain(0.5)
+    (8.0, 0.5)
+    >>> check_translation_gain(10)
+    Traceback (most recent call last):
+    ...
+    ValueError: translation gain 10 is not a positive power of two
+    """
+    value = float(gain)
+    if not (value > 0 and math.isfinite(value) and math.frexp(value)[0] == 0.5):
+        raise ValueError(f"translation gain {gain:g} is not a positive power of two")
+    return value
 
 
 class DepthNet(nn.Module):
@@ -155,17 +220,44 @@ class PoseNet(nn.Module):
     ``forward(a, b)`` with frames in temporal order returns the raw parameters; ``transform(a, b)``
     returns ``T_b_a`` (points in a's camera frame -> b's), the Monodepth2 convention used for warping.
 
-    Shapes: (B, 3, H, W), (B, 3, H, W) -> (B, 3), (B, 3).
+    ``input_downscale`` (1, 2 or 4; the model contract's ``pose_downscale``) shrinks the stacked pair by a k x k
+    mean before the encoder: the pose network then costs about 1/k^2 of its full-size cost, with the same weight
+    shapes (the encoder is convolutional and the decoder averages over the image). Training, export and every
+    backend run the shrink as part of this network.
+
+    Shapes: (B, 3, H, W), (B, 3, H, W) -> (B, 3), (B, 3); H and W multiples of ``input_downscale``.
+
+    >>> net = PoseNet(18, input_downscale=2).eval()
+    >>> a, b = torch.rand(1, 3, 64, 192), torch.rand(1, 3, 64, 192)
+    >>> with torch.no_grad():
+    ...     shrunk = net.stacked(torch.cat([a, b], 1))
+    ...     same = net.decoder(net.encoder(F.avg_pool2d(torch.cat([a, b], 1), 2)))
+    >>> bool(torch.equal(shrunk[1], same[1])), tuple(net(a, b)[1].shape)
+    (True, (1, 3))
     """
 
-    def __init__(self, num_layers: int = 18):
+    def __init__(self, num_layers: int = 18, translation_gain: float = 1.0, input_downscale: int = 1):
         super().__init__()
+        if input_downscale not in POSE_DOWNSCALES:
+            raise ValueError(f"pose input downscale {input_downscale!r}: expected one of {POSE_DOWNSCALES}")
+        self.input_downscale = int(input_downscale)
         self.encoder = ResnetEncoder(num_layers, 2)
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc)
+        self.decoder = PoseDecoder(self.encoder.num_ch_enc, translation_gain=translation_gain)
 
     def forward(self, frame_a: torch.Tensor, frame_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.decoder(self.encoder(torch.cat([frame_a, frame_b], 1)))
+        return self.stacked(torch.cat([frame_a, frame_b], 1))
+
+    def stacked(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The raw parameters from the two frames already stacked along channels: (B, 6, H, W) -> (B, 3), (B, 3)."""
+        if self.input_downscale > 1:
+            pair = F.avg_pool2d(pair, self.input_downscale)
+        return self.decoder(self.encoder(pair))
 
     def transform(self, frame_a: torch.Tensor, frame_b: torch.Tensor) -> torch.Tensor:
         axis_angle, translation = self(frame_a, frame_b)
         return pose_params_to_matrix(axis_angle, translation)
+
+    def load_weights_of(self, other: "PoseNet") -> None:
+        """Take ``other``'s weights and function, keeping this network's translation gain (``PoseDecoder``)."""
+        self.encoder.load_state_dict(other.encoder.state_dict())
+        self.decoder.load_folded_state_dict(other.decoder.folded_state_dict())

@@ -15,6 +15,8 @@ Three modes, one table on stdout and one JSON file each (``--plot`` draws a pict
 ``train``  the project's training step against a plain fp32 eager implementation of the same loss.
 ``pose``   how well the pose network learns with large motion (1 m a frame): variants of the training loop trained
            from scratch with several seeds on the same synthetic frames, RPE/ATE on a held-out bag, side by side.
+``profile`` each ONNX Runtime graph the node runs (int8 by default), operator by operator: time, share, each
+           convolution's GMAC/s against the fastest one's, the graph's floor and the largest gaps to it.
 ``soak``   the node for a long time (``--duration``, 10 minutes for the README) on frames whose size keeps changing,
            with bad inputs mixed in (``--bad-every``): memory every second, outputs per minute, refusals by reason,
            crashes.
@@ -45,9 +47,9 @@ __all__ = ["main", "stats_ms"]
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="ros2-monodepth-bench", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=HelpFormatter)
-    p.add_argument("mode", choices=("model", "node", "train", "soak", "pose"),
+    p.add_argument("mode", choices=("model", "node", "train", "soak", "pose", "profile"),
                    help="model-only timings, the whole node, training steps against a plain fp32 implementation, the "
-                        "node under a long hostile stream, or pose learning with large motion")
+                        "node under a long hostile stream, pose learning with large motion, or the graphs' operators")
     p.add_argument("--out", default="bench.json", help="JSON file to write (default: %(default)s)")
     p.add_argument("--plot", help="also draw the result into this PNG (model and node modes)")
     p.add_argument("--checkpoint", default="", help="checkpoint folder (default: untrained networks; the timing is the same)")
@@ -92,7 +94,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     n.add_argument("--bad-every", type=int, default=5, help="soak: one bad input in every N messages (default: %(default)s)")
     n.add_argument("--duration", type=float, default=30.0, help="seconds of measurement (default: %(default)s)")
     n.add_argument("--backend", default="auto", help="node backend parameter (default: %(default)s)")
-    n.add_argument("--precision", default="auto", help="node precision parameter (default: %(default)s)")
+    n.add_argument("--precision", default="auto",
+                   help="node precision parameter; profile mode: int8 or fp32 graphs (default: %(default)s; int8 in "
+                        "profile mode)")
     n.add_argument("--attach", action="store_true", help="measure a node already running in --namespace instead of starting one")
     n.add_argument("--attach-pid", type=int, default=0, help="with --attach: the node's PID for CPU/memory figures")
     n.add_argument("--namespace", default="/bench", help="node namespace (default: %(default)s)")
@@ -158,6 +162,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         res = model_bench(ModelBenchConfig(args.checkpoint, network_size, args.warmup, args.repeats, args.threads,
                                            list(args.configs)), frames)
         table = print_model_table(res)
+    elif args.mode == "profile":
+        from .profile import ProfileConfig, print_profile_table, profile_bench
+
+        precision = args.precision if args.precision in ("int8", "fp32") else "int8"
+        res = profile_bench(ProfileConfig(args.checkpoint, network_size, precision, args.warmup, args.repeats), frames)
+        table = print_profile_table(res)
     elif args.mode == "train":
         assert K is not None, "train mode reads frames with their intrinsics"
         batch = args.batch_size or 4

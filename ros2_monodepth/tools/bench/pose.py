@@ -103,7 +103,7 @@ def pose_bench(cfg: PoseBenchConfig) -> Dict[str, Any]:
             print(f"[bench pose] {name} seed {seed}: {' '.join(options) or 'defaults'}", flush=True)
             checkpoint = train_or_reuse(replace(train_cfg, epochs=10_000), cfg.steps)
             summary = json.loads((Path(checkpoint).parent / "summary.json").read_text())
-            m = evaluate(str(checkpoint), EvalConfig(bags=[str(test_bag)], depth_topic="", network_size=cfg.network_size,
+            m = evaluate(str(checkpoint), EvalConfig(bags=[str(test_bag)], network_size=cfg.network_size,   # with depth
                                                      backend="offline"))
             verdict = summary.get("verdict", {})
             runs.append({"seed": seed, "rpe_m": m["rpe_sim3_m"], "ate_m": m["ate_sim3_m"],
@@ -111,6 +111,10 @@ def pose_bench(cfg: PoseBenchConfig) -> Dict[str, Any]:
                          "verdict_learned": verdict.get("learned"), "restarts": len(verdict.get("evidence", {}).get("restarts", [])),
                          "minutes": summary.get("seconds", float("nan")) / 60.0,
                          "photometric_over_identity": verdict.get("evidence", {}).get("photometric_over_identity"),
+                         # depth (median-scaled abs_rel), and whether the run came out metric (velocity supervision):
+                         # the checkpoint's own claim and the pose's scale against the ground truth (1 = metres)
+                         "abs_rel": m.get("abs_rel", float("nan")), "metric": bool(summary.get("scale", {}).get("metric")),
+                         "pose_scale": m.get("sim3_scale", float("nan")),
                          "at_stuck_check": summary.get("stuck_check", {}).get("photometric_over_identity")})
         rpe = np.array([r["rpe_m"] for r in runs])
         ate = np.array([r["ate_m"] for r in runs])
@@ -119,7 +123,9 @@ def pose_bench(cfg: PoseBenchConfig) -> Dict[str, Any]:
                       "ate_mean": float(ate.mean()), "ate_std": float(ate.std()), "rpe_worst": float(rpe.max()),
                       "ate_worst": float(ate.max()), "learned": learned, "learned_ci95": wilson_interval(learned, len(runs)),
                       "minutes_per_run": float(np.mean([r["minutes"] for r in runs])),
-                      "verdict_agrees": sum(r["verdict_learned"] == r["learned"] for r in runs)}
+                      "verdict_agrees": sum(r["verdict_learned"] == r["learned"] for r in runs),
+                      "abs_rel_mean": float(np.mean([r["abs_rel"] for r in runs])),
+                      "metric": sum(r["metric"] for r in runs)}
     return {"mode": "pose", "steps": cfg.steps, "seeds": list(cfg.seeds), "speed_mps": cfg.speed,
             "frames": cfg.frames, "network_size": [h, w], "rows": rows,
             "untrained": {"rpe_m": untrained["rpe_sim3_m"], "ate_m": untrained["ate_sim3_m"]}}
@@ -131,12 +137,13 @@ def print_pose_table(res: Dict[str, Any]) -> str:
              f"{res['seeds']}, network {res['network_size'][1]}x{res['network_size'][0]}; held-out bag, Sim(3)-aligned; "
              f"learned = RPE below {LEARNED_SHARE:g} x the untrained networks'",
              f"{'variant':<16}{'learned':>9}{'95% CI':>13}{'RPE m/frame':>13}{'worst':>8}{'ATE m':>8}{'worst':>8}"
-             f"{'min/run':>9}{'verdict ok':>11}   per seed (RPE, * = restarted)"]
+             f"{'abs_rel':>9}{'metric':>8}{'min/run':>9}{'verdict ok':>11}   per seed (RPE, * = restarted)"]
     for name, r in rows.items():
         lo, hi = r["learned_ci95"]
         n = len(r["runs"])
         lines.append(f"{name:<16}{r['learned']:>5}/{n:<3}{f'{lo:.2f}-{hi:.2f}':>13}{r['rpe_mean']:>13.4f}{r['rpe_worst']:>8.3f}"
-                     f"{r['ate_mean']:>8.3f}{r['ate_worst']:>8.3f}{r['minutes_per_run']:>9.1f}{r['verdict_agrees']:>7}/{n:<3}   "
+                     f"{r['ate_mean']:>8.3f}{r['ate_worst']:>8.3f}{r.get('abs_rel_mean', float('nan')):>9.3f}"
+                     f"{r.get('metric', 0):>5}/{n:<2}{r['minutes_per_run']:>9.1f}{r['verdict_agrees']:>7}/{n:<3}   "
                      + ", ".join(f"{x['rpe_m']:.4f}" + ("*" * x.get("restarts", 0)) for x in r["runs"]))
     lines.append(f"{'untrained':<16}{'':>22}{res['untrained']['rpe_m']:>13.4f}{'':>8}{res['untrained']['ate_m']:>8.3f}")
     return "\n".join(lines)
