@@ -284,7 +284,7 @@ def velocity_coverage(index: Any, triplets: np.ndarray) -> float:
 def median_travel(index: Any, triplets: np.ndarray) -> float:
     """Median distance (m) the camera moved between the training triplets' frames, over the pairs where the odometry
     gives it; 0 when it gives none."""
-    known = []
+    known: List[float] = []
     for k, c in np.asarray(triplets).reshape(-1, 2):
         travel = index.sequences[int(k)].travel
         if travel is not None:

@@ -18,7 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -174,6 +174,7 @@ def profile_bench(cfg: ProfileConfig, frames: Sequence[np.ndarray]) -> Dict[str,
     size = meta.network_size if meta is not None and cfg.network_size == (0, 0) else cfg.network_size
     spec = ModelSpec(checkpoint_dir=cfg.checkpoint, network_size=size, precision=cfg.precision)
     graphs = graph_set(spec) if cfg.precision == "int8" else None
+    pose_graph: Optional[Path]
     if graphs is None:
         from ...core.export import DEPTH_ONNX, POSE_ONNX
 
