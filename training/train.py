@@ -311,6 +311,36 @@ def translation_gain_for(travel_per_frame: float) -> float:
     return float(min(TRANSLATION_GAIN_MAX, 2.0 ** round(np.log2(travel_per_frame / TRANSLATION_GAIN_REFERENCE))))
 
 
+def start_depth_further(depth_net: DepthNet, factor: float, min_depth: float, max_depth: float) -> float:
+    """Shift the four disparity heads' biases so that untrained depth starts ``factor`` times further away (the
+    translation gain's factor: a robot that moves N times as far a frame sees a deeper scene). The heads' sigmoid then
+    starts where a fast robot's metric depth needs less travel; without it the full-resolution head, with 16 input
+    channels the slowest to move, lagged 3.8x behind the metric translation after 240 steps at 1 m a frame. Returns
+    the bias shift (0 for a factor of 1). Initialisation only: saved weights are ordinary weights.
+
+    >>> net = DepthNet(18)
+    >>> before = net.decoder.dispconv(0).conv.bias.detach().clone()
+    >>> round(start_depth_further(net, 8.0, 0.1, 100.0), 2), start_depth_further(net, 1.0, 0.1, 100.0)
+    (-2.72, 0.0)
+    >>> from ros2_monodepth.core.geometry import disp_to_depth          # a zero pre-sigmoid output: 8x the depth
+    >>> shifted = torch.sigmoid(net.decoder.dispconv(0).conv.bias.detach() - before)
+    >>> round(float(disp_to_depth(shifted, 0.1, 100.0)[1] / disp_to_depth(torch.tensor([0.5]), 0.1, 100.0)[1]), 4)
+    8.0
+    """
+    if factor == 1.0:
+        return 0.0
+    min_disp, max_disp = 1.0 / max_depth, 1.0 / min_depth
+    start = 1.0 / (min_disp + 0.5 * (max_disp - min_disp))          # depth at sigmoid 0.5
+    target = (1.0 / (factor * start) - min_disp) / (max_disp - min_disp)
+    shift = float(np.log(target / (1.0 - target)))
+    with torch.no_grad():
+        for scale in range(4):
+            bias = depth_net.decoder.dispconv(scale).conv.bias
+            if bias is not None:
+                bias += shift
+    return shift
+
+
 def scale_provenance(cfg: TrainConfig, data_info: DataSummary) -> Tuple[bool, str]:
     """(metric, how): whether the trained networks give metres as they are, and from what."""
     if cfg.stereo:
@@ -488,6 +518,10 @@ def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
         msg = init_from_checkpoint(Path(a.init_checkpoint), model.depth, model.pose)
     else:
         msg = "networks initialised at random (from scratch)"
+    if not a.init_checkpoint and not a.resume and data_info.translation_gain != 1.0:
+        shift = start_depth_further(model.depth, data_info.translation_gain, a.min_depth, a.max_depth)
+        msg += (f"; depth starts {data_info.translation_gain:g}x further away with the translation gain (disparity "
+                f"heads' bias {shift:+.2f})")
     dtype, scaler, compiled = model.prepare(device, a.precision, a.channels_last, a.compile_loss)
 
     sampler = SampleOrder(len(train_ds), a.seed, rank, world)
