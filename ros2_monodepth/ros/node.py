@@ -197,7 +197,9 @@ class MonodepthNode(Node):
         p, sources = pipeline.cfg, pipeline.settings_sources
         self.get_logger().info(
             f"network {format_size(p.network_size)} ({sources['network_size']}), depth range "
-            f"{p.min_depth:g}-{p.max_depth:g} ({sources['min_depth']})" + (f", {p.checkpoint_dir}" if meta else ""))
+            f"{p.min_depth:g}-{p.max_depth:g} ({sources['min_depth']})"
+            + (f", pose network at 1/{meta.pose_downscale} of it" if meta is not None and meta.pose_downscale != 1 else "")
+            + (f", {p.checkpoint_dir}" if meta else ""))
         if meta is not None and sources["network_size"] == "parameter" and p.network_size != meta.network_size:
             self.get_logger().warning(f"the checkpoint was trained at {format_size(meta.network_size)}; running it at "
                                       f"{format_size(p.network_size)} as network_size asks")

@@ -39,7 +39,8 @@ def time_calls(fn: Callable[[np.ndarray, np.ndarray], object], frames: List[np.n
 def eager_baseline(checkpoint: str, network_size: Tuple[int, int], frames: List[np.ndarray], warmup: int,
                    repeats: int) -> List[float]:
     """Per-frame seconds of the plain fp32 eager depth + pose networks (NCHW, no autocast, inputs resized
-    outside the timed region): the reference every speed-up is quoted against."""
+    outside the timed region, the pose network at the full network size): the reference every speed-up is quoted
+    against."""
     import cv2
     import torch
 
@@ -48,6 +49,9 @@ def eager_baseline(checkpoint: str, network_size: Tuple[int, int], frames: List[
 
     depth_net, pose_net = build_networks(ModelSpec(checkpoint_dir=checkpoint, network_size=network_size))
     assert pose_net is not None
+    # the reference is Monodepth2's pair of networks: its pose network runs at the full network size, whatever the
+    # checkpoint's pose_downscale (the same weights; only the shrink before the encoder goes)
+    pose_net.input_downscale = 1
 
     def prep(img: np.ndarray) -> torch.Tensor:
         small = cv2.resize(img, (network_size[1], network_size[0]), interpolation=cv2.INTER_AREA)
