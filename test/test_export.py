@@ -106,6 +106,64 @@ def test_a_pose_network_at_half_resolution_runs_the_same_in_every_backend(tmp_pa
     assert "AveragePool" in ops and "AveragePool" not in {n.op_type for n in onnx.load(str(full_graph.pose)).graph.node}
 
 
+def test_the_shared_pose_model_runs_the_same_in_every_backend_from_the_depth_passes_features(tmp_path, monkeypatch):
+    """pose_model 'shared': the checkpoint holds no pose encoder, the depth graph also outputs the encoder's features,
+    the pose graph takes two frames' features; ONNX Runtime (fp32, int8) and torch give the pose of a pair from the
+    features their depth calls left (no encoder pass of their own), and the same pose when they have to compute them."""
+    import onnx
+
+    from ros2_monodepth.core.checkpoint import load_checkpoint
+
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(3)
+    depth_net = DepthNet(18).eval()
+    pose_net = PoseNet(18, shared_encoder=depth_net.encoder).eval()
+    save_checkpoint(tmp_path / "ck", depth_net, pose_net, CheckpointMetadata(network_size=(64, 128)))
+    assert not (tmp_path / "ck" / "pose_encoder.pth").exists()
+    d2, p2, meta = load_checkpoint(tmp_path / "ck")
+    assert meta.pose_model == "shared" and p2 is not None and p2.shared and p2.encoder is d2.encoder
+    info = export_onnx(d2, p2, tmp_path / "onnx", (120, 160), (64, 128), 0.1, 100.0)
+    assert info.pose_model == "shared"
+    err = onnxruntime_parity(d2, p2, tmp_path / "onnx")
+    assert err["depth_max_rel_error"] < DEPTH_REL_TOL and err["pose_max_abs_error"] < POSE_ABS_TOL
+    assert err["features_max_abs_error"] < 1e-3
+    assert [o.name for o in onnx.load(str(tmp_path / "onnx" / "depth.onnx")).graph.output] == ["depth", "features"]
+    assert [i.name for i in onnx.load(str(tmp_path / "onnx" / "pose.onnx")).graph.input] == \
+        ["earlier_features", "later_features"]
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    b = np.roll(a, 3, axis=1)
+    poses = {}
+    for name, precision in (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8")):
+        backend, _ = create_backend(name, ModelSpec(checkpoint_dir=str(tmp_path / "ck"), network_size=(64, 128),
+                                                    precision=precision))
+        backend.depth(a)
+        backend.depth(b)
+        cached = backend.relative_pose(a, b)
+        assert backend.features.misses == 0, name          # the pose decoder alone: both frames' features cached
+        fresh = backend.relative_pose(a.copy(), b.copy())   # frames depth has not seen: computed, same pose
+        assert backend.features.misses == 2 and np.abs(fresh - cached).max() < 1e-6
+        poses[(name, precision)] = cached
+    reference = poses[("torch", "fp32")]
+    assert float(np.linalg.norm(reference[:3, 3])) > 10 * POSE_ABS_TOL
+    assert np.abs(poses[("onnxruntime", "fp32")] - reference).max() < POSE_ABS_TOL
+    # int8 end to end (features from the int8 depth graph): the translation within a quarter of its length
+    t_ref, t_int8 = reference[:3, 3], poses[("onnxruntime", "int8")][:3, 3]
+    assert np.linalg.norm(t_int8 - t_ref) < 0.25 * np.linalg.norm(t_ref)
+
+
+def test_the_shared_pose_model_refuses_a_pose_downscale_and_a_separate_models_weights(tmp_path):
+    from ros2_monodepth.core.model_contract import ContractError, check_metadata
+
+    with pytest.raises(ContractError, match="pose_downscale"):
+        check_metadata(CheckpointMetadata(pose_model="shared", pose_downscale=2), "m.json")
+    with pytest.raises(ContractError, match="pose_model"):
+        check_metadata(CheckpointMetadata(pose_model="tied"), "m.json")
+    depth_net = DepthNet(18)
+    with pytest.raises(ValueError, match="separate.*shared|decoders differ"):
+        PoseNet(18, shared_encoder=depth_net.encoder).load_weights_of(PoseNet(18))
+
+
 def test_backend_exports_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
     spec = ModelSpec(network_size=(64, 128), seed=3)

@@ -188,11 +188,14 @@ def tensorrt_graphs(tmp_path_factory):
     torch.manual_seed(0)
     nets = DepthNet(18).eval(), PoseNet(18).eval()
     half_pose = nets[0], PoseNet(18, input_downscale=2).eval()     # pose_downscale 2: an AveragePool before the encoder
+    # the shared pose model: depth also outputs the encoder's features, the pose graph takes two frames' features
+    shared_pose = nets[0], PoseNet(18, shared_encoder=nets[0].encoder).eval()
     graphs = []
     for name, camera, extra, networks in (
             ("network", (64, 128), {}, nets),
             ("camera", (120, 160), dict(channel_order="bgr", depth_at_camera_resolution=True), nets),
-            ("half_pose", (64, 128), {}, half_pose)):
+            ("half_pose", (64, 128), {}, half_pose),
+            ("shared_pose", (120, 160), {}, shared_pose)):
         out = tmp_path_factory.mktemp(name)
         export_onnx(*networks, out, camera, (64, 128), 0.1, 100.0, **extra)
         export_fp16_graphs(*networks, out)
@@ -206,7 +209,13 @@ def test_tensorrts_parser_accepts_every_graph_the_project_gives_it(tensorrt_grap
     result = _parse_with_tensorrt(tensorrt_graphs)
     failures = {p: r["error"] for p, r in result.items() if not r["ok"]}
     assert not failures, json.dumps(failures, indent=1)
+    assert sum("shared_pose" in p for p in result) == 6
     for path, r in result.items():
+        if "shared_pose" in path and "pose" in path.rsplit("/", 1)[1]:
+            # the shared model's pose decoder: two frames' float features in, a few layers
+            assert len(r["inputs"]) == 2 and all("FLOAT" in t for t in r["inputs"]), (path, r)
+            assert r["layers"] > 5, (path, r)
+            continue
         assert r["inputs"] and all("UINT8" in t for t in r["inputs"]), (path, r)   # camera bytes go in as they are
         assert r["layers"] > 50, (path, r)
 

@@ -308,6 +308,44 @@ def test_a_few_optimiser_steps_on_one_batch_lower_the_loss(street_bag, cfg):
     assert losses[-1] < 0.9 * losses[0], losses
 
 
+def test_the_shared_pose_model_trains_the_depth_encoder_through_the_pose_loss_and_saves_its_decoder_only(street_bag, tmp_path):
+    """--pose-model shared: one encoder pass over the three frames; the optimiser holds each weight once; the pose
+    loss reaches the depth encoder; the checkpoint is pose.pth without pose_encoder.pth, pose_model 'shared' in
+    its contract, and a resumed run takes it back."""
+    torch.manual_seed(0)
+    batch = _batch(street_bag)
+    model = TrainingModel(18, LossConfig(), pose_model="shared")
+    params = [p for p in model.parameters() if p.requires_grad]
+    assert len(params) == len({id(p) for p in params})
+    assert model.pose is not None and model.pose.shared and model.pose.encoder is model.depth.encoder
+    opt = torch.optim.Adam(params, lr=1e-4)
+    losses = []
+    for _ in range(8):
+        out = model(batch)
+        opt.zero_grad()
+        out.total.backward()
+        assert model.pose.decoder.net[0].weight.grad is not None
+        opt.step()
+        losses.append(float(out.total.detach()))
+    assert losses[-1] < 0.9 * losses[0], losses
+    # the pose decoder's gradient flows into the encoder: a loss of the pose alone moves encoder weights
+    model.zero_grad()
+    aug = batch.aug
+    model.pose(aug[:, 0], aug[:, 1])[1].sum().backward()
+    assert float(model.depth.encoder.encoder.conv1.weight.grad.abs().sum()) > 0
+
+    common = [str(street_bag), *TINY, "--pose-model", "shared", "--epochs", "3", "--checkpoint-every", "100",
+              "--out", str(tmp_path / "run")]
+    train(parse_args(common + ["--max-steps", "2"]))
+    ck = tmp_path / "run" / "checkpoint"
+    assert (ck / "pose.pth").is_file() and not (ck / "pose_encoder.pth").exists()
+    depth_net, pose_net, meta = load_checkpoint(ck)
+    assert meta.pose_model == "shared" and pose_net is not None and pose_net.encoder is depth_net.encoder
+    assert train(parse_args(common + ["--max-steps", "3", "--resume"]))["steps"] == 3
+    with pytest.raises(SystemExit):
+        parse_args([str(street_bag), "--pose-model", "shared", "--pose-downscale", "2"])
+
+
 def test_stereo_source_trains(tmp_path):
     bag = write_synthetic_bag(SynthConfig(tmp_path / "stereo", frames=8, width=128, height=64, stereo_baseline=0.3), progress=False)
     index = index_frames([bag], IndexOptions(right_topic="/camera/right/image_raw", right_camera_info_topic="/camera/right/camera_info"))

@@ -100,6 +100,9 @@ class TrainConfig:
     pose_translation_gain: Optional[float] = None
     # the pose network sees the network input shrunk by this factor (model contract pose_downscale): 1, 2 or 4
     pose_downscale: int = 1
+    # 'separate' (Monodepth2's default: a second ResNet on the stacked pair) or 'shared' (a pose decoder on the depth
+    # encoder's features of each frame: one encoder pass a frame in the node; model contract pose_model)
+    pose_model: str = "separate"
     # a geometric start for the pose network (two-view geometry, fading out): training.pose_prior decides under auto
     pose_prior: str = "auto"
     pose_prior_weight: float = 1.0
@@ -153,6 +156,10 @@ class TrainConfig:
                 check_translation_gain(self.pose_translation_gain)
             except ValueError as exc:
                 out.append(f"--pose-translation-gain: {exc} (1, 2, 4, 8, ... or auto)")
+        if self.pose_model not in ("separate", "shared"):
+            out.append(f"--pose-model is separate or shared, got '{self.pose_model}'")
+        if self.pose_model == "shared" and self.pose_downscale != 1:
+            out.append("--pose-model shared reuses the depth encoder's features: --pose-downscale must be 1")
         if self.batch_size < 1 or self.epochs < 1:
             out.append("--batch-size and --epochs must be >= 1")
         return out
@@ -224,6 +231,10 @@ def train_parser() -> argparse.ArgumentParser:
                    help="the pose network sees the network input shrunk K times in each direction (a KxK mean, part "
                         "of the network everywhere it runs): about 1/K^2 of its cost in the node, docs/performance.md "
                         "for what it costs in accuracy (1, 2 or 4)")
+    t.add_argument("--pose-model", choices=("separate", "shared"), default=d.pose_model,
+                   help="separate: the pose network has its own ResNet on the stacked pair (Monodepth2's default); "
+                        "shared: a pose decoder on the depth encoder's features of each frame, so the node runs one "
+                        "encoder a frame (docs/performance.md for its speed and accuracy)")
     t.add_argument("--batch-size", type=int, default=d.batch_size, help="per process")
     t.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training triplets")
     t.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after this many steps (0: no limit)")

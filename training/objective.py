@@ -150,6 +150,24 @@ def predict_poses(pose_net: PoseNet, prev: torch.Tensor, cur: torch.Tensor, nxt:
             1: pose_params_to_matrix(aa_n, t_n)}                 # (cur, next) gives T_next_cur
 
 
+def shared_depth_and_poses(depth_net: DepthNet, pose_net: PoseNet, prev: torch.Tensor, cur: torch.Tensor, nxt: torch.Tensor,
+                           cfg: "LossConfig") -> Tuple[Dict[int, torch.Tensor], Dict[int, torch.Tensor]]:
+    """Depth of the target and both poses from one pass of the depth encoder over (prev, cur, nxt) (batch-norm
+    statistics over the three, as Monodepth2's shared model computes them).
+
+    Shapes: three (B, 3, H, W) -> ({scale: (B, 1, H / 2**s, W / 2**s)}, {-1: (B, 4, 4), 1: (B, 4, 4)}).
+    """
+    maps = depth_net.encoder(torch.cat([prev, cur, nxt]))
+    per_frame = [m.chunk(3) for m in maps]
+    disps = depth_net.decoder([m[1] for m in per_frame], cfg.scales)
+    last_prev, last_cur, last_nxt = (m.float() if cfg.pose_fp32 else m for m in per_frame[-1])
+    with torch.autocast(cur.device.type, enabled=False) if cfg.pose_fp32 else contextlib.nullcontext():
+        axis_angle, translation = pose_net.from_features(torch.cat([last_prev, last_cur]), torch.cat([last_cur, last_nxt]))
+    aa_p, aa_n = axis_angle.float().chunk(2)
+    t_p, t_n = translation.float().chunk(2)
+    return disps, {-1: pose_params_to_matrix(aa_p, t_p, invert=True), 1: pose_params_to_matrix(aa_n, t_n)}
+
+
 def velocity_loss(translation_norms: torch.Tensor, travel: torch.Tensor, dt: torch.Tensor, min_speed: float = 0.0
                   ) -> Tuple[torch.Tensor, torch.Tensor, int]:
     """PackNet-SfM's velocity supervision: L1 between the pose network's translation length and the distance the
@@ -268,8 +286,13 @@ def self_supervised_loss(depth_net: DepthNet, pose_net: Optional[PoseNet], batch
     sources: List[torch.Tensor] = []
     transforms: List[torch.Tensor] = []
     with autocast:
-        disps = depth_net(aug[:, 1], cfg.scales)
-        if cfg.monocular:
+        if cfg.monocular and pose_net is not None and pose_net.shared:
+            # the shared pose model (Monodepth2's "shared"): one encoder pass over the three frames; depth decodes
+            # the target's maps, the pose decoder takes the last map of each pair's frames
+            disps, poses = shared_depth_and_poses(depth_net, pose_net, aug[:, 0], aug[:, 1], aug[:, 2], cfg)
+        else:
+            disps = depth_net(aug[:, 1], cfg.scales)
+        if cfg.monocular and not (pose_net is not None and pose_net.shared):
             assert pose_net is not None, "monocular training needs the pose network"
             with torch.autocast(aug.device.type, enabled=False) if cfg.pose_fp32 else contextlib.nullcontext():
                 poses = predict_poses(pose_net, aug[:, 0], aug[:, 1], aug[:, 2], separate=cfg.pose_batch == "separate")

@@ -138,7 +138,10 @@ def load_training_checkpoint(directory: Path, depth_net: DepthNet, pose_net: Opt
     if pose_net is not None:
         if p is None:
             raise CheckpointError(f"{directory}: has no pose network to resume")
-        pose_net.load_weights_of(p)   # the saved file has the gain folded in; this run's gain is taken back out
+        try:
+            pose_net.load_weights_of(p)   # the saved file has the gain folded in; this run's gain is taken back out
+        except ValueError as exc:
+            raise CheckpointError(f"{directory}: {exc}") from exc
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -211,7 +214,7 @@ def init_from_resnet_file(path: Path, depth_net: DepthNet, pose_net: Optional[Po
         raise CheckpointError(f"{path}: not a torchvision ResNet-{depth_net.encoder.num_layers} state_dict "
                               f"(missing {missing[:3]}{'...' if len(missing) > 3 else ''}, wrong shape {wrong[:3]})")
     target.load_state_dict({k: state[k] for k in want})
-    if pose_net is not None:
+    if pose_net is not None and not pose_net.shared:    # a shared pose model's encoder is the depth encoder
         pose_state = dict(state)
         conv1 = state["conv1.weight"]
         pose_state["conv1.weight"] = torch.cat([conv1] * pose_net.encoder.num_input_images, 1) / pose_net.encoder.num_input_images
@@ -227,5 +230,8 @@ def init_from_checkpoint(path: Path, depth_net: DepthNet, pose_net: Optional[Pos
                               f"(set --num-layers {d.encoder.num_layers})")
     depth_net.load_state_dict(d.state_dict())
     if pose_net is not None and p is not None:
-        pose_net.load_weights_of(p)
+        try:
+            pose_net.load_weights_of(p)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
     return f"networks initialised from checkpoint {path} ({meta.source})"

@@ -86,11 +86,13 @@ def want_compiled_loss(mode: str, device: torch.device) -> bool:
 class TrainingModel(nn.Module):
     """The networks trained together; ``forward(batch)`` is the loss, so DDP sees one forward per step."""
 
-    def __init__(self, num_layers: int, cfg: LossConfig, translation_gain: float = 1.0, pose_downscale: int = 1):
+    def __init__(self, num_layers: int, cfg: LossConfig, translation_gain: float = 1.0, pose_downscale: int = 1,
+                 pose_model: str = "separate"):
         super().__init__()
         self.cfg = cfg
         self.depth = DepthNet(num_layers)
-        self.pose = PoseNet(num_layers, translation_gain, pose_downscale) if cfg.monocular else None
+        shared = self.depth.encoder if pose_model == "shared" else None
+        self.pose = PoseNet(num_layers, translation_gain, pose_downscale, shared_encoder=shared) if cfg.monocular else None
         self.explain = ExplainabilityNet() if cfg.explainability > 0 and cfg.monocular else None
         self.autocast: contextlib.AbstractContextManager = contextlib.nullcontext()
         self.photometric: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None   # None: eager
@@ -511,7 +513,7 @@ def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
     train_ds, val_ds, data_info = build_datasets(a, main_proc and a.progress)
     a = replace(a, network_size=data_info.network_size)
     loss_cfg = a.loss_config(pose_prior_used=train_ds.prior_decision.used)
-    model = TrainingModel(a.num_layers, loss_cfg, data_info.translation_gain, a.pose_downscale)
+    model = TrainingModel(a.num_layers, loss_cfg, data_info.translation_gain, a.pose_downscale, a.pose_model)
     if a.init_resnet:
         msg = init_from_resnet(a.init_resnet, model.depth, model.pose)
     elif a.init_checkpoint:
@@ -545,7 +547,7 @@ def _build_run(a: TrainConfig, restarts: List[str]) -> TrainingRun:
     meta = CheckpointMetadata(num_layers=a.num_layers, network_size=a.network_size, use_stereo=a.stereo,
                               min_depth=a.min_depth, max_depth=a.max_depth, stereo_scale=1.0, has_pose=model.pose is not None,
                               metric=metric, scale_source=scale_source, crop=a.crop, resize_filter=a.resize_filter,
-                              pose_downscale=a.pose_downscale, source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
+                              pose_downscale=a.pose_downscale, pose_model=a.pose_model, source="ros2_monodepth training", extra={"bags": [str(b) for b in a.bags]})
     loader_kw: Dict[str, Any] = dict(batch_size=a.batch_size, num_workers=a.workers, drop_last=True,
                                      pin_memory=device.type == "cuda")
     if a.workers > 0:

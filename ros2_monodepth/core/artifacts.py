@@ -282,7 +282,7 @@ def graph_set(spec: ModelSpec, flavour: str = "onnxruntime", onnx_dir: Optional[
     source = (f"int8, calibrated on {info.int8_calibration}, graphs in {directory}" if precision == "int8"
               else f"graphs in {directory}")
     return GraphSet(directory / depth_file, pose, (int(info.camera_size[0]), int(info.camera_size[1])),
-                    info.channel_order, precision, source)
+                    info.channel_order, precision, source, info.pose_model)
 
 
 def tensorrt_engines(spec: ModelSpec, api: Any, workspace: int = 1 << 30, onnx_dir: Optional[Path] = None) -> GraphSet:
@@ -311,7 +311,8 @@ def tensorrt_engines(spec: ModelSpec, api: Any, workspace: int = 1 << 30, onnx_d
         engines[stem] = ensure_engine(path, partial(build_serialized_engine, api, onnx_path, recipe, workspace), key)
         LOG.info("TensorRT %s engine %s", stem, path)
     return GraphSet(engines["depth"], engines.get("pose"), graphs.camera_size, graphs.channel_order, spec.precision,
-                    f"{recipe.describe()} on {gpu.name} (sm {gpu.capability}, {gpu.sm_count} SMs), from {graphs.source}")
+                    f"{recipe.describe()} on {gpu.name} (sm {gpu.capability}, {gpu.sm_count} SMs), from {graphs.source}",
+                    graphs.pose_model)
 
 
 # ------------------------------------------------------------------------------------------------ choice

@@ -4,8 +4,9 @@ A checkpoint is a folder:
   encoder.pth       depth encoder state_dict (``encoder.*`` keys) + Monodepth2's plain entries height, width
                     (the network size) and use_stereo
   depth.pth         depth decoder state_dict (``decoder.{0..13}.*``)
-  pose_encoder.pth  pose encoder state_dict (``encoder.conv1.weight`` is [64, 6, 7, 7])   [optional]
-  pose.pth          pose decoder state_dict (``net.{0..3}.*``)                           [optional]
+  pose_encoder.pth  pose encoder state_dict (``encoder.conv1.weight`` is [64, 6, 7, 7])   [optional; not with
+                    the shared pose model, whose decoder takes the depth encoder's features]
+  pose.pth          pose decoder state_dict (``net.{0..3}.*``; ``net.1`` takes 512 channels when shared)  [optional]
   metadata.json     this project's model contract (``core.model_contract``): encoder depth, network size,
                     crop and resize filter, min/max depth, stereo scale, metric or not, provenance [optional]
 
@@ -93,10 +94,14 @@ def save_checkpoint(directory: str | os.PathLike, depth_net: DepthNet, pose_net:
     atomic_torch_save(encoder_state, out / ENCODER_FILE)
     atomic_torch_save({k: v.detach().cpu() for k, v in depth_net.decoder.state_dict().items()}, out / DEPTH_FILE)
     if pose_net is not None:
-        atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.encoder.state_dict().items()}, out / POSE_ENCODER_FILE)
+        if not pose_net.shared:
+            atomic_torch_save({k: v.detach().cpu() for k, v in pose_net.encoder.state_dict().items()}, out / POSE_ENCODER_FILE)
+        elif (out / POSE_ENCODER_FILE).is_file():
+            (out / POSE_ENCODER_FILE).unlink()      # a separate model's file left from an earlier save would mislead
         # the training-only translation gain folded in: the file is the published layout and function
         atomic_torch_save({k: v.cpu() for k, v in pose_net.decoder.folded_state_dict().items()}, out / POSE_FILE)
-    meta = replace(meta, num_layers=depth_net.encoder.num_layers, has_pose=pose_net is not None)
+    meta = replace(meta, num_layers=depth_net.encoder.num_layers, has_pose=pose_net is not None,
+                   pose_model=pose_net.pose_model if pose_net is not None else meta.pose_model)
     check_metadata(meta, str(out / METADATA_FILE))
     atomic_write_text(json.dumps(metadata_to_json(meta), indent=2), out / METADATA_FILE)
     return out
@@ -146,7 +151,7 @@ def verify_checkpoint(directory: str | os.PathLike, with_pose: bool = True) -> C
     meta = read_metadata(d)
     source = str(d / METADATA_FILE) if (d / METADATA_FILE).is_file() else str(d / ENCODER_FILE)
     enc_layers = infer_num_layers(read_state_file(d / ENCODER_FILE))
-    pose_files = (d / POSE_ENCODER_FILE).is_file() and (d / POSE_FILE).is_file()
+    pose_files = (d / POSE_FILE).is_file() and (meta.pose_model == "shared" or (d / POSE_ENCODER_FILE).is_file())
     check_metadata(meta, source, encoder_layers=enc_layers, has_pose_files=pose_files if with_pose else None)
     return meta
 
@@ -168,7 +173,12 @@ def load_checkpoint(directory: str | os.PathLike, load_pose: bool = True) -> Tup
     depth_net.encoder.load_state_dict({k: v for k, v in enc_state.items() if k not in ENCODER_EXTRA_KEYS})
     depth_net.decoder.load_state_dict(dec_state)
     pose_net: Optional[PoseNet] = None
-    if load_pose and (d / POSE_ENCODER_FILE).is_file() and (d / POSE_FILE).is_file():
+    if load_pose and meta.pose_model == "shared" and (d / POSE_FILE).is_file():
+        pose_net = PoseNet(num_layers, shared_encoder=depth_net.encoder)
+        p_state = read_state_file(d / POSE_FILE)
+        check_state_dict(pose_net.decoder, p_state, str(d / POSE_FILE))
+        pose_net.decoder.load_state_dict(p_state)
+    elif load_pose and meta.pose_model == "separate" and (d / POSE_ENCODER_FILE).is_file() and (d / POSE_FILE).is_file():
         pe_state = read_state_file(d / POSE_ENCODER_FILE)
         pose_net = PoseNet(infer_num_layers(pe_state), input_downscale=meta.pose_downscale)
         check_state_dict(pose_net.encoder, pe_state, str(d / POSE_ENCODER_FILE), ignore=ENCODER_EXTRA_KEYS)

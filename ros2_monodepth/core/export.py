@@ -18,14 +18,14 @@ import os
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from .backends.base import DEPTH_INPUT, DEPTH_OUTPUT, POSE_INPUTS, POSE_OUTPUT
+from .backends.base import DEPTH_FEATURES, DEPTH_INPUT, DEPTH_OUTPUT, POSE_FEATURE_INPUTS, POSE_INPUTS, POSE_OUTPUT
 from .fileio import atomic_write_bytes, atomic_write_text, file_sha256
-from .inference_model import DepthInference, PoseInference
+from .inference_model import DepthInference, PoseFromFeatures, PoseInference
 from .networks import DepthNet, PoseNet
 
 OPSET = 17
@@ -64,6 +64,9 @@ class ExportInfo:
     int8_form: str = ""                     # quantize.INT8_FORM of the code that made the int8 graphs
     files: Dict[str, str] = field(default_factory=dict)   # every graph file here -> its SHA-256 when written
     weights_sha256: str = ""                # ``weights_fingerprint`` of the checkpoint the graphs came from ('' unknown)
+    # 'shared': the depth graph also outputs the encoder's features (DEPTH_FEATURES) and the pose graph takes two
+    # frames' features (POSE_FEATURE_INPUTS) instead of two images
+    pose_model: str = "separate"
 
     @classmethod
     def read(cls, directory: str | os.PathLike) -> "ExportInfo":
@@ -86,6 +89,8 @@ class ExportInfo:
                     raise ValueError(f"{k} must be two positive integers, got {raw[k]!r}")
             if values.get("channel_order") not in ("rgb", "bgr"):
                 raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {values.get('channel_order')!r}")
+            if values.get("pose_model", "separate") not in ("separate", "shared"):
+                raise ValueError(f"pose_model must be 'separate' or 'shared', got {values.get('pose_model')!r}")
             if not isinstance(values.get("files", {}), dict):
                 raise ValueError(f"files must be an object, got {values['files']!r}")
             return cls(**values)
@@ -148,22 +153,25 @@ def _set_static_output_shapes(model, module: torch.nn.Module, args: tuple) -> No
 
 
 def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: ExportInfo, subpixel_head: bool = True,
-                       dtype: torch.dtype = torch.float32) -> Tuple[DepthInference, Optional[PoseInference]]:
+                       dtype: torch.dtype = torch.float32
+                       ) -> Tuple[DepthInference, Optional[Union[PoseInference, PoseFromFeatures]]]:
     """The wrappers an export describes: what is traced (``subpixel_head`` True, see ``subpixel.py``), and what
     its graphs are checked against (False: the reference form, so the check covers that rewrite too). With
     ``dtype`` float16 the networks are half-precision copies (the given networks are not changed)."""
     bgr = info.channel_order == "bgr"
     output_size = info.output_size if tuple(info.output_size) != tuple(info.network_size) else None
+    shared = info.pose_model == "shared"
     if dtype != torch.float32:
         depth_net = copy.deepcopy(depth_net).to(dtype)
         pose_net = copy.deepcopy(pose_net).to(dtype) if pose_net is not None else None
     else:
         depth_net, pose_net = depth_net.float(), pose_net.float() if pose_net is not None else None
     depth_model = DepthInference(depth_net.eval(), info.network_size, info.min_depth, info.max_depth, bgr,
-                                 output_size, subpixel_head, dtype).eval()
-    pose_model = None
+                                 output_size, subpixel_head, dtype, with_features=shared).eval()
+    pose_model: Optional[Union[PoseInference, PoseFromFeatures]] = None
     if pose_net is not None and info.has_pose:
-        pose_model = PoseInference(pose_net.eval(), info.network_size, bgr, dtype).eval()
+        pose_model = (PoseFromFeatures(pose_net.eval(), dtype) if shared
+                      else PoseInference(pose_net.eval(), info.network_size, bgr, dtype)).eval()
     return depth_model, pose_model
 
 
@@ -180,7 +188,8 @@ def export_onnx(depth_net: DepthNet, pose_net: Optional[PoseNet], out_dir: str |
     output_size = camera_size if depth_at_camera_resolution else network_size
     info = ExportInfo(camera_size, network_size, output_size, channel_order, float(min_depth), float(max_depth),
                       depth_net.encoder.num_layers, has_pose=pose_net is not None, graph_form=GRAPH_FORM,
-                      weights_sha256=weights_sha256)
+                      weights_sha256=weights_sha256,
+                      pose_model="shared" if pose_net is not None and pose_net.shared else "separate")
     _export_graphs(depth_net, pose_net, out, info, torch.float32, DEPTH_ONNX, POSE_ONNX)
     info.write(out)
     return info
@@ -200,16 +209,22 @@ def _export_graphs(depth_net: DepthNet, pose_net: Optional[PoseNet], out: Path, 
                    depth_name: str, pose_name: str) -> None:
     depth_model, pose_model = deployment_modules(depth_net, pose_net, info, dtype=dtype)
     example = torch.zeros(info.camera_size[0], info.camera_size[1], 3, dtype=torch.uint8)
-    _export(depth_model, (example,), out / depth_name, [DEPTH_INPUT], [DEPTH_OUTPUT])
+    shared = info.pose_model == "shared"
+    _export(depth_model, (example,), out / depth_name, [DEPTH_INPUT], [DEPTH_OUTPUT] + ([DEPTH_FEATURES] if shared else []))
     info.record(out, depth_name)
     if pose_model is not None:
-        _export(pose_model, (example, example), out / pose_name, POSE_INPUTS, [POSE_OUTPUT])
+        if shared:
+            with torch.no_grad():
+                features = depth_model(example)[1]
+            _export(pose_model, (features, features), out / pose_name, POSE_FEATURE_INPUTS, [POSE_OUTPUT])
+        else:
+            _export(pose_model, (example, example), out / pose_name, POSE_INPUTS, [POSE_OUTPUT])
         info.record(out, pose_name)
 
 
 def weights_fingerprint(checkpoint_dir: str | os.PathLike) -> str:
     """SHA-256 over a checkpoint's weight files (name and content of every *.pth) and the model-contract entries that
-    change a graph built from them (``pose_downscale`` when it is not 1), '' when there is no weight file: what an
+    change a graph built from them (``pose_downscale`` when it is not 1, ``pose_model`` when shared), '' when there is no weight file: what an
     export records, so that graphs exported from other weights than the ones beside them are noticed."""
     from .checkpoint import read_metadata
 
@@ -221,9 +236,11 @@ def weights_fingerprint(checkpoint_dir: str | os.PathLike) -> str:
     for name in names:
         h.update(name.encode())
         h.update(file_sha256(d / name).encode())
-    downscale = read_metadata(d).pose_downscale
-    if downscale != 1:        # 1 adds nothing: the fingerprints of every earlier checkpoint stay as they were
-        h.update(f"pose_downscale={downscale}".encode())
+    meta = read_metadata(d)
+    if meta.pose_downscale != 1:   # 1 adds nothing: the fingerprints of every earlier checkpoint stay as they were
+        h.update(f"pose_downscale={meta.pose_downscale}".encode())
+    if meta.pose_model != "separate":
+        h.update(f"pose_model={meta.pose_model}".encode())
     return h.hexdigest()
 
 
@@ -239,16 +256,28 @@ def onnxruntime_parity(depth_net: DepthNet, pose_net: Optional[PoseNet], onnx_di
     a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     b = np.clip(a.astype(np.int16) + rng.integers(-8, 9, a.shape), 0, 255).astype(np.uint8)
     result = {}
+    shared = info.pose_model == "shared"
     sess = ort.InferenceSession(str(Path(onnx_dir) / DEPTH_ONNX), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {DEPTH_INPUT: a})[0]
+    outs = sess.run(None, {DEPTH_INPUT: a})
+    got = outs[0]
     with torch.no_grad():
-        ref = depth_model(torch.from_numpy(a)).numpy()
+        ref_out = depth_model(torch.from_numpy(a))
+    ref = (ref_out[0] if shared else ref_out).numpy()
     result["depth_max_abs_error"] = float(np.abs(got - ref).max())
     result["depth_max_rel_error"] = float((np.abs(got - ref) / np.abs(ref)).max())
+    if shared:
+        result["features_max_abs_error"] = float(np.abs(outs[1] - ref_out[1].numpy()).max())
     if pose_model is not None:
-        sess = ort.InferenceSession(str(Path(onnx_dir) / POSE_ONNX), providers=["CPUExecutionProvider"])
-        got = sess.run(None, {POSE_INPUTS[0]: a, POSE_INPUTS[1]: b})[0]
-        with torch.no_grad():
-            ref = pose_model(torch.from_numpy(a), torch.from_numpy(b)).numpy()
+        sess_pose = ort.InferenceSession(str(Path(onnx_dir) / POSE_ONNX), providers=["CPUExecutionProvider"])
+        if shared:
+            # the graph's own features of both frames in, against the wrappers' features of both frames
+            fb = sess.run(None, {DEPTH_INPUT: b})[1]
+            got = sess_pose.run(None, {POSE_FEATURE_INPUTS[0]: outs[1], POSE_FEATURE_INPUTS[1]: fb})[0]
+            with torch.no_grad():
+                ref = pose_model(ref_out[1], depth_model(torch.from_numpy(b))[1]).numpy()
+        else:
+            got = sess_pose.run(None, {POSE_INPUTS[0]: a, POSE_INPUTS[1]: b})[0]
+            with torch.no_grad():
+                ref = pose_model(torch.from_numpy(a), torch.from_numpy(b)).numpy()
         result["pose_max_abs_error"] = float(np.abs(got - ref).max())
     return result

@@ -7,7 +7,7 @@ postprocessing (disparity -> depth, 6 pose parameters -> 4x4) are one piece of c
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +48,17 @@ class DepthInference(nn.Module):
 
     ``subpixel_head`` runs the decoder's full-resolution stage in the equal half-resolution form of
     ``subpixel.py`` (exported graphs use it; the PyTorch backend keeps the reference form).
+
+    ``with_features`` (the shared pose model) returns ``(depth, features)``: the encoder's last map as well,
+    (1, 512, h/32, w/32) float32, which the pose decoder takes for this frame and, cached, for the next one.
     """
 
     def __init__(self, net: DepthNet, network_size: Tuple[int, int], min_depth: float, max_depth: float,
                  bgr: bool = False, output_size: Optional[Tuple[int, int]] = None, subpixel_head: bool = False,
-                 dtype: torch.dtype = torch.float32):
+                 dtype: torch.dtype = torch.float32, with_features: bool = False):
         super().__init__()
         self.net = net
+        self.with_features = with_features
         self.dtype = dtype
         self.network_size = (int(network_size[0]), int(network_size[1]))
         self.min_depth = float(min_depth)
@@ -68,17 +72,20 @@ class DepthInference(nn.Module):
             for name, w in zip(("sp_w1", "sp_b1", "sp_w2", "sp_b2"), subpixel_weights(net.decoder)):
                 self.register_buffer(name, w)
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         x = image_u8_to_network_input(image, self.network_size, self.bgr).to(self.dtype)
+        features = self.net.encoder(x)
         if self.subpixel_head:
             weights = [self.get_buffer(name) for name in ("sp_w1", "sp_b1", "sp_w2", "sp_b2")]
-            disp = full_resolution_disparity(self.net.decoder, self.net.encoder(x), weights)
+            disp = full_resolution_disparity(self.net.decoder, features, weights)
         else:
-            disp = self.net(x, scales=(0,))[0]
+            disp = self.net.decoder(features, scales=(0,))[0]
         if self.output_size is not None and tuple(self.output_size) != self.network_size:
             # Interpolate disparity, not depth: it is what the network predicts smoothly.
             disp = F.interpolate(disp, size=self.output_size, mode="bilinear", align_corners=False)
         _, depth = disp_to_depth(disp.float(), self.min_depth, self.max_depth)
+        if self.with_features:
+            return depth[0, 0], features[-1].float()
         return depth[0, 0]
 
 
@@ -102,4 +109,23 @@ class PoseInference(nn.Module):
         pair = pair.to(self.dtype)
         axis_angle, translation = self.net.stacked(pair)   # with the network's own input shrink, if any
         # The network predicts T_b_a (a's points into b); the camera motion is its inverse.
+        return pose_params_to_matrix(axis_angle.float(), translation.float(), invert=True)[0]
+
+
+class PoseFromFeatures(nn.Module):
+    """The shared pose model at run time: the depth encoder's last maps of two frames (earlier, later; what
+    ``DepthInference(with_features=True)`` returned for each) -> ``T_a_b``, as ``PoseInference`` gives it.
+
+    Shapes: (1, C, h, w) float32, (1, C, h, w) float32 -> (4, 4) float32.
+    """
+
+    def __init__(self, net: PoseNet, dtype: torch.dtype = torch.float32):
+        super().__init__()
+        if not net.shared:
+            raise ValueError("PoseFromFeatures runs the shared pose model; this pose network has its own encoder")
+        self.net = net
+        self.dtype = dtype
+
+    def forward(self, earlier: torch.Tensor, later: torch.Tensor) -> torch.Tensor:
+        axis_angle, translation = self.net.from_features(earlier.to(self.dtype), later.to(self.dtype))
         return pose_params_to_matrix(axis_angle.float(), translation.float(), invert=True)[0]

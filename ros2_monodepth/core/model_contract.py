@@ -31,6 +31,9 @@ CROP_POLICIES = ("center", "bottom", "top", "none")
 RESIZE_FILTERS = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "lanczos": cv2.INTER_LANCZOS4}
 ENCODER_LAYERS = (18, 34, 50)
 POSE_DOWNSCALES = (1, 2, 4)   # the pose network's input shrink factors (networks.PoseNet's input_downscale)
+# the pose network's form: its own ResNet on the stacked pair, or a decoder on the depth encoder's features of each
+# frame (Monodepth2's --pose_model_type separate_resnet / shared)
+POSE_MODELS = ("separate", "shared")
 NETWORK_MULTIPLE = 32   # the encoder halves five times; the decoder's skip connections need exact halves
 # Entries a metadata.json must have: every version of this project has written them (network_size as the
 # separate entries height and width before 0.2).
@@ -74,6 +77,8 @@ class CheckpointMetadata:
     channel_order: str = "rgb"
     # The pose network sees the network input shrunk by this factor (a k x k mean, part of the network): 1, 2 or 4
     pose_downscale: int = 1
+    # 'separate' (pose_encoder.pth + pose.pth) or 'shared' (pose.pth only: a decoder on the depth encoder's features)
+    pose_model: str = "separate"
     extra: Dict[str, Any] = field(default_factory=dict)
 
     def input_plan(self, camera_size: Tuple[int, int]) -> "CropResize":
@@ -145,6 +150,8 @@ def _problem(name: str, value: Any, default: Any) -> Optional[str]:
         return f"expected one of {', '.join(RESIZE_FILTERS)}"
     if name == "channel_order" and value not in ("rgb", "bgr"):
         return "expected rgb or bgr"
+    if name == "pose_model" and value not in POSE_MODELS:
+        return f"expected one of {', '.join(POSE_MODELS)} (the pose network's form)"
     return None
 
 
@@ -247,7 +254,11 @@ def check_metadata(meta: CheckpointMetadata, source: str, encoder_layers: Option
         raise ContractError(f"{source}: field 'num_layers' is {meta.num_layers}, but encoder.pth holds a "
                             f"ResNet-{encoder_layers} encoder")
     if has_pose_files is not None and meta.has_pose and not has_pose_files:
-        raise ContractError(f"{source}: field 'has_pose' is true, but pose_encoder.pth / pose.pth are missing")
+        needed = "pose.pth is" if meta.pose_model == "shared" else "pose_encoder.pth / pose.pth are"
+        raise ContractError(f"{source}: field 'has_pose' is true, but {needed} missing")
+    if meta.pose_model == "shared" and meta.pose_downscale != 1:
+        raise ContractError(f"{source}: field 'pose_downscale' is {meta.pose_downscale}, expected 1 with pose_model "
+                            "'shared' (the pose decoder takes the depth encoder's features)")
     if meta.metric and not meta.scale_source:
         raise ContractError(f"{source}: field 'metric' is true, expected 'scale_source' to say what made it metric")
     del pose_encoder_layers   # the pose encoder's depth is free (it is checked against its own decoder on load)

@@ -8,14 +8,14 @@ used by training, ONNX export and every inference backend.
 from __future__ import annotations
 
 import math
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .geometry import pose_params_to_matrix
-from .model_contract import POSE_DOWNSCALES
+from .model_contract import POSE_DOWNSCALES, POSE_MODELS
 from .resnet import ResnetEncoder
 
 DECODER_CHANNELS = (16, 32, 64, 128, 256)
@@ -115,6 +115,10 @@ class PoseDecoder(nn.Module):
     Predicts for two frames (12 channels) as the published models do; the first 6 (axis-angle,
     translation) are the pair's relative motion.
 
+    ``num_input_features`` is 1 for the separate pose encoder (one map of the stacked pair) and 2 for the shared
+    model (Monodepth2's ``--pose_model_type shared``): the depth encoder's last map of each frame, squeezed by the
+    same 1x1 convolution, joined along channels (so ``net.1`` takes 512 channels).
+
     ``translation_gain`` (a power of two, 1 in every saved file) multiplies the translation during training only:
     Monodepth2's x0.01 output makes a translation that starts near 1 cm grow by about Adam's step per step, so
     velocity supervision on a robot moving a metre a frame would need ten times the steps of one moving 10 cm.
@@ -137,21 +141,33 @@ class PoseDecoder(nn.Module):
     True
     """
 
-    def __init__(self, num_ch_enc: Sequence[int], frames_to_predict: int = 2, translation_gain: float = 1.0):
+    def __init__(self, num_ch_enc: Sequence[int], frames_to_predict: int = 2, translation_gain: float = 1.0,
+                 num_input_features: int = 1):
         super().__init__()
+        if num_input_features not in (1, 2):
+            raise ValueError(f"num_input_features {num_input_features!r}: 1 (separate pose encoder) or 2 (shared)")
         self.frames_to_predict = frames_to_predict
+        self.num_input_features = num_input_features
         self.translation_gain = check_translation_gain(translation_gain)
         self.net = nn.ModuleList(
             [
                 nn.Conv2d(num_ch_enc[-1], 256, 1),
-                nn.Conv2d(256, 256, 3, 1, 1),
+                nn.Conv2d(256 * num_input_features, 256, 3, 1, 1),
                 nn.Conv2d(256, 256, 3, 1, 1),
                 nn.Conv2d(256, 6 * frames_to_predict, 1),
             ]
         )
 
     def forward(self, features: List[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        x = F.relu(self.net[0](features[-1]))
+        """The separate model's input: the pose encoder's maps of the stacked pair (the last one is used)."""
+        return self.from_last_maps([features[-1]])
+
+    def from_last_maps(self, maps: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """``num_input_features`` last encoder maps (B, C, h, w), in temporal order -> (axis_angle, translation)."""
+        if len(maps) != self.num_input_features:
+            raise ValueError(f"pose decoder takes {self.num_input_features} map(s), got {len(maps)}")
+        squeezed = [F.relu(self.net[0](m)) for m in maps]
+        x = squeezed[0] if len(squeezed) == 1 else torch.cat(squeezed, 1)
         x = F.relu(self.net[1](x))
         x = F.relu(self.net[2](x))
         x = self.net[3](x).mean(dim=(2, 3))
@@ -215,7 +231,8 @@ class DepthNet(nn.Module):
 
 
 class PoseNet(nn.Module):
-    """Pose encoder over two stacked frames + pose decoder.
+    """Pose encoder over two stacked frames + pose decoder, or (``shared_encoder`` given) the decoder alone on the
+    depth encoder's features of each frame: the model contract's ``pose_model`` 'separate' or 'shared'.
 
     ``forward(a, b)`` with frames in temporal order returns the raw parameters; ``transform(a, b)``
     returns ``T_b_a`` (points in a's camera frame -> b's), the Monodepth2 convention used for warping.
@@ -224,6 +241,11 @@ class PoseNet(nn.Module):
     mean before the encoder: the pose network then costs about 1/k^2 of its full-size cost, with the same weight
     shapes (the encoder is convolutional and the decoder averages over the image). Training, export and every
     backend run the shrink as part of this network.
+
+    With ``shared_encoder`` (the depth network's encoder) the pose network owns only its decoder: ``parameters()``
+    and ``state_dict()`` hold the decoder's (the encoder is the depth network's, trained and saved there), and a
+    frame's pose costs one encoder pass that depth has already made (``from_features``). ``encoder`` is then that
+    shared encoder.
 
     Shapes: (B, 3, H, W), (B, 3, H, W) -> (B, 3), (B, 3); H and W multiples of ``input_downscale``.
 
@@ -234,30 +256,70 @@ class PoseNet(nn.Module):
     ...     same = net.decoder(net.encoder(F.avg_pool2d(torch.cat([a, b], 1), 2)))
     >>> bool(torch.equal(shrunk[1], same[1])), tuple(net(a, b)[1].shape)
     (True, (1, 3))
+    >>> depth = DepthNet(18).eval()
+    >>> shared = PoseNet(18, shared_encoder=depth.encoder).eval()
+    >>> shared.shared, sum(p.numel() for p in shared.parameters()) < 2_000_000
+    (True, True)
+    >>> with torch.no_grad():
+    ...     direct = shared(a, b)[1]
+    ...     cached = shared.from_features(depth.encoder(a)[-1], depth.encoder(b)[-1])[1]
+    >>> bool(torch.allclose(direct, cached, atol=1e-6))
+    True
     """
 
-    def __init__(self, num_layers: int = 18, translation_gain: float = 1.0, input_downscale: int = 1):
+    def __init__(self, num_layers: int = 18, translation_gain: float = 1.0, input_downscale: int = 1,
+                 shared_encoder: Optional[ResnetEncoder] = None):
         super().__init__()
         if input_downscale not in POSE_DOWNSCALES:
             raise ValueError(f"pose input downscale {input_downscale!r}: expected one of {POSE_DOWNSCALES}")
+        if shared_encoder is not None and input_downscale != 1:
+            raise ValueError("the shared pose model reuses the depth encoder's features: pose_downscale must be 1")
         self.input_downscale = int(input_downscale)
-        self.encoder = ResnetEncoder(num_layers, 2)
-        self.decoder = PoseDecoder(self.encoder.num_ch_enc, translation_gain=translation_gain)
+        self.shared = shared_encoder is not None
+        if shared_encoder is not None:
+            # kept outside the module tree (not a submodule): its weights belong to the depth network, so that the
+            # optimiser, state_dict and checkpoints see them once
+            object.__setattr__(self, "encoder", shared_encoder)
+            self.decoder = PoseDecoder(shared_encoder.num_ch_enc, translation_gain=translation_gain, num_input_features=2)
+        else:
+            self.encoder = ResnetEncoder(num_layers, 2)
+            self.decoder = PoseDecoder(self.encoder.num_ch_enc, translation_gain=translation_gain)
+
+    @property
+    def pose_model(self) -> str:
+        """The model contract's name of this form: 'separate' or 'shared'."""
+        return POSE_MODELS[1] if self.shared else POSE_MODELS[0]
 
     def forward(self, frame_a: torch.Tensor, frame_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.shared:
+            last = self.encoder(torch.cat([frame_a, frame_b]))[-1]
+            return self.from_features(*last.chunk(2))
         return self.stacked(torch.cat([frame_a, frame_b], 1))
 
     def stacked(self, pair: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The raw parameters from the two frames already stacked along channels: (B, 6, H, W) -> (B, 3), (B, 3)."""
+        if self.shared:
+            return self(pair[:, :3], pair[:, 3:])
         if self.input_downscale > 1:
             pair = F.avg_pool2d(pair, self.input_downscale)
         return self.decoder(self.encoder(pair))
+
+    def from_features(self, last_a: torch.Tensor, last_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Shared model: the raw parameters from the depth encoder's last maps of the two frames (B, 512, H/32, W/32)."""
+        if not self.shared:
+            raise ValueError("from_features is the shared pose model's; this one has its own encoder")
+        return self.decoder.from_last_maps([last_a, last_b])
 
     def transform(self, frame_a: torch.Tensor, frame_b: torch.Tensor) -> torch.Tensor:
         axis_angle, translation = self(frame_a, frame_b)
         return pose_params_to_matrix(axis_angle, translation)
 
     def load_weights_of(self, other: "PoseNet") -> None:
-        """Take ``other``'s weights and function, keeping this network's translation gain (``PoseDecoder``)."""
-        self.encoder.load_state_dict(other.encoder.state_dict())
+        """Take ``other``'s weights and function, keeping this network's translation gain (``PoseDecoder``). A shared
+        model takes the decoder only (its encoder is the depth network's, loaded with it)."""
+        if other.shared != self.shared:
+            raise ValueError(f"cannot take the weights of a '{other.pose_model}' pose model into a '{self.pose_model}' one "
+                             "(the decoders differ in shape): train with the same --pose-model")
+        if not self.shared:
+            self.encoder.load_state_dict(other.encoder.state_dict())
         self.decoder.load_folded_state_dict(other.decoder.folded_state_dict())

@@ -36,11 +36,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from .backends.base import DEPTH_INPUT, POSE_INPUTS
+from .backends.base import DEPTH_INPUT, POSE_FEATURE_INPUTS, POSE_INPUTS
 from .export import DEPTH_ONNX, POSE_ONNX, ExportInfo
 from .fileio import atomic_write_bytes
 
@@ -82,7 +82,8 @@ def has_int8_graphs(onnx_dir: str | os.PathLike, flavour: str = "onnxruntime") -
 
 
 def _reader(kind: str, frames: Sequence[np.ndarray]):
-    """A calibration data reader: each frame for depth, consecutive pairs for pose."""
+    """A calibration data reader: each frame for depth, consecutive pairs for pose (kind 'pose_features': ``frames``
+    are the depth graph's features of consecutive frames, for the shared pose model's decoder)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class FrameReader(CalibrationDataReader):
@@ -97,7 +98,8 @@ def _reader(kind: str, frames: Sequence[np.ndarray]):
             else:
                 if self.i + 1 >= len(frames):
                     return None
-                feed = {POSE_INPUTS[0]: frames[self.i], POSE_INPUTS[1]: frames[self.i + 1]}
+                names = POSE_FEATURE_INPUTS if kind == "pose_features" else POSE_INPUTS
+                feed = {names[0]: frames[self.i], names[1]: frames[self.i + 1]}
             self.i += 1
             return feed
 
@@ -115,6 +117,8 @@ def quantize_graph(src: Path, dst: Path, kind: str, frames: Sequence[np.ndarray]
         raise QuantizationError(f"onnxruntime's quantisation tools are not importable ({exc})") from exc
     if len(frames) < 2:
         raise QuantizationError(f"calibration needs at least 2 frames, got {len(frames)}")
+    if kind == "pose" and _is_shared(src.parent):
+        kind, frames = "pose_features", depth_features(src.parent / DEPTH_ONNX, frames)
     prepared = dst.with_name(dst.name + ".pre.tmp")
     quantized = dst.with_name(dst.name + ".qdq.tmp")
     try:
@@ -265,6 +269,21 @@ def rewrite_for_cpu(model) -> Dict[str, int]:
     return {"uint8_data_movement": quantize_before_data_movement(model), "elu_expanded": expand_elu(model)}
 
 
+def _is_shared(onnx_dir: Path) -> bool:
+    try:
+        return ExportInfo.read(onnx_dir).pose_model == "shared"
+    except Exception:       # no export.json beside a loose graph: a separate pose graph takes images
+        return False
+
+
+def depth_features(depth_graph: Path, frames: Sequence[np.ndarray]) -> List[np.ndarray]:
+    """The shared pose model's calibration inputs: the encoder features ``depth_graph`` outputs for each frame."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(depth_graph), providers=["CPUExecutionProvider"])
+    return [session.run(None, {DEPTH_INPUT: f})[1] for f in frames]
+
+
 def quantize_export(onnx_dir: str | os.PathLike, frames: Sequence[np.ndarray], source: str,
                     out_dir: Optional[str | os.PathLike] = None, flavours: Sequence[str] = FLAVOURS) -> Path:
     """Quantise the graphs of export folder ``onnx_dir`` (both flavours by default: ONNX Runtime's CPU graphs and
@@ -314,19 +333,24 @@ def int8_accuracy(fp32_dir: Path, int8_dir: Path, frames: Iterable[np.ndarray]) 
     if info.has_pose and (int8_dir / POSE_INT8_ONNX).is_file():
         pose_pair = (ort.InferenceSession(str(fp32_dir / POSE_ONNX), providers=["CPUExecutionProvider"]),
                      ort.InferenceSession(str(int8_dir / POSE_INT8_ONNX), providers=["CPUExecutionProvider"]))
+    shared = info.pose_model == "shared"
     rel, dt, tnorm = [], [], []
-    previous = None
+    previous: Any = None
     for frame in frames:
         frame = _fit(frame, info.camera_size)
-        ref = fp32_depth.run(None, {DEPTH_INPUT: frame})[0]
-        got = int8_depth.run(None, {DEPTH_INPUT: frame})[0]
+        ref_out = fp32_depth.run(None, {DEPTH_INPUT: frame})
+        got_out = int8_depth.run(None, {DEPTH_INPUT: frame})
+        ref, got = ref_out[0], got_out[0]
         rel.append(float(np.mean(np.abs(got - ref) / np.maximum(ref, 1e-6))))
+        # the shared pose model: each graph set's pose from its own depth graph's features (int8 end to end)
+        current = (ref_out[1], got_out[1]) if shared else (frame, frame)
         if pose_pair is not None and previous is not None:
-            feed = {POSE_INPUTS[0]: previous, POSE_INPUTS[1]: frame}
-            t_ref, t_got = pose_pair[0].run(None, feed)[0][:3, 3], pose_pair[1].run(None, feed)[0][:3, 3]
+            names = POSE_FEATURE_INPUTS if shared else POSE_INPUTS
+            t_ref = pose_pair[0].run(None, {names[0]: previous[0], names[1]: current[0]})[0][:3, 3]
+            t_got = pose_pair[1].run(None, {names[0]: previous[1], names[1]: current[1]})[0][:3, 3]
             dt.append(float(np.linalg.norm(t_got - t_ref)))
             tnorm.append(float(np.linalg.norm(t_ref)))
-        previous = frame
+        previous = current
     if not rel:
         raise QuantizationError("no frames to compare int8 against fp32 on")
     out: Dict[str, float] = {"frames": len(rel), "depth_abs_rel": float(np.mean(rel))}

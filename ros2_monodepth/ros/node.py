@@ -199,6 +199,8 @@ class MonodepthNode(Node):
             f"network {format_size(p.network_size)} ({sources['network_size']}), depth range "
             f"{p.min_depth:g}-{p.max_depth:g} ({sources['min_depth']})"
             + (f", pose network at 1/{meta.pose_downscale} of it" if meta is not None and meta.pose_downscale != 1 else "")
+            + (", pose decoder on the depth encoder's features (shared pose model)"
+               if meta is not None and meta.pose_model == "shared" else "")
             + (f", {p.checkpoint_dir}" if meta else ""))
         if meta is not None and sources["network_size"] == "parameter" and p.network_size != meta.network_size:
             self.get_logger().warning(f"the checkpoint was trained at {format_size(meta.network_size)}; running it at "

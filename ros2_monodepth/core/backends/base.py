@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -20,6 +20,9 @@ import numpy as np
 # Tensor names of the exported graphs (``core.export`` writes them, the graph backends feed them).
 DEPTH_INPUT, DEPTH_OUTPUT = "image", "depth"
 POSE_INPUTS, POSE_OUTPUT = ("earlier", "later"), "T_a_b"
+# The shared pose model: the depth graph's second output, and the pose graph's inputs (two frames' features)
+DEPTH_FEATURES = "features"
+POSE_FEATURE_INPUTS = ("earlier_features", "later_features")
 
 
 class BackendError(RuntimeError):
@@ -63,6 +66,60 @@ class GraphSet:
     channel_order: str
     precision: str
     source: str
+    pose_model: str = "separate"      # 'shared': depth also gives DEPTH_FEATURES, pose takes POSE_FEATURE_INPUTS
+
+
+class FeatureCache:
+    """The depth encoder's features of the last frames a backend ran depth on (the shared pose model), so that a
+    frame pair's pose costs the pose decoder alone.
+
+    A frame is found by identity (the very array object passed to ``depth``, held here so its id cannot be reused)
+    and by a sample of its pixels, so that a caller that writes a new frame into the same buffer gets the features
+    computed again rather than the old frame's. ``fetch`` runs ``compute`` on a miss.
+
+    >>> cache = FeatureCache()
+    >>> a, b = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4, 3), np.uint8)
+    >>> cache.put(a, np.array([1.0]))
+    >>> cache.get(a), cache.get(b), cache.fetch(b, lambda img: np.array([2.0]))
+    (array([1.]), None, array([2.]))
+    >>> a[...] = 9          # the same buffer, a new frame: computed again
+    >>> cache.fetch(a, lambda img: np.array([3.0])), cache.misses
+    (array([3.]), 2)
+    """
+
+    def __init__(self, capacity: int = 2):
+        self.capacity = capacity
+        self._entries: List[Tuple[np.ndarray, bytes, np.ndarray]] = []
+        self.misses = 0
+
+    @staticmethod
+    def _probe(image: np.ndarray) -> bytes:
+        h, w = image.shape[:2]
+        return image[:: max(1, h // 8), :: max(1, w // 8)].tobytes()
+
+    def put(self, image: np.ndarray, features: np.ndarray) -> None:
+        self._entries = [e for e in self._entries if e[0] is not image][-(self.capacity - 1):] if self.capacity > 1 else []
+        self._entries.append((image, self._probe(image), features))
+
+    def get(self, image: np.ndarray) -> Optional[np.ndarray]:
+        """The features put for this very frame, or None."""
+        for held, probe, features in self._entries:
+            if held is image and probe == self._probe(image):
+                return features
+        return None
+
+    def fetch(self, image: np.ndarray, compute: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """The features of this frame: the cached ones, else ``compute(image)`` (kept)."""
+        found = self.get(image)
+        if found is not None:
+            return found
+        self.misses += 1
+        features = compute(image)
+        self.put(image, features)
+        return features
+
+    def clear(self) -> None:
+        self._entries = []
 
 
 class InferenceBackend(abc.ABC):

@@ -13,7 +13,8 @@ from typing import Any, List
 
 import numpy as np
 
-from .base import DEPTH_INPUT, POSE_INPUTS, BackendError, ExportedGraphBackend, GraphSet, ModelSpec
+from .base import (DEPTH_INPUT, POSE_FEATURE_INPUTS, POSE_INPUTS, BackendError, ExportedGraphBackend, FeatureCache, GraphSet,
+                   ModelSpec)
 
 LOG = logging.getLogger(__name__)
 
@@ -62,19 +63,33 @@ class OnnxRuntimeBackend(ExportedGraphBackend):
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable graphs
             raise BackendError(f"onnxruntime cannot load the graphs of {graphs.source}: {exc}") from exc
         self.providers = self.depth_session.get_providers()
+        # the shared pose model: depth also returns the encoder's features, kept for this frame's and the next's pose
+        self.features = FeatureCache() if graphs.pose_model == "shared" else None
 
     @property
     def has_pose(self) -> bool:
         return self.pose_session is not None
 
+    def _run_depth(self, image: np.ndarray) -> List[np.ndarray]:
+        return self.depth_session.run(None, {DEPTH_INPUT: self.check_image(image)})
+
     def depth(self, image: np.ndarray) -> np.ndarray:
-        return self.depth_session.run(None, {DEPTH_INPUT: self.check_image(image)})[0]
+        outs = self._run_depth(image)
+        if self.features is not None:
+            self.features.put(image, outs[1])
+        return outs[0]
 
     def relative_pose(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
         if self.pose_session is None:
             raise BackendError("no pose graph loaded")
-        out = self.pose_session.run(None, {POSE_INPUTS[0]: self.check_image(earlier), POSE_INPUTS[1]: self.check_image(later)})[0]
-        return out.astype(np.float64)
+        if self.features is not None:
+            def compute(image: np.ndarray) -> np.ndarray:     # a frame depth has not run on
+                return self._run_depth(image)[1]
+            feed = {POSE_FEATURE_INPUTS[0]: self.features.fetch(earlier, compute),
+                    POSE_FEATURE_INPUTS[1]: self.features.fetch(later, compute)}
+        else:
+            feed = {POSE_INPUTS[0]: self.check_image(earlier), POSE_INPUTS[1]: self.check_image(later)}
+        return self.pose_session.run(None, feed)[0].astype(np.float64)
 
     def describe(self) -> str:
         import onnxruntime as ort

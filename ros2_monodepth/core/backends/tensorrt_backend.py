@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import numpy as np
 
-from .base import DEPTH_INPUT, DEPTH_OUTPUT, POSE_INPUTS, POSE_OUTPUT, BackendError, ExportedGraphBackend, GraphSet, ModelSpec
+from .base import (DEPTH_FEATURES, DEPTH_INPUT, DEPTH_OUTPUT, POSE_FEATURE_INPUTS, POSE_INPUTS, POSE_OUTPUT, BackendError,
+                   ExportedGraphBackend, FeatureCache, GraphSet, ModelSpec)
 from .trt_compat import TensorRTApi, load_tensorrt
 
 if TYPE_CHECKING:   # the TensorRT 10 API as tensorrt-stubs types it; never imported at run time from here
@@ -105,6 +106,8 @@ class TensorRTBackend(ExportedGraphBackend):
         self.stream = Stream()
         self.depth_runner: Optional[_EngineRunner] = None
         self.pose_runner: Optional[_EngineRunner] = None
+        # the shared pose model: the depth engine's features output, kept for this frame's and the next's pose
+        self.features = FeatureCache() if engines.pose_model == "shared" else None
         try:
             self.depth_runner = self._runner(engines.depth)
             if spec.with_pose and engines.pose is not None:
@@ -123,14 +126,27 @@ class TensorRTBackend(ExportedGraphBackend):
     def has_pose(self) -> bool:
         return self.pose_runner is not None
 
-    def depth(self, image: np.ndarray) -> np.ndarray:
+    def _run_depth(self, image: np.ndarray) -> Dict[str, np.ndarray]:
         assert self.depth_runner is not None
-        return self.depth_runner.run({DEPTH_INPUT: self.check_image(image)})[DEPTH_OUTPUT]
+        return self.depth_runner.run({DEPTH_INPUT: self.check_image(image)})
+
+    def depth(self, image: np.ndarray) -> np.ndarray:
+        outs = self._run_depth(image)
+        if self.features is not None:
+            self.features.put(image, outs[DEPTH_FEATURES])
+        return outs[DEPTH_OUTPUT]
 
     def relative_pose(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
         if self.pose_runner is None:
             raise BackendError("no pose engine")
-        out = self.pose_runner.run({POSE_INPUTS[0]: self.check_image(earlier), POSE_INPUTS[1]: self.check_image(later)})
+        if self.features is not None:
+            def compute(image: np.ndarray) -> np.ndarray:     # a frame depth has not run on
+                return self._run_depth(image)[DEPTH_FEATURES]
+            feeds = {POSE_FEATURE_INPUTS[0]: self.features.fetch(earlier, compute),
+                     POSE_FEATURE_INPUTS[1]: self.features.fetch(later, compute)}
+        else:
+            feeds = {POSE_INPUTS[0]: self.check_image(earlier), POSE_INPUTS[1]: self.check_image(later)}
+        out = self.pose_runner.run(feeds)
         return out[POSE_OUTPUT].astype(np.float64)
 
     def describe(self) -> str:

@@ -19,9 +19,9 @@ from typing import Callable, ContextManager, Optional, Tuple
 import numpy as np
 import torch
 
-from ..inference_model import DepthInference, PoseInference
+from ..inference_model import DepthInference, PoseFromFeatures, PoseInference
 from ..networks import DepthNet, PoseNet
-from .base import BackendError, InferenceBackend, ModelSpec
+from .base import BackendError, FeatureCache, InferenceBackend, ModelSpec
 
 LOG = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -56,8 +56,14 @@ class TorchBackend(InferenceBackend):
             torch.backends.cuda.matmul.allow_tf32 = False
         depth_net, pose_net = networks
         bgr = spec.channel_order == "bgr"
-        self.depth_model = DepthInference(depth_net, spec.network_size, spec.min_depth, spec.max_depth, bgr, spec.output_size)
-        self.pose_model = PoseInference(pose_net, spec.network_size, bgr) if pose_net is not None else None
+        shared = pose_net is not None and pose_net.shared
+        self.depth_model = DepthInference(depth_net, spec.network_size, spec.min_depth, spec.max_depth, bgr, spec.output_size,
+                                          with_features=shared)
+        self.pose_model: Optional[torch.nn.Module] = None
+        if pose_net is not None:
+            self.pose_model = PoseFromFeatures(pose_net) if shared else PoseInference(pose_net, spec.network_size, bgr)
+        # the shared pose model: depth also gives the encoder's features, kept for this frame's and the next's pose
+        self.features = FeatureCache() if shared else None
         reduced = spec.precision in ("bf16", "fp16")
         memory_format = torch.channels_last if (reduced or self.device.type == "cuda") else torch.preserve_format
         for model in (self.depth_model, self.pose_model):
@@ -67,7 +73,7 @@ class TorchBackend(InferenceBackend):
                     model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self._trace = self.device.type == "cpu" and spec.trace
         if self._trace and spec.precision == "bf16":
-            for net in (depth_net, pose_net):
+            for net in (depth_net, pose_net if not shared else None):   # a shared encoder is the depth net's
                 if net is not None:
                     net.to(torch.bfloat16)
                     # at the encoder's door: every path into either network starts there (PoseInference calls
@@ -117,16 +123,30 @@ class TorchBackend(InferenceBackend):
             raise BackendError(f"expected a uint8 (H, W, 3) image, got {image.dtype} {image.shape}")
         return torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
 
-    def depth(self, image: np.ndarray) -> np.ndarray:
+    def _depth_and_features(self, image: np.ndarray) -> tuple:
         with torch.inference_mode(), self._autocast():
             out = self._run("depth", self.depth_model, self._to_tensor(image))
-        return out.float().cpu().numpy()
+        if self.features is None:
+            return out.float().cpu().numpy(), None
+        return out[0].float().cpu().numpy(), out[1].float().cpu().numpy()
+
+    def depth(self, image: np.ndarray) -> np.ndarray:
+        depth, features = self._depth_and_features(image)
+        if self.features is not None:
+            self.features.put(image, features)
+        return depth
 
     def relative_pose(self, earlier: np.ndarray, later: np.ndarray) -> np.ndarray:
         if self.pose_model is None:
             raise BackendError("this backend was built without the pose network")
+        if self.features is not None:
+            def compute(image: np.ndarray) -> np.ndarray:     # a frame depth has not run on
+                return self._depth_and_features(image)[1]
+            inputs = [torch.from_numpy(self.features.fetch(f, compute)).to(self.device) for f in (earlier, later)]
+        else:
+            inputs = [self._to_tensor(earlier), self._to_tensor(later)]
         with torch.inference_mode(), self._autocast():
-            out = self._run("pose", self.pose_model, self._to_tensor(earlier), self._to_tensor(later))
+            out = self._run("pose", self.pose_model, *inputs)
         return out.double().cpu().numpy()
 
     def describe(self) -> str:

@@ -166,7 +166,7 @@ def profile_bench(cfg: ProfileConfig, frames: Sequence[np.ndarray]) -> Dict[str,
     """Profile the depth and pose graphs of ``cfg.precision`` for ``cfg.checkpoint`` at the network size, on
     ``frames`` resized to it as the node does."""
     from ...core.artifacts import exported_graphs, graph_set
-    from ...core.backends.base import DEPTH_INPUT, POSE_INPUTS, ModelSpec
+    from ...core.backends.base import DEPTH_INPUT, POSE_FEATURE_INPUTS, POSE_INPUTS, ModelSpec
     from ...core.checkpoint import read_metadata
     from ...core.model_contract import CropResize
 
@@ -188,11 +188,19 @@ def profile_bench(cfg: ProfileConfig, frames: Sequence[np.ndarray]) -> Dict[str,
     inputs = [np.ascontiguousarray(plan.apply(f)) for f in frames]
     out: Dict[str, Any] = {"mode": "profile", "precision": cfg.precision, "network_size": list(size),
                            "checkpoint": cfg.checkpoint or "untrained",
-                           "pose_downscale": meta.pose_downscale if meta is not None else 1, "graphs": {}}
+                           "pose_downscale": meta.pose_downscale if meta is not None else 1,
+                           "pose_model": meta.pose_model if meta is not None else "separate", "graphs": {}}
     depth_feeds = [{DEPTH_INPUT: x} for x in inputs]
     out["graphs"]["depth"] = summarize(profile_session(depth_graph, depth_feeds, cfg.warmup, cfg.repeats), cfg.top)
     if pose_graph is not None and Path(pose_graph).is_file():
-        pose_feeds = [{POSE_INPUTS[0]: inputs[i - 1], POSE_INPUTS[1]: inputs[i]} for i in range(1, len(inputs))]
+        if out["pose_model"] == "shared":
+            # the shared model's pose decoder takes the features the depth graph gave for the two frames
+            from ...core.quantize import depth_features
+
+            feats = depth_features(Path(depth_graph), inputs)
+            pose_feeds = [{POSE_FEATURE_INPUTS[0]: feats[i - 1], POSE_FEATURE_INPUTS[1]: feats[i]} for i in range(1, len(feats))]
+        else:
+            pose_feeds = [{POSE_INPUTS[0]: inputs[i - 1], POSE_INPUTS[1]: inputs[i]} for i in range(1, len(inputs))]
         out["graphs"]["pose"] = summarize(profile_session(pose_graph, pose_feeds or depth_feeds, cfg.warmup,
                                                           cfg.repeats), cfg.top)
     return out
@@ -200,7 +208,7 @@ def profile_bench(cfg: ProfileConfig, frames: Sequence[np.ndarray]) -> Dict[str,
 
 def print_profile_table(res: Dict[str, Any]) -> str:
     lines = [f"operator profile, ONNX Runtime {res['precision']}, network {res['network_size'][1]}x{res['network_size'][0]}, "
-             f"pose_downscale {res['pose_downscale']} ({res['checkpoint']})"]
+             f"pose_downscale {res['pose_downscale']}, pose model {res.get('pose_model', 'separate')} ({res['checkpoint']})"]
     for name, g in res["graphs"].items():
         lines.append(f"\n{name}: {g['wall_ms']:.2f} ms a run (kernels {g['kernel_ms']:.2f} ms), {g['gmac']:.2f} GMAC; "
                      f"fastest convolution {g['peak_gmac_s']:.0f} GMAC/s, so the floor is {g['floor_ms']:.2f} ms "
