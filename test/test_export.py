@@ -260,3 +260,23 @@ def test_export_command_tensorrt_without_tensorrt_says_where_to_build(tmp_path, 
     needs_bag = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.export_cli", str(tmp_path / "ck"),
                                 "--tensorrt", "int8"], capture_output=True, text=True, timeout=300)
     assert needs_bag.returncode == 2 and "--calibration-bag" in needs_bag.stderr
+
+
+def test_one_feature_cache_miss_costs_one_encoder_pass_not_one_on_every_pair_after_it():
+    """The shared pose model's cache, called as ``bench model`` calls a backend (depth of frame i + 1, then the pose
+    of frames i, i + 1, the first frame never given to depth): one miss, then every pair finds both frames."""
+    from ros2_monodepth.core.backends.base import FeatureCache
+
+    cache = FeatureCache()
+    frames = [np.full((8, 8, 3), i, np.uint8) for i in range(5)]
+    computed = []
+
+    def compute(image):
+        computed.append(int(image[0, 0, 0]))
+        return np.array([float(image[0, 0, 0])])
+
+    for i in range(20):
+        a, b = frames[i % 5], frames[(i + 1) % 5]
+        cache.put(b, np.array([float(b[0, 0, 0])]))          # depth(b)
+        assert cache.fetch(a, compute)[0] == a[0, 0, 0] and cache.fetch(b, compute)[0] == b[0, 0, 0]
+    assert computed == [0] and cache.misses == 1

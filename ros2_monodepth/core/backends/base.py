@@ -75,7 +75,9 @@ class FeatureCache:
 
     A frame is found by identity (the very array object passed to ``depth``, held here so its id cannot be reused)
     and by a sample of its pixels, so that a caller that writes a new frame into the same buffer gets the features
-    computed again rather than the old frame's. ``fetch`` runs ``compute`` on a miss.
+    computed again rather than the old frame's. ``fetch`` runs ``compute`` on a miss. Least recently used first out,
+    so that one miss (a pair whose earlier frame depth never saw) costs one encoder pass and not one on every pair
+    after it.
 
     >>> cache = FeatureCache()
     >>> a, b = np.zeros((4, 4, 3), np.uint8), np.ones((4, 4, 3), np.uint8)
@@ -87,9 +89,9 @@ class FeatureCache:
     (array([3.]), 2)
     """
 
-    def __init__(self, capacity: int = 2):
-        self.capacity = capacity
-        self._entries: List[Tuple[np.ndarray, bytes, np.ndarray]] = []
+    def __init__(self, capacity: int = 3):
+        self.capacity = max(1, int(capacity))
+        self._entries: List[Tuple[np.ndarray, bytes, np.ndarray]] = []   # oldest first
         self.misses = 0
 
     @staticmethod
@@ -98,13 +100,15 @@ class FeatureCache:
         return image[:: max(1, h // 8), :: max(1, w // 8)].tobytes()
 
     def put(self, image: np.ndarray, features: np.ndarray) -> None:
-        self._entries = [e for e in self._entries if e[0] is not image][-(self.capacity - 1):] if self.capacity > 1 else []
+        self._entries = [e for e in self._entries if e[0] is not image]
         self._entries.append((image, self._probe(image), features))
+        del self._entries[:-self.capacity]
 
     def get(self, image: np.ndarray) -> Optional[np.ndarray]:
-        """The features put for this very frame, or None."""
-        for held, probe, features in self._entries:
+        """The features put for this very frame (now the most recently used), or None."""
+        for i, (held, probe, features) in enumerate(self._entries):
             if held is image and probe == self._probe(image):
+                self._entries.append(self._entries.pop(i))
                 return features
         return None
 
