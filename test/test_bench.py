@@ -83,8 +83,10 @@ def test_node_mode_reports_rate_latency_drops_and_process_figures(tmp_path):
     assert {"depth_net", "pose_net"} <= set(res["stage_share"])
     assert abs(sum(res["stage_share"].values()) - 1) < 1e-6
     assert res["speedup_vs_baseline"] > 0 and res["baseline_eager_fp32_fps"] > 0
-    assert res["ros_overhead_ms"] == pytest.approx(res["odom"]["latency_ms"]["p50"] - res["stage_ms"]["depth_net"]
-                                                   - res["stage_ms"]["pose_net"])
+    # per frame: the odometry latency, or the output period where that is shorter (a loaded machine: the median
+    # latency can exceed the mean period of a closed loop whose frames vary)
+    per_frame_ms = min(res["odom"]["latency_ms"]["p50"], 1000.0 / res["odom"]["rate_hz"])
+    assert res["ros_overhead_ms"] == pytest.approx(per_frame_ms - res["stage_ms"]["depth_net"] - res["stage_ms"]["pose_net"])
     assert "x the plain fp32 eager" in r.stdout
     assert "onnxruntime" in res["node_backend"] and "fp32" in res["node_backend"]   # auto on the CPU for fp32
     assert (tmp_path / "node.png").stat().st_size > 1000
