@@ -308,3 +308,34 @@ def test_create_runs_a_real_backend_end_to_end():
     assert depth.size == (NET_H, NET_W) and np.isfinite(depth.depth).all() and (depth.depth > 0).all()
     assert odometry is not None and odometry.step.integrated and np.isfinite(odometry.step.T_odom_base).all()
     pipeline.close()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_the_shared_pose_model_runs_no_encoder_for_the_pose_in_the_nodes_call_order(tmp_path, monkeypatch, backend):
+    """A shared-pose checkpoint through ``FramePipeline.create`` as the node runs it (prepare, depth, odometry, frame
+    after frame at a 4:3 camera): every frame gets its odometry, and every frame's pose finds both frames' features
+    (none computed again)."""
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from ros2_monodepth.core.checkpoint import CheckpointMetadata, save_checkpoint
+    from ros2_monodepth.core.networks import DepthNet, PoseNet
+
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(5)
+    depth_net = DepthNet(18).eval()
+    save_checkpoint(tmp_path / "ck", depth_net, PoseNet(18, shared_encoder=depth_net.encoder).eval(),
+                    CheckpointMetadata(network_size=(NET_H, NET_W)))
+    pipeline, _ = FramePipeline.create(PipelineConfig(checkpoint_dir=str(tmp_path / "ck"), backend=backend,
+                                                      precision="fp32", scale_mode="fixed", intrinsics_fx=100.0))
+    seq = SyntheticSequence(SceneConfig(seed=3), TrajectoryConfig(num_frames=4, speed=10.0), CAM_W, CAM_H)
+    inputs = []
+    for i in range(4):
+        frame = pipeline.prepare(seq.frame(i)[1], None, 1.0 + 0.1 * i)
+        inputs.append(frame.net_input)
+        _, odometry = pipeline.process(frame)
+        assert odometry is not None and odometry.restarted == ("first frame" if i == 0 else "")
+    assert pipeline.backend.features.misses == 0
+    expected = pipeline.backend.relative_pose(inputs[2], inputs[3])    # features of both still held
+    assert pipeline.backend.features.misses == 0
+    assert float(np.linalg.norm(expected[:3, 3])) > 0
