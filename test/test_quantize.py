@@ -147,6 +147,37 @@ def test_quantize_moves_above_pad_and_concat_with_identical_results():
     assert quantize_before_data_movement(model) == 0
 
 
+def test_the_stem_as_space_to_depth_gives_bit_identical_int8_graphs(checkpoint, tmp_path):
+    """The encoders' 7x7 stride-2 stem rewritten as SpaceToDepth + 4x4 convolution (``stem_space_to_depth``): the
+    depth graph (3-channel stem) and the pose graph (6-channel stem) give exactly the outputs of the same int8
+    graphs without the rewrite, on frames calibration did not see; the TensorRT flavour keeps its stems."""
+    import onnx
+
+    from ros2_monodepth.core.export import DEPTH_ONNX, POSE_ONNX
+    from ros2_monodepth.core.quantize import quantize_graph
+
+    import onnxruntime as ort
+
+    export_onnx(*build_networks(ModelSpec(checkpoint_dir=str(checkpoint))), tmp_path, CAMERA, NETWORK, 0.1, 100.0)
+    frames = generated_calibration_frames(CAMERA, count=6, seed=3)
+    unseen = generated_calibration_frames(CAMERA, count=3, seed=11)
+    for src, kind, feeds in ((DEPTH_ONNX, "depth", [{"image": f} for f in unseen]),
+                             (POSE_ONNX, "pose", [{"earlier": unseen[0], "later": unseen[1]},
+                                                  {"earlier": unseen[1], "later": unseen[2]}])):
+        quantize_graph(tmp_path / src, tmp_path / f"{kind}.plain.onnx", kind, frames, stem_rewrite=False)
+        quantize_graph(tmp_path / src, tmp_path / f"{kind}.s2d.onnx", kind, frames)
+        rewritten = onnx.load(str(tmp_path / f"{kind}.s2d.onnx"))
+        assert [n.op_type for n in rewritten.graph.node].count("SpaceToDepth") == 1, kind
+        assert "SpaceToDepth" not in {n.op_type for n in onnx.load(str(tmp_path / f"{kind}.plain.onnx")).graph.node}
+        plain = ort.InferenceSession(str(tmp_path / f"{kind}.plain.onnx"), providers=["CPUExecutionProvider"])
+        s2d = ort.InferenceSession(str(tmp_path / f"{kind}.s2d.onnx"), providers=["CPUExecutionProvider"])
+        for feed in feeds:
+            for a, b in zip(plain.run(None, feed), s2d.run(None, feed)):
+                np.testing.assert_array_equal(a, b)
+    quantize_graph(tmp_path / DEPTH_ONNX, tmp_path / "depth.trt.onnx", "depth", frames, flavour="tensorrt")
+    assert "SpaceToDepth" not in {n.op_type for n in onnx.load(str(tmp_path / "depth.trt.onnx")).graph.node}
+
+
 def test_expanded_elu_is_the_same_function():
     from onnx import helper
 

@@ -201,7 +201,7 @@ def int8_graphs(onnx_dir: Path, flavour: str = "onnxruntime", has_pose: bool = T
             return onnx_dir
         LOG.warning("%s: calibrating again on generated frames instead (ros2-monodepth-export --int8 replaces it)", problem)
     info = ExportInfo.read(onnx_dir)
-    key = hashlib.sha256(f"{info.depth_sha256}|{info.pose_sha256}|generated-v6".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{info.depth_sha256}|{info.pose_sha256}|generated-v7".encode()).hexdigest()[:16]
     target = default_cache_dir() / "int8" / key
     if target.exists():
         problem = (graph_problem(target, names) or _other_weights(target, info)) if has_int8_graphs(target, flavour) \
