@@ -22,12 +22,13 @@ def test_stats_ms():
     assert stats_ms([]) == {}
 
 
-def test_model_mode_times_each_configuration_against_the_eager_baseline(tmp_path):
+def test_model_mode_times_each_configuration_against_the_eager_baseline(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "model.json"
     r = subprocess.run([sys.executable, "-m", "ros2_monodepth.tools.bench", "model", "--out", str(out), *SMALL, "--repeats", "3",
                         "--plot", str(tmp_path / "model.png"),
-                        "--configs", "torch:fp32", "torch:bf16", "onnxruntime:fp32", "nosuch:fp32"],
-                       capture_output=True, text=True, timeout=300)
+                        "--configs", "torch:fp32", "torch:bf16", "onnxruntime:fp32", "onnxruntime:int8", "nosuch:fp32"],
+                       capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     res = json.loads(out.read_text())
     rows = res["rows"]
@@ -39,6 +40,21 @@ def test_model_mode_times_each_configuration_against_the_eager_baseline(tmp_path
         assert rows[name]["per_frame_ms"]["p50"] > 0 and rows[name]["speedup_vs_baseline"] > 0
     assert "x baseline" in r.stdout
     assert (tmp_path / "model.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the int8 row's floor: the graphs' MACs at the int8 peak timed in this run, and the median's ratio to it
+    floor = res["int8_floor"]
+    assert floor["peak_gmac_s"] > 0 and 0 < floor["floor_ms"]
+    assert floor["ratio_to_floor"] == pytest.approx(rows["onnxruntime:int8"]["per_frame_ms"]["p50"] / floor["floor_ms"], rel=0.02)
+    assert "int8 floor:" in r.stdout
+
+
+def test_int8_floor_counts_a_graphs_macs_from_its_shapes_and_times_the_probe_convolution(tmp_path):
+    from ros2_monodepth.tools.bench.int8_peak import graph_macs, measure_int8_peak, probe_conv_model
+
+    path = tmp_path / "probe.onnx"
+    path.write_bytes(probe_conv_model(16, 32, 12, 20))
+    assert graph_macs(path) == 16 * 32 * 9 * 12 * 20
+    peak = measure_int8_peak(repeats=2, warmup=1, shape=(16, 32, 12, 20))
+    assert peak["ms"] > 0 and peak["gmac_s"] == pytest.approx(16 * 32 * 9 * 12 * 20 / (peak["ms"] * 1e6))
 
 
 def test_profile_mode_times_each_operator_and_counts_each_convolutions_work(tmp_path, monkeypatch):

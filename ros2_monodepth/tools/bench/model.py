@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -96,6 +96,7 @@ def model_bench(cfg: ModelBenchConfig, frames: List[np.ndarray]) -> Dict[str, An
     times = eager_baseline(cfg.checkpoint, size, frames, cfg.warmup, cfg.repeats)
     rows: Dict[str, Dict[str, Any]] = {"torch eager fp32 (baseline)": {"per_frame_ms": stats_ms(times), "abs_rel_vs_fp32": 0.0}}
     base_ms = float(np.median(times) * 1000)
+    floor: Optional[Dict[str, Any]] = None
     for name_cfg in cfg.configs:
         name, precision, *mode = name_cfg.split(":")
         try:
@@ -124,9 +125,25 @@ def model_bench(cfg: ModelBenchConfig, frames: List[np.ndarray]) -> Dict[str, An
         med = float(np.median(t) * 1000)
         rows[name_cfg] = {"backend": backend.describe(), "per_frame_ms": stats_ms(t), "speedup_vs_baseline": base_ms / med,
                           "abs_rel_vs_fp32": float(np.mean(diffs))}
+        if name == "onnxruntime" and precision == "int8" and floor is None:
+            floor = int8_floor(backend, med)
         backend.close()
-    return {"mode": "model", "network_size": list(size), "camera_size": list(frames[0].shape[:2]),
-            "threads": torch.get_num_threads(), "baseline_ms": base_ms, "rows": rows}
+    out = {"mode": "model", "network_size": list(size), "camera_size": list(frames[0].shape[:2]),
+           "threads": torch.get_num_threads(), "baseline_ms": base_ms, "rows": rows}
+    if floor is not None:
+        out["int8_floor"] = floor
+    return out
+
+
+def int8_floor(backend: Any, measured_ms: float) -> Dict[str, Any]:
+    """The int8 floor of one frame's depth + pose graphs at the int8 peak measured now (``int8_peak``), and the
+    measured median's ratio to it."""
+    from .int8_peak import floor_figures, graph_macs, measure_int8_peak
+
+    graphs = [g for g in (backend.graphs.depth, backend.graphs.pose) if g is not None]
+    macs = sum(graph_macs(g) for g in graphs)
+    peak = measure_int8_peak()
+    return {"probe": peak["conv"], "probe_ms": round(peak["ms"], 3), **floor_figures(macs, peak["gmac_s"], measured_ms)}
 
 
 def print_model_table(res: Dict[str, Any]) -> str:
@@ -140,4 +157,8 @@ def print_model_table(res: Dict[str, Any]) -> str:
         s = r["per_frame_ms"]
         lines.append(f"{name:<30}{s['p50']:>9.1f}{s['p99']:>9.1f}{1000 / s['p50']:>8.1f}"
                      f"{r.get('speedup_vs_baseline', 1.0):>12.2f}{r['abs_rel_vs_fp32']:>17.5f}")
+    f = res.get("int8_floor")
+    if f:
+        lines.append(f"int8 floor: {f['gmac']:.2f} GMAC a frame at {f['peak_gmac_s']:.0f} GMAC/s ({f['probe']}, timed in "
+                     f"this run) = {f['floor_ms']:.1f} ms; onnxruntime:int8 is {f['ratio_to_floor']:.2f}x the floor")
     return "\n".join(lines)
