@@ -106,6 +106,50 @@ def test_a_pose_network_at_half_resolution_runs_the_same_in_every_backend(tmp_pa
     assert "AveragePool" in ops and "AveragePool" not in {n.op_type for n in onnx.load(str(full_graph.pose)).graph.node}
 
 
+def test_the_half_resolution_depth_head_runs_the_same_in_every_backend_and_skips_the_last_stage(tmp_path, monkeypatch, nets):
+    """depth_output_scale 1: the depth graph ends at the decoder's scale-1 disparity, upsampled bilinearly to the
+    network size. The torch backend, the cached ONNX graph and its int8 form give that depth (not scale 0's), the
+    graph does fewer multiply-accumulates, and the export is cached apart from scale 0's."""
+    import torch.nn.functional as F
+
+    from ros2_monodepth.core.geometry import disp_to_depth
+    from ros2_monodepth.core.quantize import int8_files
+    from ros2_monodepth.tools.bench.int8_peak import graph_macs
+
+    monkeypatch.setenv("ROS2_MONODEPTH_CACHE", str(tmp_path / "cache"))
+    depth_net, pose_net = nets
+    save_checkpoint(tmp_path / "ck", depth_net, pose_net, CheckpointMetadata(network_size=(64, 128)))
+    rng = np.random.default_rng(3)
+    frame = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
+    with torch.no_grad():
+        x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255.0
+        disp = F.interpolate(depth_net(x, (1,))[1], size=(64, 128), mode="bilinear", align_corners=False)
+        expected = disp_to_depth(disp, 0.1, 100.0)[1][0, 0].numpy()
+        full = disp_to_depth(depth_net(x, (0,))[0], 0.1, 100.0)[1][0, 0].numpy()
+    assert np.abs(full - expected).max() / expected.min() > 100 * DEPTH_REL_TOL     # the two heads differ
+    specs = {s: ModelSpec(checkpoint_dir=str(tmp_path / "ck"), network_size=(64, 128), depth_output_scale=s)
+             for s in (0, 1)}
+    torch_backend, _ = create_backend("torch", specs[1])
+    ort_backend, _ = create_backend("onnxruntime", specs[1])
+    for got in (torch_backend.depth(frame), ort_backend.depth(frame)):
+        assert got.shape == (64, 128) and np.abs(got - expected).max() / expected.min() < DEPTH_REL_TOL
+    fp32 = {s: graph_set(specs[s]) for s in (0, 1)}
+    assert fp32[0].depth.parent != fp32[1].depth.parent
+    assert ExportInfo.read(fp32[1].depth.parent).depth_output_scale == 1
+    assert graph_macs(fp32[1].depth) < 0.95 * graph_macs(fp32[0].depth)      # the last stage: 8 % of the MACs
+    int8_spec = ModelSpec(checkpoint_dir=str(tmp_path / "ck"), network_size=(64, 128), depth_output_scale=1, precision="int8")
+    int8 = graph_set(int8_spec)
+    assert int8.depth.name == int8_files("onnxruntime")[0]
+    int8_backend, _ = create_backend("onnxruntime", int8_spec)
+    assert np.mean(np.abs(int8_backend.depth(frame) - expected) / expected) < 0.05
+    info = json.loads((fp32[1].depth.parent / "export.json").read_text())
+    info["depth_output_scale"] = 2
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "export.json").write_text(json.dumps(info))
+    with pytest.raises(Exception, match="depth_output_scale must be 0 .* got 2"):
+        ExportInfo.read(tmp_path / "bad")
+
+
 def test_the_shared_pose_model_runs_the_same_in_every_backend_from_the_depth_passes_features(tmp_path, monkeypatch):
     """pose_model 'shared': the checkpoint holds no pose encoder, the depth graph also outputs the encoder's features,
     the pose graph takes two frames' features; ONNX Runtime (fp32, int8) and torch give the pose of a pair from the

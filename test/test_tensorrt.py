@@ -178,7 +178,8 @@ def _parse_with_tensorrt(graphs):
 @pytest.fixture(scope="module")
 def tensorrt_graphs(tmp_path_factory):
     """Every graph the project gives TensorRT: fp32, fp16 and int8 Q/DQ, depth and pose, exported at the network's
-    resolution and at a camera's (with depth at camera resolution, bgr)."""
+    resolution and at a camera's (with depth at camera resolution, bgr), with a half-size or shared pose network, and
+    with the half-resolution depth head."""
     from ros2_monodepth.core.artifacts import generated_calibration_frames
     from ros2_monodepth.core.export import (DEPTH_FP16_ONNX, DEPTH_ONNX, POSE_FP16_ONNX, POSE_ONNX, export_fp16_graphs,
                                             export_onnx)
@@ -195,7 +196,9 @@ def tensorrt_graphs(tmp_path_factory):
             ("network", (64, 128), {}, nets),
             ("camera", (120, 160), dict(channel_order="bgr", depth_at_camera_resolution=True), nets),
             ("half_pose", (64, 128), {}, half_pose),
-            ("shared_pose", (120, 160), {}, shared_pose)):
+            ("shared_pose", (120, 160), {}, shared_pose),
+            # depth_output_scale 1: the depth graph ends at the half-resolution disparity head, upsampled
+            ("half_depth", (64, 128), dict(depth_output_scale=1), nets)):
         out = tmp_path_factory.mktemp(name)
         export_onnx(*networks, out, camera, (64, 128), 0.1, 100.0, **extra)
         export_fp16_graphs(*networks, out)
@@ -209,7 +212,7 @@ def test_tensorrts_parser_accepts_every_graph_the_project_gives_it(tensorrt_grap
     result = _parse_with_tensorrt(tensorrt_graphs)
     failures = {p: r["error"] for p, r in result.items() if not r["ok"]}
     assert not failures, json.dumps(failures, indent=1)
-    assert sum("shared_pose" in p for p in result) == 6
+    assert sum("shared_pose" in p for p in result) == 6 and sum("half_depth" in p for p in result) == 6
     for path, r in result.items():
         if "shared_pose" in path and "pose" in path.rsplit("/", 1)[1]:
             # the shared model's pose decoder: two frames' float features in, a few layers

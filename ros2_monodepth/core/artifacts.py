@@ -132,6 +132,11 @@ def checkpoint_export(spec: ModelSpec, warn: bool = False) -> Optional[Path]:
             LOG.warning("%s was exported for network size %s (pose: %s); exporting again for %s", own,
                         info.network_size, info.has_pose, spec.network_size)
         return None
+    if info.depth_output_scale != spec.depth_output_scale:
+        if warn:
+            LOG.info("%s ends the depth graph at disparity scale %d; exporting scale %d into the cache", own,
+                     info.depth_output_scale, spec.depth_output_scale)
+        return None
     problem = graph_problem(own, _graph_names(spec.with_pose, DEPTH_ONNX, POSE_ONNX), spec.checkpoint_dir)
     if problem:
         if warn:
@@ -159,8 +164,10 @@ def exported_graphs(spec: ModelSpec) -> Path:
     own = checkpoint_export(spec, warn=True)
     if own is not None:
         return own
+    # the half-resolution head keys its own export (scale 0 keeps the keys of the graphs cached before it existed)
     key = checkpoint_fingerprint(spec.checkpoint_dir, spec.network_size, spec.min_depth, spec.max_depth,
-                                 spec.num_layers, spec.seed, spec.with_pose)
+                                 spec.num_layers, spec.seed, spec.with_pose,
+                                 *((f"depth_output_scale={spec.depth_output_scale}",) if spec.depth_output_scale else ()))
     target = default_cache_dir() / "onnx" / key
     if target.exists():
         # bound to the weights that made it: a graph swapped in with a consistent export.json is still refused
@@ -174,7 +181,8 @@ def exported_graphs(spec: ModelSpec) -> Path:
     depth_net, pose_net = build_networks(spec)
     weights = weights_fingerprint(spec.checkpoint_dir) if spec.checkpoint_dir else ""
     return build_cache_dir(target, lambda tmp: export_onnx(depth_net, pose_net, tmp, spec.network_size, spec.network_size,
-                                                           spec.min_depth, spec.max_depth, weights_sha256=weights))
+                                                           spec.min_depth, spec.max_depth, weights_sha256=weights,
+                                                           depth_output_scale=spec.depth_output_scale))
 
 
 def generated_calibration_frames(camera_size: Tuple[int, int], count: int = 24, seed: int = 7) -> List[np.ndarray]:

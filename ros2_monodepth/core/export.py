@@ -25,7 +25,7 @@ import torch
 
 from .backends.base import DEPTH_FEATURES, DEPTH_INPUT, DEPTH_OUTPUT, POSE_FEATURE_INPUTS, POSE_INPUTS, POSE_OUTPUT
 from .fileio import atomic_write_bytes, atomic_write_text, file_sha256
-from .inference_model import DepthInference, PoseFromFeatures, PoseInference
+from .inference_model import DepthInference, PoseFromFeatures, PoseInference, check_output_scale
 from .networks import DepthNet, PoseNet
 
 OPSET = 17
@@ -67,6 +67,9 @@ class ExportInfo:
     # 'shared': the depth graph also outputs the encoder's features (DEPTH_FEATURES) and the pose graph takes two
     # frames' features (POSE_FEATURE_INPUTS) instead of two images
     pose_model: str = "separate"
+    # 1: the depth graph ends at the decoder's half-resolution disparity head, upsampled to the network size
+    # (``inference_model.DepthInference``'s ``output_scale``); 0: the full-resolution head
+    depth_output_scale: int = 0
 
     @classmethod
     def read(cls, directory: str | os.PathLike) -> "ExportInfo":
@@ -91,6 +94,7 @@ class ExportInfo:
                 raise ValueError(f"channel_order must be 'rgb' or 'bgr', got {values.get('channel_order')!r}")
             if values.get("pose_model", "separate") not in ("separate", "shared"):
                 raise ValueError(f"pose_model must be 'separate' or 'shared', got {values.get('pose_model')!r}")
+            check_output_scale(values.get("depth_output_scale", 0))
             if not isinstance(values.get("files", {}), dict):
                 raise ValueError(f"files must be an object, got {values['files']!r}")
             return cls(**values)
@@ -167,7 +171,8 @@ def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: E
     else:
         depth_net, pose_net = depth_net.float(), pose_net.float() if pose_net is not None else None
     depth_model = DepthInference(depth_net.eval(), info.network_size, info.min_depth, info.max_depth, bgr,
-                                 output_size, subpixel_head, dtype, with_features=shared).eval()
+                                 output_size, subpixel_head, dtype, with_features=shared,
+                                 output_scale=info.depth_output_scale).eval()
     pose_model: Optional[Union[PoseInference, PoseFromFeatures]] = None
     if pose_net is not None and info.has_pose:
         pose_model = (PoseFromFeatures(pose_net.eval(), dtype) if shared
@@ -177,10 +182,11 @@ def deployment_modules(depth_net: DepthNet, pose_net: Optional[PoseNet], info: E
 
 def export_onnx(depth_net: DepthNet, pose_net: Optional[PoseNet], out_dir: str | os.PathLike,
                 camera_size: Tuple[int, int], network_size: Tuple[int, int], min_depth: float, max_depth: float,
-                channel_order: str = "rgb", depth_at_camera_resolution: bool = False, weights_sha256: str = ""
-                ) -> ExportInfo:
+                channel_order: str = "rgb", depth_at_camera_resolution: bool = False, weights_sha256: str = "",
+                depth_output_scale: int = 0) -> ExportInfo:
     """Write depth.onnx (+ pose.onnx) and export.json into ``out_dir``. ``weights_sha256`` is the
-    ``weights_fingerprint`` of the checkpoint the networks came from ('' for untrained networks)."""
+    ``weights_fingerprint`` of the checkpoint the networks came from ('' for untrained networks);
+    ``depth_output_scale`` the disparity head the depth graph ends at (``inference_model.check_output_scale``)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     camera_size = (int(camera_size[0]), int(camera_size[1]))
@@ -189,7 +195,8 @@ def export_onnx(depth_net: DepthNet, pose_net: Optional[PoseNet], out_dir: str |
     info = ExportInfo(camera_size, network_size, output_size, channel_order, float(min_depth), float(max_depth),
                       depth_net.encoder.num_layers, has_pose=pose_net is not None, graph_form=GRAPH_FORM,
                       weights_sha256=weights_sha256,
-                      pose_model="shared" if pose_net is not None and pose_net.shared else "separate")
+                      pose_model="shared" if pose_net is not None and pose_net.shared else "separate",
+                      depth_output_scale=check_output_scale(depth_output_scale))
     _export_graphs(depth_net, pose_net, out, info, torch.float32, DEPTH_ONNX, POSE_ONNX)
     info.write(out)
     return info

@@ -15,7 +15,7 @@ from torch import nn
 
 from .geometry import disp_to_depth, pose_params_to_matrix
 from .networks import DepthNet, PoseNet
-from .subpixel import full_resolution_disparity, subpixel_weights
+from .subpixel import HEAD_OUTPUT_CHANNELS, full_resolution_disparity, subpixel_weights
 
 
 def image_u8_to_network_input(image: torch.Tensor, network_size: Tuple[int, int], bgr: bool) -> torch.Tensor:
@@ -39,6 +39,25 @@ def image_u8_to_network_input(image: torch.Tensor, network_size: Tuple[int, int]
     return x
 
 
+DEPTH_OUTPUT_SCALES = (0, 1)
+
+
+def check_output_scale(scale: object) -> int:
+    """The depth head a deployment runs: 0 (full resolution, Monodepth2's) or 1 (half resolution, upsampled).
+
+    >>> check_output_scale(1)
+    1
+    >>> check_output_scale(2)
+    Traceback (most recent call last):
+    ...
+    ValueError: depth_output_scale must be 0 (the full-resolution disparity head) or 1 (the half-resolution one, upsampled), got 2
+    """
+    if isinstance(scale, bool) or not isinstance(scale, int) or scale not in DEPTH_OUTPUT_SCALES:
+        raise ValueError("depth_output_scale must be 0 (the full-resolution disparity head) or 1 (the half-resolution "
+                         f"one, upsampled), got {scale!r}")
+    return scale
+
+
 class DepthInference(nn.Module):
     """uint8 camera image -> depth in the network's units (before any metric scale).
 
@@ -51,13 +70,33 @@ class DepthInference(nn.Module):
 
     ``with_features`` (the shared pose model) returns ``(depth, features)``: the encoder's last map as well,
     (1, 512, h/32, w/32) float32, which the pose decoder takes for this frame and, cached, for the next one.
+
+    ``output_scale`` 1 takes the decoder's half-resolution disparity head instead of the full-resolution one and
+    upsamples it bilinearly to the network size: the decoder's last stage (its costliest per MAC on a CPU) is not
+    run at all, and the output keeps its size. Training scores every scale's disparity upsampled to full
+    resolution (Monodepth2's multi-scale loss), so this head is trained for exactly that use.
     """
 
     def __init__(self, net: DepthNet, network_size: Tuple[int, int], min_depth: float, max_depth: float,
                  bgr: bool = False, output_size: Optional[Tuple[int, int]] = None, subpixel_head: bool = False,
-                 dtype: torch.dtype = torch.float32, with_features: bool = False):
+                 dtype: torch.dtype = torch.float32, with_features: bool = False, output_scale: int = 0):
         super().__init__()
         self.net = net
+        self.output_scale = check_output_scale(output_scale)
+        # exported graphs (subpixel_head): the half-resolution head's one output channel computed as HEAD_OUTPUT_CHANNELS
+        # (the rest zero weights) and sliced, for ONNX Runtime's int8 kernel (1 channel: 1.3 ms at 640x192)
+        self.wide_head = subpixel_head and self.output_scale > 0
+        if self.wide_head:
+            head = net.decoder.dispconv(self.output_scale).conv
+            weight = torch.zeros((HEAD_OUTPUT_CHANNELS,) + tuple(head.weight.shape[1:]), dtype=head.weight.dtype)
+            bias = torch.zeros(HEAD_OUTPUT_CHANNELS, dtype=head.weight.dtype)
+            assert head.bias is not None     # Conv3x3's convolution has a bias
+            with torch.no_grad():
+                weight[:1] = head.weight
+                bias[:1] = head.bias
+            self.register_buffer("head_w", weight)
+            self.register_buffer("head_b", bias)
+        subpixel_head = subpixel_head and self.output_scale == 0   # the rewrite is of the full-resolution stage
         self.with_features = with_features
         self.dtype = dtype
         self.network_size = (int(network_size[0]), int(network_size[1]))
@@ -75,7 +114,18 @@ class DepthInference(nn.Module):
     def forward(self, image: torch.Tensor) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
         x = image_u8_to_network_input(image, self.network_size, self.bgr).to(self.dtype)
         features = self.net.encoder(x)
-        if self.subpixel_head:
+        if self.output_scale:
+            decoder = self.net.decoder
+            y = features[-1]
+            for level in range(4, self.output_scale - 1, -1):
+                y = decoder.level(y, level, features)
+            if self.wide_head:
+                y = F.conv2d(F.pad(y, (1, 1, 1, 1), mode="reflect"), self.get_buffer("head_w"), self.get_buffer("head_b"))
+                disp = torch.sigmoid(y[:, :1])
+            else:
+                disp = torch.sigmoid(decoder.dispconv(self.output_scale)(y))
+            disp = F.interpolate(disp, size=self.network_size, mode="bilinear", align_corners=False)
+        elif self.subpixel_head:
             weights = [self.get_buffer(name) for name in ("sp_w1", "sp_b1", "sp_w2", "sp_b2")]
             disp = full_resolution_disparity(self.net.decoder, features, weights)
         else:

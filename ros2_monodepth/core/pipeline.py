@@ -60,6 +60,7 @@ class PipelineConfig:
     intrinsics_cy: float = -1.0
     # outputs
     depth_resolution: str = "network"
+    depth_output_scale: int = 0    # the disparity head the depth network ends at (inference_model.check_output_scale)
     points_stride: int = 2
     points_rgb: bool = True
     publish_odometry: bool = True
@@ -107,7 +108,7 @@ class PipelineConfig:
         return ModelSpec(checkpoint_dir=self.checkpoint_dir, num_layers=self.encoder_layers,
                          network_size=self.network_size, min_depth=self.min_depth,
                          max_depth=self.max_depth, channel_order="rgb", with_pose=self.publish_odometry,
-                         device=self.device, precision=self.precision)
+                         device=self.device, precision=self.precision, depth_output_scale=self.depth_output_scale)
 
     def camera_mount(self) -> np.ndarray:
         """T_base_cam (4, 4) from ``camera_mount_xyz`` / ``camera_mount_rpy``."""

@@ -201,6 +201,8 @@ class MonodepthNode(Node):
             + (f", pose network at 1/{meta.pose_downscale} of it" if meta is not None and meta.pose_downscale != 1 else "")
             + (", pose decoder on the depth encoder's features (shared pose model)"
                if meta is not None and meta.pose_model == "shared" else "")
+            + (", depth from the half-resolution disparity head, upsampled (depth_output_scale 1)"
+               if p.depth_output_scale else "")
             + (f", {p.checkpoint_dir}" if meta else ""))
         if meta is not None and sources["network_size"] == "parameter" and p.network_size != meta.network_size:
             self.get_logger().warning(f"the checkpoint was trained at {format_size(meta.network_size)}; running it at "

@@ -30,6 +30,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="network input size, multiples of 32 (default: the checkpoint's)")
     p.add_argument("--channel-order", choices=["rgb", "bgr"], default="rgb", help="channel order of the input images")
     p.add_argument("--depth-resolution", choices=["network", "camera"], default="network")
+    p.add_argument("--depth-output-scale", type=int, choices=[0, 1], default=0,
+                   help="disparity head the depth graph ends at: 0 full resolution, 1 half resolution upsampled to the "
+                        "same size (skips the decoder's last stage; the node's depth_output_scale must match to use "
+                        "this export)")
     p.add_argument("--no-pose", action="store_true", help="export the depth graph only")
     p.add_argument("--int8", action="store_true",
                    help="also write int8 graphs calibrated on --calibration-bag frames: ONNX Runtime's for CPUs with "
@@ -87,7 +91,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     tmp = temporary_dir(out / "export")
     try:
         export_onnx(depth_net, pose_net, tmp, camera_size, network_size, meta.min_depth, meta.max_depth,
-                    args.channel_order, args.depth_resolution == "camera", weights_fingerprint(args.checkpoint_dir))
+                    args.channel_order, args.depth_resolution == "camera", weights_fingerprint(args.checkpoint_dir),
+                    depth_output_scale=args.depth_output_scale)
         errors = onnxruntime_parity(depth_net, pose_net, tmp)
         print("onnxruntime vs PyTorch: " + json.dumps(errors))
         if calibration is not None:
@@ -163,7 +168,7 @@ def _build_engines(args: argparse.Namespace, onnx_dir: Path, network_size: tuple
         return 3
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     spec = ModelSpec(checkpoint_dir=args.checkpoint_dir, network_size=network_size, device="cuda", precision=args.tensorrt,
-                     with_pose=not args.no_pose)
+                     with_pose=not args.no_pose, depth_output_scale=args.depth_output_scale)
     try:
         engines = tensorrt_engines(spec, api, args.workspace_mb << 20, onnx_dir)
     except BackendError as exc:

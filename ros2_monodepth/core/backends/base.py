@@ -50,6 +50,8 @@ class ModelSpec:
     precision: str = "fp32"
     seed: int = 0
     trace: bool = True            # torch on CPU: TorchScript-trace and freeze (False: eager, for debugging)
+    # 1: depth from the decoder's half-resolution disparity head, upsampled (its full-resolution stage not run)
+    depth_output_scale: int = 0
 
 
 @dataclass(frozen=True)

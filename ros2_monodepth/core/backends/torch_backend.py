@@ -58,7 +58,7 @@ class TorchBackend(InferenceBackend):
         bgr = spec.channel_order == "bgr"
         shared = pose_net is not None and pose_net.shared
         self.depth_model = DepthInference(depth_net, spec.network_size, spec.min_depth, spec.max_depth, bgr, spec.output_size,
-                                          with_features=shared)
+                                          with_features=shared, output_scale=spec.depth_output_scale)
         self.pose_model: Optional[torch.nn.Module] = None
         if pose_net is not None:
             self.pose_model = PoseFromFeatures(pose_net) if shared else PoseInference(pose_net, spec.network_size, bgr)

@@ -67,6 +67,9 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default: %(default)s)")
     p.add_argument("--threads", type=int, default=0, help="model and train modes: torch threads (default: %(default)s, torch's)")
     p.add_argument("--repeats", type=int, default=30, help="timed frames per configuration / of the baseline (default: %(default)s)")
+    p.add_argument("--depth-output-scale", type=int, choices=[0, 1], default=0,
+                   help="model and profile modes: the disparity head the depth graph ends at, 0 full or 1 half "
+                        "resolution (node mode: --param depth_output_scale:=1) (default: %(default)s)")
     m = p.add_argument_group("model mode")
     m.add_argument("--configs", nargs="+", default=list(MODEL_CONFIGS), metavar="BACKEND:PRECISION",
                    help="configurations to time next to the eager fp32 baseline; torch takes a third field "
@@ -160,13 +163,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     res: Dict[str, Any]
     if args.mode == "model":
         res = model_bench(ModelBenchConfig(args.checkpoint, network_size, args.warmup, args.repeats, args.threads,
-                                           list(args.configs)), frames)
+                                           list(args.configs), args.depth_output_scale), frames)
         table = print_model_table(res)
     elif args.mode == "profile":
         from .profile import ProfileConfig, print_profile_table, profile_bench
 
         precision = args.precision if args.precision in ("int8", "fp32") else "int8"
-        res = profile_bench(ProfileConfig(args.checkpoint, network_size, precision, args.warmup, args.repeats), frames)
+        res = profile_bench(ProfileConfig(args.checkpoint, network_size, precision, args.warmup, args.repeats,
+                                          depth_output_scale=args.depth_output_scale), frames)
         table = print_profile_table(res)
     elif args.mode == "train":
         assert K is not None, "train mode reads frames with their intrinsics"

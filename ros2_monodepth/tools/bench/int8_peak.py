@@ -70,24 +70,33 @@ def measure_int8_peak(repeats: int = 20, warmup: int = 3, shape: Sequence[int] =
 
 
 def graph_macs(graph: Path) -> int:
-    """Multiply-accumulates of one run of an ONNX graph's convolutions (Conv, QLinearConv, ConvInteger), from its
-    static shapes: output elements x input channels per group x kernel area."""
+    """Multiply-accumulates of one run of an ONNX graph's convolutions (Conv, QLinearConv, ConvInteger): output
+    elements x input channels per group x kernel area. The output shapes come from one run of the graph on zeros
+    with every convolution's output exposed (the exporter computes some pads and sizes, which static shape inference
+    does not follow), optimisations off so that every node is there under its own name."""
     import onnx
+    import onnxruntime as ort
 
     from .profile import kernel_volumes
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(graph)))
-    shapes: Dict[str, Sequence[int]] = {}
-    for value in list(model.graph.value_info) + list(model.graph.output) + list(model.graph.input):
-        dims = value.type.tensor_type.shape.dim
-        if dims and all(d.HasField("dim_value") for d in dims):
-            shapes[value.name] = [d.dim_value for d in dims]
     volumes = kernel_volumes(graph)
-    total = 0
-    for node in model.graph.node:
-        if node.name in volumes and node.output and node.output[0] in shapes:
-            total += int(np.prod(shapes[node.output[0]])) * volumes[node.name]
-    return total
+    model = onnx.load(str(graph))
+    convs = [n for n in model.graph.node if n.name in volumes and n.output]
+    present = {o.name for o in model.graph.output}
+    for n in convs:
+        if n.output[0] not in present:
+            model.graph.output.append(onnx.ValueInfoProto(name=n.output[0]))
+            present.add(n.output[0])
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    dtypes = {"tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(float)": np.float32,
+              "tensor(float16)": np.float16}
+    feeds = {i.name: np.zeros([int(d) if isinstance(d, int) else 1 for d in i.shape], dtypes.get(i.type, np.float32))
+             for i in session.get_inputs()}
+    names = [n.output[0] for n in convs]
+    shapes = dict(zip(names, (o.shape for o in session.run(names, feeds))))
+    return int(sum(int(np.prod(shapes[n.output[0]])) * volumes[n.name] for n in convs))
 
 
 def floor_figures(macs: int, peak_gmac_s: float, measured_ms: Optional[float] = None) -> Dict[str, Any]:

@@ -23,6 +23,7 @@ class ModelBenchConfig:
     repeats: int = 30
     threads: int = 0
     configs: List[str] = field(default_factory=lambda: list(MODEL_CONFIGS))
+    depth_output_scale: int = 0     # the disparity head of every configuration's depth (the baseline keeps scale 0)
 
 
 def time_calls(fn: Callable[[np.ndarray, np.ndarray], object], frames: List[np.ndarray], repeats: int) -> List[float]:
@@ -89,6 +90,7 @@ def model_bench(cfg: ModelBenchConfig, frames: List[np.ndarray]) -> Dict[str, An
         torch.set_num_threads(cfg.threads)
     size = cfg.network_size
     # accuracy reference: the fp32 eager model with the backends' own preprocessing (in-graph resize)
+    # (scale 0: the configurations' difference from the full-resolution head is part of what is reported)
     ref_backend, _ = create_backend("torch", ModelSpec(checkpoint_dir=cfg.checkpoint, network_size=size, device="cpu",
                                                        precision="fp32", trace=False))
     reference: List[np.ndarray] = [ref_backend.depth(f) for f in frames]
@@ -101,7 +103,8 @@ def model_bench(cfg: ModelBenchConfig, frames: List[np.ndarray]) -> Dict[str, An
         name, precision, *mode = name_cfg.split(":")
         try:
             backend, _ = create_backend(name, ModelSpec(checkpoint_dir=cfg.checkpoint, network_size=size, device="cpu",
-                                                        precision=precision, trace=mode != ["eager"]))
+                                                        precision=precision, trace=mode != ["eager"],
+                                                        depth_output_scale=cfg.depth_output_scale))
         except Exception as exc:  # a backend that cannot run here is reported, not fatal
             rows[name_cfg] = {"error": str(exc)}
             continue
@@ -129,6 +132,7 @@ def model_bench(cfg: ModelBenchConfig, frames: List[np.ndarray]) -> Dict[str, An
             floor = int8_floor(backend, med)
         backend.close()
     out = {"mode": "model", "network_size": list(size), "camera_size": list(frames[0].shape[:2]),
+           "depth_output_scale": cfg.depth_output_scale,
            "threads": torch.get_num_threads(), "baseline_ms": base_ms, "rows": rows}
     if floor is not None:
         out["int8_floor"] = floor

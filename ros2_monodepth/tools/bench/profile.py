@@ -34,6 +34,7 @@ class ProfileConfig:
     warmup: int = 5
     repeats: int = 30
     top: int = 15
+    depth_output_scale: int = 0
 
 
 def conv_macs(output_shape: Sequence[int], kernel_volume: int) -> int:
@@ -172,7 +173,8 @@ def profile_bench(cfg: ProfileConfig, frames: Sequence[np.ndarray]) -> Dict[str,
 
     meta = read_metadata(cfg.checkpoint) if cfg.checkpoint else None
     size = meta.network_size if meta is not None and cfg.network_size == (0, 0) else cfg.network_size
-    spec = ModelSpec(checkpoint_dir=cfg.checkpoint, network_size=size, precision=cfg.precision)
+    spec = ModelSpec(checkpoint_dir=cfg.checkpoint, network_size=size, precision=cfg.precision,
+                     depth_output_scale=cfg.depth_output_scale)
     graphs = graph_set(spec) if cfg.precision == "int8" else None
     pose_graph: Optional[Path]
     if graphs is None:
