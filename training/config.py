@@ -394,6 +394,7 @@ class EvalConfig:
     backend: str = "auto"
     precision: str = "auto"
     crop: str = ""                               # '' = the checkpoint's (its metadata); others: offline only
+    depth_output_scale: int = 0                  # the node's depth_output_scale (not with backend 'offline')
     # the evaluation's depth cap (ground truth and prediction), not the networks' disparity-to-depth range
     cap_min_depth: float = 0.1
     cap_max_depth: float = 80.0
@@ -438,6 +439,9 @@ def eval_parser() -> argparse.ArgumentParser:
                         "figures)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default=d.precision,
                    help="the node's precision parameter (not used with --backend offline)")
+    p.add_argument("--depth-output-scale", type=int, choices=(0, 1), default=d.depth_output_scale,
+                   help="the node's depth_output_scale: 1 scores the half-resolution disparity head, upsampled (not "
+                        "used with --backend offline)")
     p.add_argument("--crop", choices=("", "center", "bottom", "top", "none"), default=d.crop,
                    help="--backend offline only: another crop than the checkpoint's ('' = the checkpoint's, as the "
                         "node applies it)")

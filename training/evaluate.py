@@ -330,7 +330,8 @@ def predict_as_node(checkpoint: Optional[str], cfg: EvalConfig, frames: List[Gro
     pcfg = PipelineConfig(checkpoint_dir=checkpoint or "", backend=cfg.backend, precision=cfg.precision,
                           network_size=cfg.network_size if cfg.network_size != (0, 0) or checkpoint
                           else meta.network_size,
-                          depth_resolution="network", publish_odometry=True)
+                          depth_resolution="network", publish_odometry=True,
+                          depth_output_scale=cfg.depth_output_scale)
     pipeline, why = FramePipeline.create(pcfg)
     try:
         H, W = frames[0].rgb.shape[:2]
@@ -371,13 +372,16 @@ def evaluate(checkpoint: Optional[str], cfg: EvalConfig, out: Optional[Path] = N
         plan = ResizePlan.make(frames[0].rgb.shape[:2], size, K, cfg.crop or meta.crop, meta.resize_filter)
         depths, rel = predict(depth_net, pose_net, frames, plan, meta)
         notes["networks"] = f"offline: eager PyTorch fp32, {cfg.crop or meta.crop} crop"
+        if cfg.depth_output_scale:
+            notes["depth_output_scale"] = "ignored with --backend offline (the full-resolution head is scored)"
     else:
         if cfg.crop and cfg.crop != meta.crop:
             notes["crop"] = f"--crop {cfg.crop} ignored: the node applies the checkpoint's ({meta.crop}); use --backend offline"
         plan, depths, rel, described = predict_as_node(checkpoint, cfg, frames, K, meta)
         if pose_net is None:
             rel = []
-        notes["networks"] = f"as the node runs them: {described}, {meta.crop} crop"
+        notes["networks"] = (f"as the node runs them: {described}, {meta.crop} crop"
+                             + (", depth from the half-resolution head (depth_output_scale 1)" if cfg.depth_output_scale else ""))
     result: Dict[str, Any] = {"checkpoint": checkpoint or "untrained", "size": list(size), "backend": cfg.backend}
     if isinstance(meta.extra.get("verdict"), dict):
         from .verdict import format_verdict
