@@ -769,11 +769,13 @@ def _run_epochs(run: TrainingRun) -> None:
             progress.done_in_epoch = 0
             if run.main_proc:
                 val = validate(run.model, run.val_loader, run.device, a.channels_last)
-                if run.writer is not None:
+                held_out = math.isfinite(val)      # NaN: no validation frames (--val-fraction 0)
+                if run.writer is not None and held_out:
                     run.writer.add_scalar("val/loss", val, progress.step)
                 if not run.show_progress:
                     print(f"[train] epoch {progress.epoch}/{a.epochs} step {progress.step} loss "
-                          f"{run.last.get('loss', float('nan')):.4f} val {val:.4f}", flush=True)
+                          f"{run.last.get('loss', float('nan')):.4f} "
+                          + (f"val {val:.4f}" if held_out else "(no validation frames)"), flush=True)
         run.checkpoint()
 
 
