@@ -724,18 +724,21 @@ def test_a_stuck_run_restarts_from_a_new_initialisation(street_bag, tmp_path, mo
 def test_the_verdict_names_flicker_and_a_pose_network_that_explains_nothing():
     from ros2_monodepth_training.verdict import LearningMonitor, format_verdict
 
-    def monitor(**terms):
+    def monitor(first_step=100, **terms):
         m = LearningMonitor(window=5)
         base = {"photometric": 0.07, "identity_photometric": 0.071, "automask_fraction": 0.05, "brightness_change": 0.001,
                 "translation_share_x": 0.8, "translation_share_y": 0.1, "translation_share_z": 0.1, "translation_norm": 0.01}
         for step in range(5):
-            m.add(step + 1, {**base, **terms})
+            m.add(first_step + step, {**base, **terms})
         return m
 
     info = 0.0   # static frame share
     stuck = monitor().verdict(info, False, False, "")
     assert not stuck["learned"] and "pose network is stuck" in stuck["cause"] and "sideways" in stuck["cause"]
     assert "--pose-prior" not in stuck["cause"]
+    # a smoke test of a few steps is not called stuck: too short to tell
+    short = monitor(first_step=1).verdict(info, False, False, "")
+    assert not short["learned"] and "too short to tell: 5 step(s)" in short["cause"] and "stuck" not in short["cause"]
     off = {"mode": "off", "used": False, "known": 0, "looked_at": 0, "total": 50, "reason": "off (--pose-prior off)"}
     unguided = monitor().verdict(info, False, False, "", pose_prior=off)
     assert "leave --pose-prior at auto" in unguided["cause"] and unguided["evidence"]["pose_prior"].startswith("not used")

@@ -148,7 +148,7 @@ def test_a_run_with_the_prior_says_how_many_pairs_it_guides(fast_bag, tmp_path, 
     assert used >= 8 and known >= used - 1, printed
     assert "WARNING: the pose prior" not in printed
     assert summary["steps"] == 3 and summary["last"]["pose_prior_pairs"] >= 2
-    for bad in (["--pose-prior-weight", "-1"], ["--pose-prior", "sometimes"],
+    for bad in (["--pose-prior-weight", "-1"], ["--pose-prior", "sometimes"], ["--pose-prior-floor", "1.5"],
                 ["--pose-prior", "on", "--no-monocular", "--stereo", "--right-topic", "/r", "--right-camera-info-topic", "/ri"]):
         with pytest.raises(SystemExit):
             parse_train_args([str(fast_bag), *bad])

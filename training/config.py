@@ -107,6 +107,7 @@ class TrainConfig:
     pose_prior: str = "auto"
     pose_prior_weight: float = 1.0
     pose_prior_steps: int = 200
+    pose_prior_floor: float = 0.0     # share of the weight kept after the fade (0: the photometric loss alone)
     # training-loop details that differ from Monodepth2's reference trainer (issue 18's ablations)
     tie_break: str = "fixed"
     pose_batch: str = "joint"
@@ -144,6 +145,8 @@ class TrainConfig:
             out.append("velocity supervision scales the pose network: it needs monocular training")
         if self.pose_prior_weight < 0 or self.pose_prior_steps < 0:
             out.append("--pose-prior-weight and --pose-prior-steps must be >= 0")
+        if not 0.0 <= self.pose_prior_floor <= 1.0:
+            out.append(f"--pose-prior-floor is a share of --pose-prior-weight in [0, 1], got {self.pose_prior_floor:g}")
         if self.pose_prior not in PRIOR_MODES:
             out.append(f"--pose-prior is one of {', '.join(PRIOR_MODES)}, got '{self.pose_prior}'")
         if self.pose_prior == "on" and not self.monocular:
@@ -318,7 +321,10 @@ def train_parser() -> argparse.ArgumentParser:
     g.add_argument("--pose-prior-weight", type=float, default=d.pose_prior_weight, metavar="W",
                    help="weight of the prior at its start (0: off)")
     g.add_argument("--pose-prior-steps", type=int, default=d.pose_prior_steps, metavar="STEPS",
-                   help="the prior fades out linearly over these steps; the photometric loss decides alone after them")
+                   help="the prior fades out linearly over these steps (to --pose-prior-floor)")
+    g.add_argument("--pose-prior-floor", type=float, default=d.pose_prior_floor, metavar="SHARE",
+                   help="share of --pose-prior-weight kept after the fade, for the whole run (0: the photometric loss "
+                        "decides alone after the fade)")
     x = p.add_argument_group("training-loop details (the reference trainer's choice in brackets; for ablations)")
     x.add_argument("--tie-break", choices=("fixed", "noise"), default=d.tie_break,
                    help="identity vs reprojection ties: a fixed 1e-5 bias, or zero-mean noise of that size [noise]")

@@ -429,16 +429,18 @@ def _pose_prior_term(poses: Dict[int, torch.Tensor], prior: torch.Tensor, cfg: L
     return cfg.pose_prior * cfg.pose_prior_share * loss
 
 
-def prior_fade(step: int, steps: int) -> float:
-    """The share of the pose prior in force at ``step`` (1-based): 1 at the start, falling linearly to 0 at ``steps``;
-    the photometric loss decides alone after that.
+def prior_fade(step: int, steps: int, floor: float = 0.0) -> float:
+    """The share of the pose prior in force at ``step`` (1-based): 1 at the start, falling linearly to ``floor`` at
+    ``steps`` and staying there; with ``floor`` 0 the photometric loss decides alone after the fade.
 
     >>> [prior_fade(s, 4) for s in (1, 2, 4, 9)]
     [1.0, 0.75, 0.25, 0.0]
+    >>> [prior_fade(s, 4, floor=0.2) for s in (1, 3, 5, 90)]
+    [1.0, 0.6, 0.2, 0.2]
     """
     if steps <= 0:
-        return 0.0
-    return max(0.0, 1.0 - (step - 1) / steps)
+        return floor
+    return max(floor, 1.0 - (1.0 - floor) * (step - 1) / steps)
 
 
 @torch.no_grad()

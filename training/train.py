@@ -587,7 +587,9 @@ def _report_start(run: TrainingRun, msg: str, dtype: Optional[torch.dtype], comp
             print("[train] WARNING: no training frame pair has odometry: the checkpoint will not be metric", flush=True)
     decision = run.data_info.pose_prior
     if decision is not None and decision.used:
-        print(f"[train] two-view pose prior (weight {a.pose_prior_weight:g}, fading out over {a.pose_prior_steps} steps): "
+        fade = (f"fading out over {a.pose_prior_steps} steps" if not a.pose_prior_floor else
+                f"fading over {a.pose_prior_steps} steps to {a.pose_prior_floor:g} of it, kept there")
+        print(f"[train] two-view pose prior (weight {a.pose_prior_weight:g}, {fade}): "
               f"{decision.known} of {decision.looked_at} training frame pairs have a geometric estimate (the others too "
               f"little parallax or texture; --pose-prior {decision.mode})", flush=True)
         if decision.known < 0.5 * decision.looked_at:
@@ -613,7 +615,7 @@ def _train_step(run: TrainingRun, batch: TripletBatch) -> LossOutput:
     a, model = run.a, run.model
     step = run.progress.step + 1
     velocity_share = velocity_ramp(step, a.velocity_warmup) if run.loss_cfg.velocity > 0 else 1.0
-    prior_share = prior_fade(step, a.pose_prior_steps) if run.loss_cfg.pose_prior > 0 else 1.0
+    prior_share = prior_fade(step, a.pose_prior_steps, a.pose_prior_floor) if run.loss_cfg.pose_prior > 0 else 1.0
     if (velocity_share, prior_share) != (model.cfg.velocity_share, model.cfg.pose_prior_share):
         model.cfg = replace(run.loss_cfg, velocity_share=velocity_share, pose_prior_share=prior_share)
     out = run.ddp_model(batch)
