@@ -147,10 +147,57 @@ def test_quantize_moves_above_pad_and_concat_with_identical_results():
     assert quantize_before_data_movement(model) == 0
 
 
-def test_the_stem_as_space_to_depth_gives_bit_identical_int8_graphs(checkpoint, tmp_path):
+def _exact_stem_sums(q, kernel, stride, pads):
+    """Integer convolution of uint8 values ``q`` (C, H, W) with an integer kernel (O, C, k, k), padding with zeros,
+    in int64: the sums an exact int8 convolution computes (before requantisation)."""
+    top, left, bottom, right = pads
+    x = np.pad(q.astype(np.int64), ((0, 0), (top, bottom), (left, right)))
+    k = kernel.shape[-1]
+    rows = (x.shape[1] - k) // stride + 1
+    cols = (x.shape[2] - k) // stride + 1
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))[:, ::stride, ::stride][:, :rows, :cols]
+    return np.einsum("chwij,ocij->ohw", windows, kernel.astype(np.int64))
+
+
+@pytest.mark.parametrize("channels", [3, 6])
+def test_the_space_to_depth_stem_computes_the_same_integer_sums(channels):
+    """What makes the stem rewrite exact, checked without ONNX Runtime: SpaceToDepth(2) of the (zero-point-shifted)
+    input and the 4x4 kernel of ``_space_to_depth_kernel`` give, pixel for pixel, the integer sums of the 7x7
+    stride-2 convolution with padding 3, for the depth stem (3 channels) and the pose stem (6)."""
+    from ros2_monodepth.core.quantize import _space_to_depth_kernel
+
+    rng = np.random.default_rng(channels)
+    weight = rng.integers(-127, 128, size=(16, channels, 7, 7)).astype(np.int8)
+    shifted = rng.integers(-128, 128, size=(channels, 24, 40))          # uint8 input minus its zero point
+    original = _exact_stem_sums(shifted, weight, 2, (3, 3, 3, 3))
+    blocks = shifted.reshape(channels, 12, 2, 20, 2).transpose(2, 4, 0, 1, 3).reshape(4 * channels, 12, 20)
+    rewritten = _exact_stem_sums(blocks, _space_to_depth_kernel(weight), 1, (2, 2, 1, 1))
+    assert original.shape == rewritten.shape == (16, 12, 20)
+    np.testing.assert_array_equal(rewritten, original)
+    # a kernel laid out one block off would not pass
+    shifted_kernel = np.roll(_space_to_depth_kernel(weight), 1, axis=-1)
+    assert not np.array_equal(_exact_stem_sums(blocks, shifted_kernel, 1, (2, 2, 1, 1)), original)
+
+
+def _cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return set(next((line for line in f if line.startswith("flags")), "").split())
+    except OSError:
+        return set()
+
+
+def test_the_stem_as_space_to_depth_gives_the_same_int8_graphs(checkpoint, tmp_path):
     """The encoders' 7x7 stride-2 stem rewritten as SpaceToDepth + 4x4 convolution (``stem_space_to_depth``): the
-    depth graph (3-channel stem) and the pose graph (6-channel stem) give exactly the outputs of the same int8
-    graphs without the rewrite, on frames calibration did not see; the TensorRT flavour keeps its stems."""
+    depth graph (3-channel stem) and the pose graph (6-channel stem) give the outputs of the same int8 graphs without
+    the rewrite, on frames calibration did not see; the TensorRT flavour keeps its stems.
+
+    Bit-identical where ONNX Runtime's int8 convolution computes exact integer sums, as on this project's AVX512-VNNI
+    EPYC and on AVX2 (the same graphs under valgrind, which hides AVX-512). On a Xeon with AMX the two graphs
+    differed (by up to 6e-4 in disparity: ONNX Runtime's int8 kernels there are not exact for one of the two
+    layouts, see microsoft/onnxruntime#26324 on the first QLinearConv with AMX); there the two must agree within 1 %
+    mean relative depth and 1e-3 in the pose matrix, and the rewritten depth graph within the stated int8 tolerance
+    of fp32. The exact sums themselves are checked without ONNX Runtime, on every CPU, above."""
     import onnx
 
     from ros2_monodepth.core.export import DEPTH_ONNX, POSE_ONNX
@@ -158,6 +205,7 @@ def test_the_stem_as_space_to_depth_gives_bit_identical_int8_graphs(checkpoint, 
 
     import onnxruntime as ort
 
+    exact_kernels = "amx_int8" not in _cpu_flags()
     export_onnx(*build_networks(ModelSpec(checkpoint_dir=str(checkpoint))), tmp_path, CAMERA, NETWORK, 0.1, 100.0)
     frames = generated_calibration_frames(CAMERA, count=6, seed=3)
     unseen = generated_calibration_frames(CAMERA, count=3, seed=11)
@@ -169,11 +217,18 @@ def test_the_stem_as_space_to_depth_gives_bit_identical_int8_graphs(checkpoint, 
         rewritten = onnx.load(str(tmp_path / f"{kind}.s2d.onnx"))
         assert [n.op_type for n in rewritten.graph.node].count("SpaceToDepth") == 1, kind
         assert "SpaceToDepth" not in {n.op_type for n in onnx.load(str(tmp_path / f"{kind}.plain.onnx")).graph.node}
+        fp32 = ort.InferenceSession(str(tmp_path / src), providers=["CPUExecutionProvider"])
         plain = ort.InferenceSession(str(tmp_path / f"{kind}.plain.onnx"), providers=["CPUExecutionProvider"])
         s2d = ort.InferenceSession(str(tmp_path / f"{kind}.s2d.onnx"), providers=["CPUExecutionProvider"])
         for feed in feeds:
-            for a, b in zip(plain.run(None, feed), s2d.run(None, feed)):
-                np.testing.assert_array_equal(a, b)
+            for a, b, f in zip(plain.run(None, feed), s2d.run(None, feed), fp32.run(None, feed)):
+                if exact_kernels:
+                    np.testing.assert_array_equal(a, b)
+                elif kind == "depth":
+                    assert float(np.mean(np.abs(b - a) / np.abs(a))) <= 0.01
+                    assert float(np.mean(np.abs(b - f) / np.abs(f))) <= INT8_DEPTH_ABS_REL
+                else:
+                    assert float(np.abs(b - a).max()) <= 1e-3
     quantize_graph(tmp_path / DEPTH_ONNX, tmp_path / "depth.trt.onnx", "depth", frames, flavour="tensorrt")
     assert "SpaceToDepth" not in {n.op_type for n in onnx.load(str(tmp_path / "depth.trt.onnx")).graph.node}
 

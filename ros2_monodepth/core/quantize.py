@@ -18,7 +18,8 @@ Choices, measured on a 2-core AVX512-VNNI CPU at 640x192 (README, Performance):
 - Three exact rewrites of the quantised graph follow (``rewrite_for_cpu``), measured on the 640x192 depth graph:
   * the encoders' first convolution (7x7, stride 2, 3 or 6 input channels) becomes SpaceToDepth(2), before its
     input's QuantizeLinear, and a 4x4 stride-1 convolution on 12 or 24 channels whose int8 kernel holds the same
-    values (and zeros, ``stem_space_to_depth``): the same integer sums, bit-identical output. ORT's int8
+    values (and zeros, ``stem_space_to_depth``): the same integer sums, bit-identical output where ORT's int8
+    kernels are exact (AVX512-VNNI, AVX2; with AMX they differed by 0.3 %, docs/performance.md). ORT's int8
     convolution ran the 3-channel stem at a third of the graph's best rate; the stem alone (Q, conv, ReLU, DQ at
     640x192) went from 4.0-4.7 ms to 3.0-3.2 ms.
   * each QuantizeLinear that follows a reflection / edge Pad or a Concat moves above it, so those move uint8
